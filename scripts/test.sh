@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up, lint, and run the test suite (what CI runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,225 @@
+"""Reading one checkpoint file safely: safetensors, weights-only PyTorch pickles, diffusers model folders."""
+
+from __future__ import annotations
+
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from lcsc.errors import CheckpointError
+
+__all__ = [
+    "CHECKPOINT_SUFFIXES",
+    "DIFFUSERS_WEIGHTS",
+    "LoadedCheckpoint",
+    "discover_checkpoints",
+    "load_checkpoint",
+    "read_step",
+    "weights_file",
+]
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
+_PREFIXES = ("module.", "_orig_mod.")
+_WRAPPER_KEYS = ("state_dict", "model", "module", "net", "ema", "model_ema", "ema_model", "params")
+_STEP_KEYS = ("step", "global_step", "iteration", "iter")
+_IGNORED_DIRS = {".lcsc-cache", "__pycache__"}
+
+
+@dataclass
+class LoadedCheckpoint:
+    """One checkpoint's tensors (prefixes stripped) and its scalar metadata."""
+
+    path: Path
+    tensors: dict[str, torch.Tensor]
+    metadata: dict[str, Any]
+
+
+def weights_file(path: Path) -> Path:
+    """The file that holds a checkpoint's weights: the file itself, or a diffusers folder's weights file."""
+    if path.is_dir():
+        for candidate in (path / DIFFUSERS_WEIGHTS, path / "unet" / DIFFUSERS_WEIGHTS):
+            if candidate.is_file():
+                return candidate
+        raise CheckpointError(f"{path}: folder has no {DIFFUSERS_WEIGHTS} (not a diffusers model folder)")
+    return path
+
+
+def _is_diffusers_folder(path: Path) -> bool:
+    return (path / DIFFUSERS_WEIGHTS).is_file() or (path / "unet" / DIFFUSERS_WEIGHTS).is_file()
+
+
+def discover_checkpoints(paths_or_dir: str | Path | list[str | Path]) -> list[Path]:
+    """Expand a folder (or a list of files/folders) into checkpoint paths.
+
+    A folder yields its checkpoint files (by suffix) and its diffusers sub-folders; a folder that is itself a
+    diffusers model folder counts as one checkpoint.
+    """
+    items = [paths_or_dir] if isinstance(paths_or_dir, (str, Path)) else list(paths_or_dir)
+    if not items:
+        raise CheckpointError("no checkpoint paths given")
+    found: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if not path.exists():
+            raise CheckpointError(f"{path}: no such file or folder")
+        if path.is_file() or _is_diffusers_folder(path):
+            found.append(path)
+            continue
+        for child in sorted(path.iterdir()):
+            if child.name in _IGNORED_DIRS or child.name.startswith("."):
+                continue
+            if (child.is_file() and child.suffix in CHECKPOINT_SUFFIXES) or (
+                child.is_dir() and _is_diffusers_folder(child)
+            ):
+                found.append(child)
+    if not found:
+        raise CheckpointError(
+            f"{', '.join(str(p) for p in items)}: no checkpoints found "
+            f"(looked for {', '.join(CHECKPOINT_SUFFIXES)} files and diffusers folders)"
+        )
+    return found
+
+
+def _strip_prefixes(name: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _PREFIXES:
+            if name.startswith(prefix):
+                name = name[len(prefix) :]
+                changed = True
+    return name
+
+
+def _clean_tensors(path: Path, tensors: dict[str, Any]) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for name, value in tensors.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: entry {name!r} is a {type(value).__name__}, not a tensor")
+        clean = _strip_prefixes(name)
+        if clean in out:
+            raise CheckpointError(
+                f"{path}: keys {name!r} and another both become {clean!r} after prefix stripping"
+            )
+        out[clean] = value
+    if not out:
+        raise CheckpointError(f"{path}: holds no tensors")
+    return out
+
+
+def _load_safetensors(path: Path, key: str | None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            metadata = dict(fh.metadata() or {})
+            names = list(fh.keys())
+            if key:
+                prefix = key.rstrip(".") + "."
+                names = [n for n in names if n.startswith(prefix)]
+                if not names:
+                    raise CheckpointError(f"{path}: no tensors under key {key!r}")
+                tensors = {n[len(prefix) :]: fh.get_tensor(n) for n in names}
+            else:
+                tensors = {n: fh.get_tensor(n) for n in names}
+    except SafetensorError as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc})") from None
+    return tensors, metadata
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refused: this pickle needs weights_only=False, i.e. it would run arbitrary code to load "
+            f"({str(exc).splitlines()[0][:200]}). Re-save it as a plain state dict or as safetensors."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        # mmap=True fails on legacy (non-zip) files: retry without it before calling the file corrupt.
+        if "mmap" in str(exc) or "zip" in str(exc).lower():
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError as exc2:
+                raise CheckpointError(f"{path}: refused: needs weights_only=False ({exc2})") from None
+            except Exception as exc2:  # noqa: BLE001 - any failure here means the file is unusable
+                raise CheckpointError(
+                    f"{path}: corrupt, truncated or not a PyTorch checkpoint ({exc2})"
+                ) from None
+        raise CheckpointError(f"{path}: corrupt, truncated or not a PyTorch checkpoint ({exc})") from None
+
+
+def _unwrap(path: Path, obj: Any, key: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
+    metadata = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, (int, float, str, bool))}
+    if key:
+        node: Any = obj
+        for part in key.split("/"):
+            if not isinstance(node, dict) or part not in node:
+                raise CheckpointError(
+                    f"{path}: no entry {key!r} (top-level keys: {sorted(map(str, obj))[:12]})"
+                )
+            node = node[part]
+        if not isinstance(node, dict):
+            raise CheckpointError(f"{path}: entry {key!r} is a {type(node).__name__}, not a state dict")
+        return node, metadata
+    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj, {}
+    wrapped = [k for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict) and obj[k]]
+    if len(wrapped) == 1:
+        return obj[wrapped[0]], metadata
+    if len(wrapped) > 1:
+        raise CheckpointError(
+            f"{path}: holds several state dicts ({', '.join(wrapped)}); choose one with key=/--key"
+        )
+    raise CheckpointError(
+        f"{path}: not a state dict and no known wrapper key ({', '.join(_WRAPPER_KEYS)}); "
+        f"top-level keys: {sorted(map(str, obj))[:12]}"
+    )
+
+
+def load_checkpoint(path: str | Path, key: str | None = None) -> LoadedCheckpoint:
+    """Load one checkpoint's tensors without running pickled code.
+
+    ``key`` selects a wrapped state dict (``"ema"`` for ``{"ema": sd}``; ``"a/b"`` for nesting), or for
+    safetensors a name prefix.
+    """
+    path = Path(path)
+    source = weights_file(path)
+    if source.suffix == ".safetensors":
+        tensors, metadata = _load_safetensors(source, key)
+    elif source.suffix in CHECKPOINT_SUFFIXES:
+        tensors, metadata = _unwrap(path, _torch_load(source), key)
+    else:
+        raise CheckpointError(
+            f"{path}: unknown checkpoint type (expected one of {', '.join(CHECKPOINT_SUFFIXES)})"
+        )
+    return LoadedCheckpoint(path=path, tensors=_clean_tensors(path, tensors), metadata=metadata)
+
+
+def read_step(path: Path, metadata: dict[str, Any]) -> tuple[int, str]:
+    """The training step of a checkpoint and where it came from: metadata first, then the file name."""
+    for k in _STEP_KEYS:
+        if k in metadata:
+            try:
+                return int(metadata[k]), "metadata"
+            except (TypeError, ValueError):
+                raise CheckpointError(
+                    f"{path}: metadata {k}={metadata[k]!r} is not an integer step"
+                ) from None
+    name = path.name if path.is_dir() else path.stem
+    numbers = re.findall(r"\d+", name)
+    if path.is_dir() and not numbers and path.name == "unet":
+        numbers = re.findall(r"\d+", path.parent.name)
+    if not numbers:
+        raise CheckpointError(
+            f"{path}: no training step in its metadata ({'/'.join(_STEP_KEYS)}) or file name"
+        )
+    return int(numbers[-1]), "filename"

@@ -1,0 +1,289 @@
+"""CheckpointStack: K checkpoints of one network as one validated, step-ordered K×P matrix (memory-mapped)."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lcsc.atomic import atomic_path
+from lcsc.checkpoints.build import STORAGE_DTYPES, BuildResult, build_rows, npy_header, numpy_view
+from lcsc.checkpoints.cache import (
+    CacheFiles,
+    cache_files,
+    default_cache_dir,
+    load_cached,
+    map_matrix,
+    remove_stale,
+    write_sidecar,
+)
+from lcsc.checkpoints.layout import Layout
+from lcsc.checkpoints.reader import discover_checkpoints, read_step
+from lcsc.errors import CheckpointError
+
+__all__ = ["CheckpointStack"]
+
+
+@dataclass
+class CheckpointStack:
+    """K checkpoints as rows of ``matrix`` (K×P, float32 or a 16-bit storage dtype), ordered by training step.
+
+    Float parameters and float buffers form the matrix; non-float tensors (``extras``) come from the reference
+    (last) checkpoint. Use :meth:`open` to build one; :func:`lcsc.merge.merge` to combine rows.
+    """
+
+    paths: list[Path]
+    steps: list[int]
+    step_origins: list[str]
+    metadata: list[dict[str, Any]]
+    hashes: list[str]
+    layout: Layout
+    matrix: torch.Tensor
+    extras: dict[str, torch.Tensor]
+    cache_path: Path | None = None
+    cache_state: str = "in memory (no cache)"
+    notes: list[str] = field(default_factory=list)
+    _device_matrix: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    @property
+    def K(self) -> int:  # noqa: N802 - the paper's symbol
+        """Number of checkpoints."""
+        return self.matrix.shape[0]
+
+    @property
+    def P(self) -> int:  # noqa: N802 - the paper's symbol
+        """Number of combined (float) scalars per checkpoint."""
+        return self.matrix.shape[1]
+
+    @property
+    def storage_dtype(self) -> torch.dtype:
+        return self.matrix.dtype
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the K×P matrix."""
+        return self.matrix.numel() * self.matrix.element_size()
+
+    @classmethod
+    def open(
+        cls,
+        paths_or_dir: str | Path | list[str | Path],
+        *,
+        key: str | None = None,
+        storage: str = "float32",
+        cache: bool = True,
+        cache_dir: str | Path | None = None,
+        progress: bool = True,
+    ) -> CheckpointStack:
+        """Open checkpoints (a folder, or a list of files/folders) as a stack.
+
+        With ``cache=True`` the matrix is built once into ``cache_dir`` (default: ``.lcsc-cache`` beside the
+        checkpoints) and memory-mapped on later opens; ``cache=False`` builds it in RAM. ``storage`` may be
+        ``float32``, ``float16`` or ``bfloat16`` (merging always accumulates in float32).
+        """
+        if storage not in STORAGE_DTYPES:
+            raise CheckpointError(f"storage={storage!r}: expected one of {', '.join(STORAGE_DTYPES)}")
+        paths = _sorted_by_name_step([p.resolve() for p in discover_checkpoints(paths_or_dir)])
+        if len(paths) < 2:
+            raise CheckpointError(
+                f"{paths[0]}: only one checkpoint found; a linear combination needs at least two"
+            )
+        dtype = STORAGE_DTYPES[storage]
+        if not cache:
+            matrix_box: list[torch.Tensor] = []
+
+            def allocate(layout: Layout):
+                matrix_box.append(torch.empty((len(paths), layout.numel), dtype=dtype))
+                return lambda k, row: matrix_box[0][k].copy_(row)
+
+            result = build_rows(paths, allocate, key=key, storage=dtype, progress=progress)
+            order = _step_order(result)
+            matrix = matrix_box[0] if order == sorted(order) else matrix_box[0][order].contiguous()
+            return cls._assemble(result, order, matrix, None, "in memory (no cache)")
+        files = cache_files(paths, key, storage, Path(cache_dir) if cache_dir else default_cache_dir(paths))
+        if files.exists():
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                return cls._from_cache(files, dtype)
+        return cls._build_cache(paths, files, key, dtype, progress)
+
+    @classmethod
+    def _build_cache(
+        cls, paths: list[Path], files: CacheFiles, key: str | None, dtype: torch.dtype, progress: bool
+    ):
+        with atomic_path(files.matrix) as tmp:
+            with open(tmp, "wb") as fh:
+
+                def allocate(layout: Layout):
+                    npy_header(fh, dtype, (len(paths), layout.numel))
+                    return lambda k, row: fh.write(memoryview(numpy_view(row)).cast("B"))
+
+                result = build_rows(paths, allocate, key=key, storage=dtype, progress=progress)
+            order = _step_order(result)
+            if order != sorted(order):
+                _reorder_rows(tmp, order)
+        stack = cls._assemble(result, order, map_matrix(files.matrix, dtype), files, "built")
+        write_sidecar(files, stack._sidecar_info(), stack.extras)
+        remove_stale(files)
+        return stack
+
+    @classmethod
+    def _from_cache(cls, files: CacheFiles, dtype: torch.dtype) -> CheckpointStack:
+        info, matrix, extras = load_cached(files, dtype)
+        return cls(
+            paths=[Path(p) for p in info["paths"]],
+            steps=info["steps"],
+            step_origins=info["step_origins"],
+            metadata=info["metadata"],
+            hashes=info["hashes"],
+            layout=Layout.from_json(info["layout"]),
+            matrix=matrix,
+            extras=extras,
+            cache_path=files.matrix,
+            cache_state="reused",
+            notes=info.get("notes", []),
+        )
+
+    @classmethod
+    def _assemble(cls, r: BuildResult, order: list[int], matrix, files: CacheFiles | None, state: str):
+        """The stack in step order; ``matrix`` rows are already in that order."""
+        ref = order[-1]
+        extras = r.others[ref]
+        notes = [
+            f"{r.paths[k].name}: non-float tensor {name!r} differs from the reference {r.paths[ref].name}; "
+            "the reference value is used"
+            for k in order[:-1]
+            for name, t in r.others[k].items()
+            if not torch.equal(t, extras[name])
+        ]
+        for note in notes:
+            warnings.warn(note, stacklevel=3)
+        pick = lambda xs: [xs[k] for k in order]  # noqa: E731
+        return cls(
+            paths=pick(r.paths), steps=pick(r.steps), step_origins=pick(r.step_origins), metadata=pick(r.metadata),
+            hashes=pick(r.hashes), layout=r.layout, matrix=matrix, extras=extras,
+            cache_path=files.matrix if files else None, cache_state=state, notes=notes,
+        )  # fmt: skip
+
+    def _sidecar_info(self) -> dict[str, Any]:
+        return {
+            "paths": [str(p) for p in self.paths],
+            "steps": self.steps,
+            "step_origins": self.step_origins,
+            "metadata": self.metadata,
+            "hashes": self.hashes,
+            "layout": self.layout.to_json(),
+            "storage": str(self.storage_dtype).removeprefix("torch."),
+            "notes": self.notes,
+        }
+
+    def state_dict(self, vector: torch.Tensor, cast: bool = True) -> dict[str, torch.Tensor]:
+        """View a flat P-vector as a full state dict (float tensors are views when dtypes match; extras added)."""
+        if vector.dim() != 1 or vector.shape[0] != self.P:
+            raise CheckpointError(
+                f"vector of shape {tuple(vector.shape)} does not match this stack's P={self.P}"
+            )
+        out = self.layout.unflatten(vector, cast=cast)
+        out.update({k: v.to(vector.device) for k, v in self.extras.items()})
+        return out
+
+    def flatten(self, state_dict: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The float32 P-vector of a state dict with this stack's layout."""
+        self.layout.validate(Path("<state_dict>"), state_dict, self.paths[-1])
+        return self.layout.flatten(state_dict, out=torch.empty(self.P, dtype=torch.float32))
+
+    def checkpoint(self, k: int) -> dict[str, torch.Tensor]:
+        """The k-th checkpoint (in step order) as a state dict, as stored (float32 unless 16-bit storage)."""
+        return self.state_dict(self.matrix[k].to(torch.float32))
+
+    def device_matrix(self, device: torch.device) -> torch.Tensor | None:
+        """The matrix resident on ``device`` (copied once and kept), or None when it does not fit there."""
+        key = str(device)
+        if key not in self._device_matrix:
+            if device.type == "cuda":
+                free, _ = torch.cuda.mem_get_info(device)
+                if self.nbytes > 0.8 * free:
+                    return None
+            self._device_matrix[key] = self.matrix.to(device)
+        return self._device_matrix[key]
+
+    def summary(self) -> dict[str, Any]:
+        """What ``lcsc inspect`` shows: sizes, order, dtypes, disk use and cache state."""
+        from lcsc.checkpoints.reader import weights_file
+
+        dtypes: dict[str, int] = {}
+        for spec in self.layout.specs:
+            dtypes[spec.dtype] = dtypes.get(spec.dtype, 0) + spec.numel
+        return {
+            "K": self.K,
+            "P": self.P,
+            "steps": self.steps,
+            "order": [
+                {"step": s, "from": o, "file": str(p)}
+                for s, o, p in zip(self.steps, self.step_origins, self.paths)
+            ],
+            "tensors": len(self.layout.specs),
+            "non_float_tensors": [s.name for s in self.layout.other_specs],
+            "dtypes": dtypes,
+            "storage": str(self.storage_dtype).removeprefix("torch."),
+            "stack_bytes": self.nbytes,
+            "checkpoints_disk_bytes": sum(weights_file(p).stat().st_size for p in self.paths),
+            "cache_path": str(self.cache_path) if self.cache_path else None,
+            "cache_state": self.cache_state,
+            "cache_disk_bytes": _cache_bytes(self.cache_path),
+            "notes": self.notes,
+        }
+
+
+def _step_order(r: BuildResult) -> list[int]:
+    """Row indices in training-step order; two checkpoints with one step are an error."""
+    order = sorted(range(len(r.paths)), key=lambda k: r.steps[k])
+    for a, b in zip(order, order[1:]):
+        if r.steps[a] == r.steps[b]:
+            raise CheckpointError(f"{r.paths[a]} and {r.paths[b]} both have step {r.steps[a]}")
+    return order
+
+
+def _reorder_rows(path: Path, order: list[int]) -> None:
+    """Rewrite a .npy matrix with its rows permuted (only when metadata steps disagree with file names)."""
+    source = np.load(path, mmap_mode="r")
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.lib.format.write_array_header_2_0(
+            fh,
+            {
+                "descr": np.lib.format.dtype_to_descr(source.dtype),
+                "fortran_order": False,
+                "shape": source.shape,
+            },
+        )
+        for k in order:
+            fh.write(np.ascontiguousarray(source[k]).tobytes())
+    del source
+
+
+def _cache_bytes(matrix_path: Path | None) -> int:
+    if matrix_path is None:
+        return 0
+    stem = matrix_path.name[: -len(".npy")]
+    files = (
+        matrix_path,
+        matrix_path.with_name(stem + ".json"),
+        matrix_path.with_name(stem + ".extras.safetensors"),
+    )
+    return sum(p.stat().st_size for p in files if p.is_file())
+
+
+def _sorted_by_name_step(paths: list[Path]) -> list[Path]:
+    """Read files in file-name step order, so rows rarely need reordering once metadata steps are known."""
+
+    def name_step(p: Path) -> tuple[int, str]:
+        try:
+            return read_step(p, {})[0], p.name
+        except CheckpointError:
+            return -1, p.name
+
+    return sorted(paths, key=name_step)

@@ -1,0 +1,21 @@
+"""Exceptions raised by lcsc. Every message names the file, tensor or value at fault."""
+
+from __future__ import annotations
+
+__all__ = ["LCSCError", "CheckpointError", "CoefficientError", "ConfigError"]
+
+
+class LCSCError(Exception):
+    """Base class of every error lcsc raises on bad input; the CLI turns it into exit code 2."""
+
+
+class CheckpointError(LCSCError, ValueError):
+    """A checkpoint file or a set of checkpoints cannot be used."""
+
+
+class CoefficientError(LCSCError, ValueError):
+    """A coefficient vector or coefficient file is invalid for the stack it is applied to."""
+
+
+class ConfigError(LCSCError, ValueError):
+    """A configuration value is out of range or inconsistent."""

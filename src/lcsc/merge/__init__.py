@@ -1,0 +1,17 @@
+"""Merging: linear combinations of a checkpoint stack, per group, and the coefficient file format."""
+
+from lcsc.merge.coefficients import SUM_TOLERANCE, Coefficients
+from lcsc.merge.export import save_merged
+from lcsc.merge.groups import GroupPlan, groups_by_prefix
+from lcsc.merge.linear import merge, merge_coefficients, merge_many
+
+__all__ = [
+    "Coefficients",
+    "GroupPlan",
+    "SUM_TOLERANCE",
+    "groups_by_prefix",
+    "merge",
+    "merge_coefficients",
+    "merge_many",
+    "save_merged",
+]

@@ -1,0 +1,115 @@
+"""The CLI: real runs, and bad input giving exit code 2, one clear message, and no partial output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from lcsc.cli.main import main
+
+
+def _coeffs(path: Path, steps, values) -> Path:
+    path.write_text(json.dumps({"steps": steps, "coefficients": values}))
+    return path
+
+
+def test_inspect(ckpt_dir: Path, capsys) -> None:
+    assert main(["inspect", str(ckpt_dir)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "checkpoints (K)    5" in out and "100 … 500 every 100" in out and "stack cache        built" in out
+    )
+    assert main(["inspect", str(ckpt_dir), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["cache_state"] == "reused" and summary["K"] == 5
+
+
+def test_merge_writes_checkpoint_and_config(ckpt_dir: Path, tmp_path: Path, states) -> None:
+    coeffs = _coeffs(tmp_path / "c.json", [100, 200, 300, 400, 500], [0.0, 0.0, 1.5, -0.5, 0.0])
+    out = tmp_path / "merged.safetensors"
+    assert main(["merge", str(ckpt_dir), "--coeffs", str(coeffs), "-o", str(out)]) == 0
+    merged = load_file(str(out))
+    expected = 1.5 * states[2]["3.weight"] - 0.5 * states[3]["3.weight"]
+    assert torch.allclose(merged["3.weight"], expected, atol=1e-5)
+    assert set(merged) == set(states[0])
+    with safe_open(str(out), "pt") as fh:
+        meta = fh.metadata()
+    assert meta["step"] == "500" and json.loads(meta["lcsc_steps"]) == [100, 200, 300, 400, 500]
+    config = json.loads((tmp_path / "merged.config.json").read_text())
+    assert config["command"] == "merge" and len(config["hashes"]) == 5
+
+
+@pytest.mark.parametrize(
+    "steps,values,extra,match",
+    [
+        ([100, 200, 300, 400, 600], [0.2] * 5, [], "only in checkpoints: \\[500\\]"),
+        ([100, 200, 300, 400], [0.25] * 4, [], "steps do not match"),
+        ([100, 200, 300, 400, 500], [0.3] * 5, [], "sum to 1.5"),
+    ],
+)
+def test_merge_bad_coefficients(ckpt_dir: Path, tmp_path: Path, capsys, steps, values, extra, match) -> None:
+    coeffs = _coeffs(tmp_path / "c.json", steps, values)
+    out = tmp_path / "merged.safetensors"
+    assert main(["merge", str(ckpt_dir), "--coeffs", str(coeffs), "-o", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and len(err.strip().splitlines()) == 1
+    assert __import__("re").search(match, err)
+    assert not out.exists() and not list(tmp_path.glob(".merged*"))
+
+
+def test_merge_renormalize(ckpt_dir: Path, tmp_path: Path) -> None:
+    coeffs = _coeffs(tmp_path / "c.json", [100, 200, 300, 400, 500], [0.3] * 5)
+    out = tmp_path / "m.safetensors"
+    assert main(["merge", str(ckpt_dir), "--coeffs", str(coeffs), "-o", str(out), "--renormalize"]) == 0
+    assert out.is_file()
+
+
+def test_bad_checkpoint_dir_exit_code(tmp_path: Path, capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    assert main(["inspect", str(tmp_path / "empty")]) == 2
+    assert "no checkpoints found" in capsys.readouterr().err
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a-1.pt").write_bytes(b"junk")
+    (tmp_path / "junk" / "a-2.pt").write_bytes(b"junk")
+    assert main(["inspect", str(tmp_path / "junk")]) == 2
+    assert "a-1.pt" in capsys.readouterr().err
+
+
+def test_console_script_exit_code(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "lcsc.cli.main", "inspect", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "no such file or folder" in proc.stderr
+
+
+def test_quickstart_small(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "qs"
+    assert (
+        main(["quickstart", "-o", str(out), "--iterations", "60", "--window", "30", "--interval", "10"]) == 0
+    )
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["rows"]) == 4 and results["stack"]["K"] == 3
+    assert all(abs(r["sum"] - 1) < 1e-9 for r in results["rows"])
+    assert (out / "merged.safetensors").is_file() and (out / "config.json").is_file()
+    assert (
+        main(
+            [
+                "merge",
+                str(out / "checkpoints"),
+                "--coeffs",
+                str(out / "best_coefficients.json"),
+                "-o",
+                str(tmp_path / "m.safetensors"),
+            ]
+        )
+        == 0
+    )

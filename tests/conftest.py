@@ -1,0 +1,56 @@
+"""Shared fixtures: small networks and checkpoint folders written the ways users write them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lcsc.checkpoints import checkpoint_name, save_checkpoint
+
+
+def small_net() -> torch.nn.Module:
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 8 * 8, 10),
+    )
+
+
+def make_states(K: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
+    """K state dicts of ``small_net`` with random weights (num_batches_tracked equal across them)."""
+    gen = torch.Generator().manual_seed(seed)
+    net = small_net()
+    states = []
+    for _ in range(K):
+        sd = {}
+        for name, t in net.state_dict().items():
+            if name.endswith("running_var"):
+                sd[name] = torch.rand(t.shape, generator=gen) + 0.1
+            elif t.is_floating_point():
+                sd[name] = torch.randn(t.shape, generator=gen)
+            else:
+                sd[name] = t.clone()
+        states.append(sd)
+    return states
+
+
+def write_states(
+    folder: Path, states: list[dict[str, torch.Tensor]], steps: list[int] | None = None
+) -> list[Path]:
+    steps = steps or [100 * (k + 1) for k in range(len(states))]
+    return [save_checkpoint(folder / checkpoint_name(s), sd, step=s) for s, sd in zip(steps, states)]
+
+
+@pytest.fixture
+def states() -> list[dict[str, torch.Tensor]]:
+    return make_states(5)
+
+
+@pytest.fixture
+def ckpt_dir(tmp_path: Path, states) -> Path:
+    folder = tmp_path / "ckpts"
+    write_states(folder, states)
+    return folder
