@@ -1,8 +1,11 @@
-"""lcsc: Linear Combination of Saved Checkpoints for diffusion and consistency models."""
+"""lcsc: Linear Combination of Saved Checkpoints for diffusion and consistency models.
+
+Merging lives in :mod:`lcsc.merge` (``from lcsc.merge import merge, merge_many``).
+"""
 
 from lcsc.checkpoints import CheckpointStack, save_checkpoint
 from lcsc.errors import CheckpointError, CoefficientError, LCSCError
-from lcsc.merge import Coefficients, GroupPlan, merge, merge_many
+from lcsc.merge import Coefficients, GroupPlan
 
 __version__ = "0.1.0"
 
@@ -14,7 +17,5 @@ __all__ = [
     "GroupPlan",
     "LCSCError",
     "__version__",
-    "merge",
-    "merge_many",
     "save_checkpoint",
 ]

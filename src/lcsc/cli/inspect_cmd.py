@@ -15,6 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="describe a checkpoint set and its stack cache")
     p.add_argument("checkpoints", type=Path, nargs="+", help="a checkpoint folder, or checkpoint files")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--all", action="store_true", help="list every checkpoint (default: first and last five)")
     add_stack_options(p)
     p.set_defaults(func=run)
 
@@ -43,8 +44,10 @@ def run(args: argparse.Namespace) -> int:
         f"stack cache        {s['cache_state']}"
         + (f", {human_bytes(s['cache_disk_bytes'])} on disk at {s['cache_path']}" if s["cache_path"] else ""),
         "order:",
-        *[f"  {o['step']:>10}  {Path(o['file']).name}" for o in s["order"]],
     ]
+    order = s["order"]
+    shown = order if args.all or len(order) <= 12 else [*order[:5], None, *order[-5:]]
+    lines += [f"  {o['step']:>10}  {Path(o['file']).name}" if o else f"  {'…':>10}  ({len(order) - 10} more)" for o in shown]
     lines += [f"note: {n}" for n in s["notes"]]
     print("\n".join(lines))
     return 0
