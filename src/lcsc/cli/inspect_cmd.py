@@ -47,7 +47,10 @@ def run(args: argparse.Namespace) -> int:
     ]
     order = s["order"]
     shown = order if args.all or len(order) <= 12 else [*order[:5], None, *order[-5:]]
-    lines += [f"  {o['step']:>10}  {Path(o['file']).name}" if o else f"  {'…':>10}  ({len(order) - 10} more)" for o in shown]
+    lines += [
+        f"  {o['step']:>10}  {Path(o['file']).name}" if o else f"  {'…':>10}  ({len(order) - 10} more)"
+        for o in shown
+    ]
     lines += [f"note: {n}" for n in s["notes"]]
     print("\n".join(lines))
     return 0

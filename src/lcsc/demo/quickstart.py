@@ -15,7 +15,14 @@ from lcsc.checkpoints import CheckpointStack, checkpoint_name, save_checkpoint
 from lcsc.errors import ConfigError
 from lcsc.merge import Coefficients, merge_many, save_merged
 
-__all__ = ["QuickstartConfig", "QuickstartResult", "run_quickstart", "candidate_coefficients"]
+__all__ = [
+    "QuickstartConfig",
+    "QuickstartResult",
+    "candidate_coefficients",
+    "digits_split",
+    "quickstart_model",
+    "run_quickstart",
+]
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,8 @@ class QuickstartResult:
     timings: dict = field(default_factory=dict)
 
 
-def _data(seed: int) -> tuple[torch.Tensor, ...]:
+def digits_split(seed: int) -> tuple[torch.Tensor, ...]:
+    """(x_train, y_train, x_test, y_test): a fixed 80/20 split of the 1,797 digits, pixels in [0, 1]."""
     digits = load_digits()
     x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
     y = torch.tensor(digits.target, dtype=torch.long)
@@ -56,13 +64,13 @@ def _data(seed: int) -> tuple[torch.Tensor, ...]:
     return x[perm[:cut]], y[perm[:cut]], x[perm[cut:]], y[perm[cut:]]
 
 
-def _model(hidden: int) -> torch.nn.Module:
+def quickstart_model(hidden: int = 64) -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(64, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10))
 
 
 def _train(cfg: QuickstartConfig, out: Path, xtr: torch.Tensor, ytr: torch.Tensor) -> Path:
     torch.manual_seed(cfg.seed)
-    model, gen = _model(cfg.hidden), torch.Generator().manual_seed(cfg.seed + 1)
+    model, gen = quickstart_model(cfg.hidden), torch.Generator().manual_seed(cfg.seed + 1)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     ckpt_dir = out / "checkpoints"
     first = cfg.iterations - cfg.window + cfg.interval
@@ -101,7 +109,7 @@ def _evaluate(
 def run_quickstart(cfg: QuickstartConfig, out: str | Path) -> QuickstartResult:
     """Train, record, open the stack (memory-mapped cache), merge all candidates in one pass, evaluate, export."""
     out, res, t0 = Path(out), QuickstartResult(), time.perf_counter()
-    xtr, ytr, xte, yte = _data(cfg.seed)
+    xtr, ytr, xte, yte = digits_split(cfg.seed)
     res.checkpoint_dir = _train(cfg, out, xtr, ytr)
     res.timings["train_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -112,7 +120,7 @@ def run_quickstart(cfg: QuickstartConfig, out: str | Path) -> QuickstartResult:
     t2 = time.perf_counter()
     merged = merge_many(stack, np.stack(coeffs))
     res.timings["merge_many_s"] = time.perf_counter() - t2
-    model = _model(cfg.hidden)
+    model = quickstart_model(cfg.hidden)
     for name, a, vector in zip(names, coeffs, merged):
         loss, acc = _evaluate(model, stack.state_dict(vector), xte, yte)
         res.rows.append({"candidate": name, "held_out_loss": loss, "held_out_accuracy": acc,

@@ -4,11 +4,13 @@ from lcsc.merge.coefficients import SUM_TOLERANCE, Coefficients
 from lcsc.merge.export import save_merged
 from lcsc.merge.groups import GroupPlan, groups_by_prefix
 from lcsc.merge.linear import merge, merge_coefficients, merge_many
+from lcsc.merge.merger import StackMerger
 
 __all__ = [
     "Coefficients",
     "GroupPlan",
     "SUM_TOLERANCE",
+    "StackMerger",
     "groups_by_prefix",
     "merge",
     "merge_coefficients",

@@ -1,0 +1,163 @@
+"""``lcsc search CKPT_DIR --objective SPEC --evals N -o OUT_DIR`` (and ``lcsc search --resume OUT_DIR``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lcsc.atomic import write_json
+from lcsc.cli.common import add_stack_options, open_stack
+from lcsc.errors import ConfigError
+from lcsc.merge import Coefficients, StackMerger, groups_by_prefix
+from lcsc.objectives import load_objective
+from lcsc.search import SearchConfig, run_search, write_search_outputs
+
+__all__ = ["register"]
+
+_SAVED = "search_args.json"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="search LCSC coefficients (Algorithm 1) against an objective")
+    p.add_argument("checkpoints", type=Path, nargs="*", help="a checkpoint folder, or checkpoint files")
+    p.add_argument("--objective", help="path/to/file.py:function or package.module:function")
+    p.add_argument(
+        "--direction", choices=["minimize", "maximize"], default=None, help="override the objective's"
+    )
+    p.add_argument(
+        "-o", "--output", type=Path, help="output folder (journal, coefficients, merged checkpoint, card)"
+    )
+    p.add_argument("--resume", type=Path, metavar="OUT_DIR", help="continue the search journalled in OUT_DIR")
+    d = SearchConfig()
+    p.add_argument(
+        "--evals",
+        type=int,
+        default=None,
+        help=f"evaluation budget, candidates scored (default {d.evals}; on --resume: as saved)",
+    )
+    p.add_argument(
+        "--generation-size", type=int, default=d.generation_size, help="children per generation (E)"
+    )
+    p.add_argument("--parents", type=int, default=d.parents, help="parent pool: the top M of the population")
+    p.add_argument("--sigma", type=float, default=None, help="mutation std (default 1/K)")
+    p.add_argument("--mix-prob", type=float, default=d.mix_prob, help="crossover probability p_mix")
+    p.add_argument(
+        "--convex", action="store_true", help="clip coefficients to >= 0 (paper Table 14 ablation)"
+    )
+    p.add_argument(
+        "--groups", default=None, help="JSON file {name: [globs]}, or 'prefix[:depth]' for per-block groups"
+    )
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--max-time", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--half-lives", default=None, help="EMA init half-lives in iterations, comma-separated")
+    p.add_argument(
+        "--interval", type=int, default=None, help="iterations between checkpoints (default: from steps)"
+    )
+    p.add_argument(
+        "--init-coeffs",
+        type=Path,
+        action="append",
+        default=[],
+        help="extra initial individual (coefficient file)",
+    )
+    p.add_argument("--device", default="cpu", help="where merging runs (cpu or cuda)")
+    add_stack_options(p)
+    p.set_defaults(func=run)
+
+
+def _resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill a --resume run's options from the saved ones (the budget and time limit may change)."""
+    if args.resume is None:
+        if not args.checkpoints or not args.objective or not args.output:
+            raise ConfigError("search needs CKPT_DIR, --objective and -o OUT_DIR (or --resume OUT_DIR)")
+        args.evals = args.evals if args.evals is not None else SearchConfig().evals
+        return args
+    saved_path = args.resume / _SAVED
+    if not saved_path.is_file():
+        raise ConfigError(f"{args.resume}: no {_SAVED}; is this a search output folder?")
+    saved = json.loads(saved_path.read_text())
+    for key in ("objective", "direction", "generation_size", "parents", "sigma", "mix_prob", "convex", "groups",
+                "seed", "half_lives", "interval", "key", "storage", "device"):  # fmt: skip
+        setattr(args, key, saved[key])
+    args.evals = args.evals if args.evals is not None else saved["evals"]
+    args.checkpoints = args.checkpoints or [Path(p) for p in saved["checkpoints"]]
+    args.init_coeffs = [Path(p) for p in saved["init_coeffs"]]
+    args.output = args.resume
+    return args
+
+
+def _groups(spec: str | None, stack) -> dict[str, list[str]] | None:
+    if spec is None:
+        return None
+    if spec.startswith("prefix"):
+        depth = int(spec.split(":")[1]) if ":" in spec else 1
+        return groups_by_prefix(stack.layout, depth)
+    try:
+        groups = json.loads(Path(spec).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--groups {spec}: cannot read a JSON object of name → globs ({exc})") from None
+    if not isinstance(groups, dict) or not all(isinstance(v, list) for v in groups.values()):
+        raise ConfigError(f"--groups {spec}: expected a JSON object {{name: [glob, ...]}}")
+    return groups
+
+
+def _initial(paths: list[Path], merger: StackMerger) -> dict:
+    out = {}
+    for path in paths:
+        coeffs = Coefficients.load(path, renormalize=True)
+        coeffs.check_steps(merger.steps, str(path))
+        out[path.stem] = coeffs.values
+    return out
+
+
+def _on_event(kind: str, info: dict) -> None:
+    if kind == "estimate":
+        print(
+            f"estimated time for the rest: {info['total_s'] / 60:.1f} min ({info['seconds_per_eval']:.2f} s/eval)",
+            file=sys.stderr,
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    args = _resolve(args)
+    half_lives = (
+        tuple(float(h) for h in args.half_lives.split(","))
+        if isinstance(args.half_lives, str)
+        else args.half_lives
+    )
+    config = SearchConfig(
+        evals=args.evals, generation_size=args.generation_size, parents=args.parents, sigma=args.sigma,
+        mix_prob=args.mix_prob, convex=args.convex, seed=args.seed, max_time=args.max_time,
+        interval=args.interval, half_lives=half_lives,
+    )  # fmt: skip
+    objective = load_objective(args.objective, args.direction)
+    stack = open_stack(args)
+    merger = StackMerger(stack, _groups(args.groups, stack), device=args.device)
+    initial = _initial(args.init_coeffs, merger)
+    if args.resume is None:
+        args.output.mkdir(parents=True, exist_ok=True)
+        saved = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
+        saved.update(
+            checkpoints=[str(p) for p in args.checkpoints], init_coeffs=[str(p) for p in args.init_coeffs]
+        )
+        write_json(args.output / _SAVED, saved)
+    result = run_search(merger, objective, config, args.output, initial=initial, resume=args.resume is not None,
+                        progress=True, on_event=_on_event)  # fmt: skip
+    paths = write_search_outputs(result, merger, objective, config, args.output)
+    _report(result, objective, paths)
+    return 0
+
+
+def _report(result, objective, paths) -> None:
+    direction = getattr(objective, "direction", "minimize")
+    print(f"\nbest {direction[:3]} score {result.best_score:.6g} after {result.evaluations} evaluations "
+          f"({result.objective_calls} objective calls, stopped by {result.stopped}, {result.wall_time_s:.1f} s)")  # fmt: skip
+    for name, score in result.init_scores.items():
+        print(f"  initial {name:<22} {'failed' if score is None else f'{score:.6g}'}")
+    if result.failures:
+        print(
+            f"  {len(result.failures)} failed evaluations; first: #{result.failures[0]['index']}: {result.failures[0]['error']}"
+        )
+    print("wrote " + ", ".join(str(p) for p in paths.values()))

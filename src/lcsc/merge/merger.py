@@ -1,0 +1,64 @@
+"""StackMerger: a checkpoint stack plus group plan and device, as the search sees it (merge a generation, save)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lcsc.checkpoints.stack import CheckpointStack
+from lcsc.merge.coefficients import Coefficients
+from lcsc.merge.export import save_merged
+from lcsc.merge.groups import GroupPlan
+from lcsc.merge.linear import merge_many
+
+__all__ = ["StackMerger"]
+
+
+class StackMerger:
+    """What the search needs from merging: K, G, steps, hashes, ``merge_many(A)`` → state dicts, ``save``."""
+
+    def __init__(
+        self,
+        stack: CheckpointStack,
+        groups: dict[str, list[str]] | None = None,
+        device: str | torch.device | None = None,
+    ):
+        self.stack, self.device = stack, device
+        self.groups = {k: tuple(v) for k, v in groups.items()} if groups else None
+        self.plan = GroupPlan.from_globs(stack.layout, groups) if groups else GroupPlan.single(stack.layout)
+
+    @property
+    def K(self) -> int:  # noqa: N802
+        return self.stack.K
+
+    @property
+    def G(self) -> int:  # noqa: N802
+        return self.plan.G
+
+    @property
+    def steps(self) -> list[int]:
+        return list(self.stack.steps)
+
+    @property
+    def hashes(self) -> list[str]:
+        return list(self.stack.hashes)
+
+    def merge_many(self, A: np.ndarray) -> list[dict[str, torch.Tensor]]:
+        """(B, G, K) coefficients → B state dicts (views into one (B, P) result; one pass over the stack)."""
+        out = merge_many(
+            self.stack, np.asarray(A).reshape(len(A), self.G, self.K), plan=self.plan, device=self.device
+        )
+        return [self.stack.state_dict(row) for row in out]
+
+    def coefficients(self, individual: np.ndarray) -> Coefficients:
+        """An individual as the coefficient file format."""
+        values = np.asarray(individual).reshape(self.G, self.K)
+        return Coefficients(tuple(self.steps), values if self.groups else values[0], self.groups)
+
+    def save(self, path: str | Path, individual: np.ndarray) -> Path:
+        """Write the merge of ``individual`` as a safetensors checkpoint with provenance metadata."""
+        coeffs = self.coefficients(individual)
+        state = self.merge_many(np.asarray(individual)[None])[0]
+        return save_merged(path, self.stack, state, coeffs)

@@ -1,0 +1,21 @@
+"""Objectives: what the search minimises or maximises, ``score(state_dict) -> float`` with a direction."""
+
+from lcsc.objectives.base import (
+    HELD_OUT_SEED_OFFSET,
+    Direction,
+    FunctionObjective,
+    Objective,
+    SeededObjective,
+)
+from lcsc.objectives.loader import load_objective
+from lcsc.objectives.validation_loss import ValidationLossObjective
+
+__all__ = [
+    "Direction",
+    "FunctionObjective",
+    "HELD_OUT_SEED_OFFSET",
+    "Objective",
+    "SeededObjective",
+    "ValidationLossObjective",
+    "load_objective",
+]

@@ -1,0 +1,77 @@
+"""The search journal: one JSON line per evaluated candidate, appended atomically (flush + fsync), resumable."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from lcsc.errors import ConfigError
+
+__all__ = ["Journal", "TIMING_FIELDS"]
+
+TIMING_FIELDS = ("wall_time", "elapsed_s", "eval_s")
+
+
+class Journal:
+    """``journal.jsonl``: a header line (checkpoints, config) then one record per evaluated candidate."""
+
+    def __init__(self, path: Path, header: dict[str, Any], records: list[dict[str, Any]]):
+        self.path, self.header, self.records = path, header, records
+
+    @classmethod
+    def create(cls, path: str | Path, header: dict[str, Any]) -> Journal:
+        path = Path(path)
+        if path.exists():
+            raise ConfigError(
+                f"{path}: a journal already exists; resume it with --resume or choose another folder"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        journal = cls(path, {"type": "header", **header}, [])
+        journal._write_line(journal.header)
+        return journal
+
+    @classmethod
+    def load(cls, path: str | Path) -> Journal:
+        """Read a journal; a torn last line (killed mid-write) is dropped and truncated away."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no journal to resume")
+        raw = path.read_bytes()
+        # Every line is written with its newline in one call, so a last piece without one is a torn write.
+        keep = raw[: raw.rfind(b"\n") + 1]
+        if len(keep) < len(raw):
+            with open(path, "r+b") as fh:
+                fh.truncate(len(keep))
+        complete = []
+        for n, line in enumerate(keep.splitlines()):
+            if not line.strip():
+                continue
+            try:
+                complete.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise ConfigError(f"{path}: line {n + 1} is not valid JSON; the journal is damaged") from None
+        if not complete or complete[0].get("type") != "header":
+            raise ConfigError(f"{path}: not an lcsc search journal (no header line)")
+        return cls(path, complete[0], complete[1:])
+
+    def check_checkpoints(self, steps: list[int], hashes: list[str]) -> None:
+        """Refuse a journal written for another checkpoint set."""
+        if self.header.get("steps") != list(steps) or self.header.get("hashes") != list(hashes):
+            raise ConfigError(
+                f"{self.path}: this journal was written for a different checkpoint set "
+                f"({len(self.header.get('steps', []))} checkpoints, steps {self.header.get('steps', [])[:3]}…); "
+                f"the given set has {len(steps)} checkpoints, steps {list(steps)[:3]}… (or different file contents)"
+            )
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._write_line({"type": "eval", **record})
+        self.records.append({"type": "eval", **record})
+
+    def _write_line(self, obj: dict[str, Any]) -> None:
+        data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+        with open(self.path, "ab") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())

@@ -1,0 +1,136 @@
+"""`lcsc search` from the command line: a user objective, SIGKILL at any point + resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lcsc.cli.main import main
+from lcsc.search import Journal
+from lcsc.search.journal import TIMING_FIELDS
+
+OBJECTIVE = """
+import os, time
+import torch
+
+direction = "minimize"
+_target = None
+
+
+def score(state_dict):
+    global _target
+    flat = torch.cat([t.reshape(-1) for _, t in sorted(state_dict.items())])
+    if _target is None:
+        _target = torch.randn(flat.shape, generator=torch.Generator().manual_seed(0)) * 0.1
+    time.sleep(float(os.environ.get("LCSC_TEST_SLEEP", "0")))
+    return float((flat - _target).pow(2).mean())
+"""
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "lcsc.cli.main", "search", *args], env={**os.environ, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _records(out: Path) -> list[dict]:
+    return [
+        {k: v for k, v in r.items() if k not in TIMING_FIELDS}
+        for r in Journal.load(out / "journal.jsonl").records
+    ]
+
+
+def _lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+@pytest.fixture
+def objective_file(tmp_path: Path) -> Path:
+    path = tmp_path / "my_objective.py"
+    path.write_text(OBJECTIVE)
+    return path
+
+
+def test_sigkill_anywhere_then_resume_matches_uninterrupted(
+    regression_ckpts: Path, objective_file: Path, tmp_path: Path
+) -> None:
+    args = ["--objective", f"{objective_file}:score", "--evals", "30", "--seed", "3"]
+    ref = _cli(str(regression_ckpts), *args, "-o", str(tmp_path / "ref"))
+    assert ref.wait(timeout=300) == 0, ref.stderr.read()
+    expected = _records(tmp_path / "ref")
+    for kill_after in (3, 9, 20):  # mid-initialisation, mid-generation, later generation
+        out = tmp_path / f"killed{kill_after}"
+        proc = _cli(str(regression_ckpts), *args, "-o", str(out), env={"LCSC_TEST_SLEEP": "0.05"})
+        deadline = time.time() + 120
+        while (
+            _lines(out / "journal.jsonl") < 1 + kill_after and proc.poll() is None and time.time() < deadline
+        ):
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert _lines(out / "journal.jsonl") < 31, "the run finished before it could be killed"
+        resumed = _cli("--resume", str(out))
+        assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+        assert _records(out) == expected
+        best = json.loads((out / "best_coefficients.json").read_text())
+        assert best == json.loads((tmp_path / "ref" / "best_coefficients.json").read_text())
+
+
+def test_cli_search_outputs(regression_ckpts: Path, objective_file: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    code = main(["search", str(regression_ckpts), "--objective", f"{objective_file}:score", "--evals", "16",
+                 "--groups", "prefix", "-o", str(out)])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "best min score" in printed and "initial ema-hl10" in printed
+    for name in (
+        "journal.jsonl",
+        "best_coefficients.json",
+        "merged.safetensors",
+        "provenance.json",
+        "provenance.md",
+    ):
+        assert (out / name).is_file(), name
+    assert set(json.loads((out / "best_coefficients.json").read_text())["groups"]) == {"0", "2"}
+
+
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        ("nowhere/missing.py:score", "no such file"),
+        ("{obj}:nope", "has no attribute 'nope'"),
+        ("no_such_module_xyz:score", "cannot import module"),
+        ("justaname", "expected 'path/to/file.py:function'"),
+    ],
+)
+def test_bad_objective_specs(
+    regression_ckpts: Path, objective_file: Path, tmp_path: Path, capsys, spec, match
+) -> None:
+    code = main(
+        [
+            "search",
+            str(regression_ckpts),
+            "--objective",
+            spec.format(obj=objective_file),
+            "--evals",
+            "8",
+            "-o",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert match in err and len(err.strip().splitlines()) == 1
+
+
+def test_resume_without_journal_and_missing_args(tmp_path: Path, capsys) -> None:
+    assert main(["search", "--resume", str(tmp_path)]) == 2
+    assert "no search_args.json" in capsys.readouterr().err
+    assert main(["search", str(tmp_path)]) == 2
+    assert "needs CKPT_DIR, --objective and -o" in capsys.readouterr().err
