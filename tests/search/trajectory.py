@@ -23,6 +23,14 @@ def model() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
 
 
+def _sgd_step(net, opt, loss_fn, x, y, gen: torch.Generator, batch: int = 8) -> None:
+    idx = torch.randint(0, len(x), (batch,), generator=gen)
+    loss = loss_fn(net(x[idx]), y[idx])
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
 def train(folder: Path, iterations: int = 600, window: int = 300, interval: int = 10, seed: int = 0,
           ema_rates: tuple[float, ...] = ()) -> dict[float, dict[str, torch.Tensor]]:  # fmt: skip
     """Noisy SGD (lr 0.5, batch 8); save every ``interval`` in the last ``window``; return online EMAs started at
@@ -34,11 +42,7 @@ def train(folder: Path, iterations: int = 600, window: int = 300, interval: int 
     first = iterations - window + interval
     emas: dict[float, dict[str, torch.Tensor]] = {}
     for step in range(1, iterations + 1):
-        idx = torch.randint(0, len(xtr), (8,), generator=gen)
-        loss = torch.nn.functional.cross_entropy(net(xtr[idx]), ytr[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        _sgd_step(net, opt, torch.nn.functional.cross_entropy, xtr, ytr, gen)
         if step == first:
             emas = {r: {k: v.detach().clone() for k, v in net.state_dict().items()} for r in ema_rates}
         elif step > first:
@@ -81,10 +85,6 @@ def train_regression(folder: Path, iterations: int = 1000, window: int = 400, in
     net, gen = regression_student(), torch.Generator().manual_seed(5)
     opt = torch.optim.SGD(net.parameters(), lr=0.05)
     for step in range(1, iterations + 1):
-        idx = torch.randint(0, len(xtr), (8,), generator=gen)
-        loss = torch.nn.functional.mse_loss(net(xtr[idx]), ytr[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        _sgd_step(net, opt, torch.nn.functional.mse_loss, xtr, ytr, gen)
         if step > iterations - window and step % interval == 0:
             save_checkpoint(folder / checkpoint_name(step), net.state_dict(), step=step)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +132,3 @@ def run_quickstart(cfg: QuickstartConfig, out: str | Path) -> QuickstartResult:
     res.timings["total_s"] = time.perf_counter() - t0
     return res
 
-
-def config_dict(cfg: QuickstartConfig) -> dict:
-    return asdict(cfg)
