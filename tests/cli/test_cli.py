@@ -113,3 +113,49 @@ def test_quickstart_small(tmp_path: Path, capsys) -> None:
         )
         == 0
     )
+
+
+def _bad_dirs(tmp_path: Path, states) -> dict[str, tuple[Path, str]]:
+    """Checkpoint folders that must each be refused with a message naming the culprit."""
+    from tests.conftest import write_states
+
+    cases = {}
+    s = [dict(sd) for sd in states]
+    s[1] = {k: v for k, v in s[1].items() if k != "3.bias"}
+    cases["keys"] = (write_states(tmp_path / "keys", s)[0].parent, "ckpt-000000200")
+    s = [dict(sd) for sd in states]
+    s[2]["0.weight"] = torch.zeros(2, 2)
+    cases["shapes"] = (write_states(tmp_path / "shapes", s)[0].parent, "'0.weight' has shape")
+    s = [dict(sd) for sd in states]
+    s[3]["0.bias"] = s[3]["0.bias"].double()
+    cases["dtypes"] = (write_states(tmp_path / "dtypes", s)[0].parent, "dtype float64")
+    s = [dict(sd) for sd in states]
+    s[4]["3.weight"] = s[4]["3.weight"].clone()
+    s[4]["3.weight"][0, 0] = float("nan")
+    cases["nan"] = (write_states(tmp_path / "nan", s)[0].parent, "'3.weight' has 1 NaN")
+    trunc = write_states(tmp_path / "trunc", states)[0]
+    trunc.write_bytes(trunc.read_bytes()[:100])
+    cases["truncated"] = (trunc.parent, trunc.name)
+    return cases
+
+
+def test_merge_refuses_bad_checkpoint_sets(tmp_path: Path, states, capsys) -> None:
+    coeffs = _coeffs(tmp_path / "c.json", [100, 200, 300, 400, 500], [0.2] * 5)
+    for name, (folder, match) in _bad_dirs(tmp_path, states).items():
+        out = tmp_path / f"{name}.safetensors"
+        assert main(["merge", str(folder), "--coeffs", str(coeffs), "-o", str(out)]) == 2, name
+        err = capsys.readouterr().err
+        assert match in err and len(err.strip().splitlines()) == 1, (name, err)
+        assert not out.exists() and not list(tmp_path.glob(f".{name}*")), name
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on the CI machine)")
+def test_merge_on_cuda_matches_cpu(ckpt_dir: Path) -> None:
+    import numpy as np
+
+    from lcsc.checkpoints import CheckpointStack
+    from lcsc.merge import merge_many
+
+    stack = CheckpointStack.open(ckpt_dir, progress=False)
+    A = np.random.default_rng(0).normal(size=(3, stack.K))
+    assert torch.allclose(merge_many(stack, A, device="cuda").cpu(), merge_many(stack, A), atol=1e-5)
