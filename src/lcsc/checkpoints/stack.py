@@ -23,7 +23,7 @@ from lcsc.checkpoints.cache import (
     write_sidecar,
 )
 from lcsc.checkpoints.layout import Layout
-from lcsc.checkpoints.reader import discover_checkpoints, read_step
+from lcsc.checkpoints.reader import discover_checkpoints, read_step, weights_file
 from lcsc.errors import CheckpointError
 
 __all__ = ["CheckpointStack"]
@@ -213,8 +213,6 @@ class CheckpointStack:
 
     def summary(self) -> dict[str, Any]:
         """What ``lcsc inspect`` shows: sizes, order, dtypes, disk use and cache state."""
-        from lcsc.checkpoints.reader import weights_file
-
         dtypes: dict[str, int] = {}
         for spec in self.layout.specs:
             dtypes[spec.dtype] = dtypes.get(spec.dtype, 0) + spec.numel
