@@ -131,4 +131,3 @@ def run_quickstart(cfg: QuickstartConfig, out: str | Path) -> QuickstartResult:
     save_merged(out / "merged.safetensors", stack, stack.state_dict(merged[best]), best_coeffs)
     res.timings["total_s"] = time.perf_counter() - t0
     return res
-

@@ -9,7 +9,7 @@ from typing import Any
 
 from lcsc.atomic import write_json, write_text
 from lcsc.search.config import SearchConfig
-from lcsc.search.runner import SearchResult, objective_summary
+from lcsc.search.runner import SearchResult, checkpoint_interval, objective_summary
 
 __all__ = ["write_search_outputs"]
 
@@ -18,12 +18,12 @@ def _card(
     result: SearchResult, merger: Any, objective: Any, config: SearchConfig, sigma: float
 ) -> dict[str, Any]:
     steps = list(merger.steps)
-    gaps = sorted({b - a for a, b in zip(steps, steps[1:])})
+    interval = config.interval or checkpoint_interval(steps)
     return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "checkpoints": [{"step": s, "sha256": h} for s, h in zip(steps, merger.hashes)],
-        "window": steps[-1] - steps[0] + (gaps[0] if gaps else 0),
-        "interval": gaps[0] if len(gaps) == 1 else gaps,
+        "window": steps[-1] - steps[0] + interval,
+        "interval": interval,
         "groups": dict(merger.groups) if getattr(merger, "groups", None) else None,
         "objective": objective_summary(objective),
         "search": {**asdict(config), "sigma_resolved": sigma, "algorithm": "LCSC Algorithm 1 (evolutionary)"},

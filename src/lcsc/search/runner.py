@@ -20,7 +20,14 @@ from lcsc.search.evolution import EvolutionParams, propose_generation, rank
 from lcsc.search.journal import Journal
 from lcsc.search.space import SearchSpace, default_half_lives
 
-__all__ = ["Merger", "SearchResult", "coefficient_hash", "objective_summary", "run_search"]
+__all__ = [
+    "Merger",
+    "SearchResult",
+    "checkpoint_interval",
+    "coefficient_hash",
+    "objective_summary",
+    "run_search",
+]
 
 
 class Merger(Protocol):
@@ -77,7 +84,8 @@ def _loss(score: float | None, direction: str) -> float | None:
     return score if direction == "minimize" else -score
 
 
-def _interval(steps: list[int]) -> int:
+def checkpoint_interval(steps: list[int]) -> int:
+    """Iterations between checkpoints (the median step gap), used for the EMA initial individuals."""
     gaps = np.diff(np.asarray(steps))
     return max(1, int(np.median(gaps))) if len(gaps) else 1
 
@@ -196,7 +204,7 @@ def _initial(space: SearchSpace, cfg: SearchConfig, steps: list[int], given: dic
     individuals = {
         name: space.validate(a, f"initial individual {name!r}") for name, a in (given or {}).items()
     }
-    interval = cfg.interval or _interval(steps)
+    interval = cfg.interval or checkpoint_interval(steps)
     half_lives = (
         cfg.half_lives
         if cfg.half_lives is not None
@@ -290,19 +298,14 @@ def _loop(run: _Run, init: dict[str, np.ndarray], params: EvolutionParams, cfg: 
     while run.done < cfg.evals:
         if run.out_of_time():
             return "max_time"
-        start = len([r for r in run.journal.records if r["generation"] < generation])
-        before = [i for i, r in enumerate(run.journal.records) if r["generation"] < generation]
+        # the journal is in generation order: earlier generations first, then any of this one (on resume)
+        start = sum(1 for r in run.journal.records if r["generation"] < generation)
         state = rng.bit_generator.state
         count = min(params.generation_size, cfg.evals - start)
         children, redraws = propose_generation(
-            rng,
-            [run.population[i] for i in before],
-            [run.losses[i] for i in before],
-            run.space,
-            params,
-            count,
+            rng, run.population[:start], run.losses[:start], run.space, params, count
         )
-        have = [r for r in run.journal.records if r["generation"] == generation]
+        have = run.journal.records[start:]
         for r, c in zip(have, children):
             if r["hash"] != coefficient_hash(c):
                 raise ConfigError(f"{run.journal.path}: replaying generation {generation} gave different children; "
