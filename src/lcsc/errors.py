@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["LCSCError", "CheckpointError", "CoefficientError", "ConfigError"]
+__all__ = ["LCSCError", "CheckpointError", "CoefficientError", "ConfigError", "DataError"]
 
 
 class LCSCError(Exception):
@@ -19,3 +19,7 @@ class CoefficientError(LCSCError, ValueError):
 
 class ConfigError(LCSCError, ValueError):
     """A configuration value is out of range or inconsistent."""
+
+
+class DataError(LCSCError, ValueError):
+    """A dataset (image folder, ``.npz`` array, embedded set) cannot be read or is inconsistent."""

@@ -8,17 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from lcsc.errors import ConfigError
+from lcsc.rates import half_life_to_rate
 
 __all__ = ["SearchSpace", "ema_coefficients", "half_life_to_rate", "default_half_lives", "MIN_ABS_SUM"]
 
 MIN_ABS_SUM = 0.1
-
-
-def half_life_to_rate(half_life: float) -> float:
-    """EMA rate γ whose weight halves after ``half_life`` iterations: γ = 0.5^(1/h)."""
-    if half_life <= 0:
-        raise ConfigError(f"EMA half-life {half_life} must be > 0 iterations")
-    return 0.5 ** (1.0 / half_life)
 
 
 def ema_coefficients(K: int, rate: float, interval: int) -> np.ndarray:

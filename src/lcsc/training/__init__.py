@@ -1,0 +1,34 @@
+"""Training: the trainer, online EMAs, the checkpoint recorder, pluggable timestep/weighting/optimiser schedules."""
+
+from lcsc.training.config import ConsistencyConfig, OptimConfig, RecordConfig, TrainConfig
+from lcsc.training.ema import MultiEMA, ema_name
+from lcsc.training.plan import RecordPlan
+from lcsc.training.plugins import (
+    LOSS_WEIGHTINGS,
+    OPTIM_SCHEDULES,
+    TIMESTEP_SAMPLERS,
+    ConstantSchedule,
+    register,
+)
+from lcsc.training.recorder import STORAGE_DTYPES, CheckpointRecorder
+from lcsc.training.trainer import Trainer, TrainResult, train
+
+__all__ = [
+    "LOSS_WEIGHTINGS",
+    "OPTIM_SCHEDULES",
+    "STORAGE_DTYPES",
+    "TIMESTEP_SAMPLERS",
+    "CheckpointRecorder",
+    "ConsistencyConfig",
+    "ConstantSchedule",
+    "MultiEMA",
+    "OptimConfig",
+    "RecordConfig",
+    "RecordPlan",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "ema_name",
+    "register",
+    "train",
+]

@@ -1,0 +1,125 @@
+"""Frozen configuration of a training run: optimiser, recording, consistency options, the run itself."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from lcsc.errors import ConfigError
+from lcsc.models.config import ModelConfig
+
+__all__ = ["OptimConfig", "RecordConfig", "ConsistencyConfig", "TrainConfig"]
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam/AdamW with an optional linear warm-up and a pluggable schedule (``schedule`` names a registry entry)."""
+
+    name: str = "adam"
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1.0
+    warmup: int = 0
+    schedule: str = "constant"
+
+    def __post_init__(self) -> None:
+        if self.name not in ("adam", "adamw"):
+            raise ConfigError(f"optimizer {self.name!r} must be 'adam' or 'adamw'")
+        if self.lr <= 0 or not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
+            raise ConfigError(f"need lr > 0 and betas in [0, 1) (got lr={self.lr}, betas={self.beta1}, {self.beta2})")
+        if self.warmup < 0 or (self.grad_clip is not None and self.grad_clip <= 0):
+            raise ConfigError("warmup must be >= 0 and grad_clip > 0 (or None)")
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """Windows of ``window`` iterations ending at ``ends`` (default: the last step), one checkpoint every ``interval``."""
+
+    window: int = 1000
+    interval: int = 10
+    ends: tuple[int, ...] = ()
+    storage_dtype: str = "float32"
+    disk_budget: int | None = None
+
+
+@dataclass(frozen=True)
+class ConsistencyConfig:
+    """CT (improved recipe) or CD (``teacher`` checkpoint, ``num_scales`` levels, one ``solver`` step)."""
+
+    mode: str = "ct"
+    s0: int = 10
+    s1: int = 1280
+    p_mean: float = -1.1
+    p_std: float = 2.0
+    huber_c: float | None = None
+    teacher: str | None = None
+    num_scales: int = 18
+    solver: str = "heun"
+    target_ema: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("ct", "cd"):
+            raise ConfigError(f"consistency mode {self.mode!r} must be 'ct' or 'cd'")
+        if self.mode == "cd" and not self.teacher:
+            raise ConfigError("consistency distillation needs a teacher DM checkpoint (--teacher)")
+        if self.solver not in ("euler", "heun"):
+            raise ConfigError(f"CD solver {self.solver!r} must be 'euler' or 'heun'")
+        if not 2 <= self.s0 <= self.s1 or self.num_scales < 2:
+            raise ConfigError(f"need 2 <= s0 <= s1 and num_scales >= 2 (got {self.s0}, {self.s1}, {self.num_scales})")
+        if not 0.0 <= self.target_ema < 1.0:
+            raise ConfigError(f"target EMA {self.target_ema} must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole run. ``model`` is resolved against the data (channels, resolution, classes) before training."""
+
+    model: ModelConfig
+    data: str = "digits"
+    resolution: int | None = None
+    iterations: int = 2000
+    batch_size: int = 128
+    seed: int = 0
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
+    ema_half_lives: tuple[float, ...] = ()
+    ema_rates: tuple[float, ...] = ()
+    timestep_sampler: str = "uniform"
+    loss_weighting: str = "none"
+    consistency: ConsistencyConfig | None = None
+    init_from: str | None = None
+    device: str = "cpu"
+    log_every: int = 10
+    save_every: int = 500
+    sample_count: int = 64
+    sample_nfe: int | None = None
+    sample_solver: str = "dpm-solver"
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1 or self.batch_size < 1:
+            raise ConfigError(f"iterations ({self.iterations}) and batch size ({self.batch_size}) must be >= 1")
+        if self.log_every < 1 or self.save_every < 1 or self.sample_count < 0:
+            raise ConfigError("log_every and save_every must be >= 1, sample_count >= 0")
+        if self.model.kind == "cm" and self.consistency is None:
+            object.__setattr__(self, "consistency", ConsistencyConfig())
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"model": self.model.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        data["model"] = ModelConfig.from_dict(data["model"])
+        data["optim"] = OptimConfig(**data["optim"])
+        rec = dict(data["record"])
+        rec["ends"] = tuple(rec.get("ends", ()))
+        data["record"] = RecordConfig(**rec)
+        if data.get("consistency") is not None:
+            data["consistency"] = ConsistencyConfig(**data["consistency"])
+        for key in ("ema_half_lives", "ema_rates"):
+            data[key] = tuple(data.get(key, ()))
+        return cls(**data)

@@ -1,0 +1,145 @@
+"""CheckpointRecorder: raw weights every I iterations inside windows, EMA snapshots at window ends, in any loop.
+
+    rec = CheckpointRecorder("runs/x", model, total_steps=5000, window=1000, interval=10, ema_half_lives=[200])
+    for step in range(1, 5001):
+        ...; optimizer.step(); rec.step(step)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lcsc.checkpoints.format import checkpoint_name, save_checkpoint
+from lcsc.errors import ConfigError
+from lcsc.training.ema import MultiEMA
+from lcsc.training.plan import RecordPlan
+
+__all__ = ["CheckpointRecorder", "STORAGE_DTYPES"]
+
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_HEADER_BYTES = 64 * 1024
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+class CheckpointRecorder:
+    """Write ``RUN_DIR/windows/<end>/ckpt-<step>.safetensors`` and ``RUN_DIR/ema/<name>/ema-<end>.safetensors``.
+
+    ``ema`` shares the trainer's :class:`MultiEMA`; otherwise ``ema_half_lives``/``ema_rates`` make one that
+    :meth:`step` updates. ``config`` (default: ``model.config.to_dict()`` when present) goes into every file's
+    metadata with its hash. Refuses to start when the planned files exceed ``disk_budget`` bytes or the free space.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        model: nn.Module,
+        total_steps: int,
+        *,
+        window: int | None = None,
+        interval: int = 1,
+        ends: list[int] | tuple[int, ...] = (),
+        ema: MultiEMA | None = None,
+        ema_half_lives=(),
+        ema_rates=(),
+        config: dict[str, Any] | None = None,
+        batch_size: int | None = None,
+        storage_dtype: str = "float32",
+        disk_budget: int | None = None,
+    ) -> None:
+        if storage_dtype not in STORAGE_DTYPES:
+            raise ConfigError(f"storage dtype {storage_dtype!r} must be one of {sorted(STORAGE_DTYPES)}")
+        self.run_dir = Path(run_dir)
+        self.model = model
+        self.plan = RecordPlan(total_steps, window or min(100 * interval, total_steps), interval, tuple(ends))
+        self.owns_ema = ema is None
+        self.ema = ema if ema is not None else MultiEMA(model, ema_half_lives, ema_rates)
+        if config is None and hasattr(model, "config") and hasattr(model.config, "to_dict"):
+            config = model.config.to_dict()
+        self.config = config
+        self.batch_size = batch_size
+        self.dtype = STORAGE_DTYPES[storage_dtype]
+        self.disk_budget = disk_budget
+        self.written: list[Path] = []
+        self.check_disk()
+
+    def bytes_needed(self) -> int:
+        """Bytes the planned raw checkpoints and EMA snapshots will take."""
+        sd = self.model.state_dict()
+        raw = sum(v.numel() * (self.dtype.itemsize if v.is_floating_point() else v.element_size()) for v in sd.values())
+        full = sum(v.numel() * v.element_size() for v in sd.values())
+        n_raw = sum(len(s) for s in self.plan.steps().values())
+        return n_raw * (raw + _HEADER_BYTES) + len(self.plan.ends) * len(self.ema) * (full + _HEADER_BYTES)
+
+    def check_disk(self) -> None:
+        """Raise :class:`ConfigError` naming how much is needed when the budget or the free space is too small."""
+        need = self.bytes_needed()
+        if self.disk_budget is not None and need > self.disk_budget:
+            raise ConfigError(f"recording needs {_human(need)} in {self.run_dir} but the disk budget is "
+                              f"{_human(self.disk_budget)}; raise the interval, shorten the windows or store float16")
+        probe = self.run_dir
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        free = shutil.disk_usage(probe).free
+        if need > free:
+            raise ConfigError(f"recording needs {_human(need)} in {self.run_dir} but only {_human(free)} is free")
+
+    def step(self, step: int, images_seen: int | None = None) -> list[Path]:
+        """Call after optimizer step ``step`` (1-based). Updates an owned EMA; writes what the plan asks for."""
+        if self.owns_ema:
+            self.ema.update()
+        if images_seen is None and self.batch_size is not None:
+            images_seen = step * self.batch_size
+        written = self._save_raw(step, images_seen)
+        if step in self.plan.ends:
+            written += self._save_ema(step, images_seen)
+        self.written += written
+        return written
+
+    def _save_raw(self, step: int, images_seen: int | None) -> list[Path]:
+        ends = self.plan.windows_of(step)
+        if not ends:
+            return []
+        first = self.run_dir / "windows" / str(ends[0]) / checkpoint_name(step)
+        save_checkpoint(first, self.model.state_dict(), step=step, images_seen=images_seen, config=self.config,
+                        dtype=self.dtype)
+        paths = [first]
+        for end in ends[1:]:
+            paths.append(_link_or_copy(first, self.run_dir / "windows" / str(end) / checkpoint_name(step)))
+        return paths
+
+    def _save_ema(self, step: int, images_seen: int | None) -> list[Path]:
+        paths = []
+        for name, rate in self.ema.rates.items():
+            path = self.run_dir / "ema" / name / checkpoint_name(step, prefix="ema")
+            save_checkpoint(path, self.ema.state_dict_for(name), step=step, images_seen=images_seen,
+                            ema_rate=rate, config=self.config, extra={"ema_name": name})
+            paths.append(path)
+        return paths
+
+
+def _link_or_copy(src: Path, dst: Path) -> Path:
+    """Hard-link ``src`` to ``dst`` (a step shared by overlapping windows), copying where links are refused."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        dst.unlink()
+    try:
+        os.link(src, dst)
+    except OSError:
+        tmp = dst.with_name(f".{dst.name}.tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    return dst
