@@ -10,6 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
+from lcsc.checkpoints.format import config_hash
 from lcsc.errors import CheckpointError, ConfigError
 from lcsc.models.config import ModelConfig
 from lcsc.models.diffusers_unet import DiffusersUNet
@@ -55,6 +56,8 @@ def read_model_config(path: str | Path) -> ModelConfig:
         data = json.loads(meta["config"])
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: metadata config is not JSON ({exc})") from exc
+    if "config_hash" in meta and meta["config_hash"] != config_hash(data):
+        raise CheckpointError(f"{path}: metadata config does not match its config_hash (edited or corrupt)")
     return ModelConfig.from_dict(data, source=str(path))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +69,7 @@ class Trainer:
 
     def _restore(self) -> None:
         state = load_train_state(self.run_dir / "state" / STATE_NAME)
-        saved, now = state["config"], self.config.to_dict()
+        saved, now = _plain(state["config"]), _plain(self.config.to_dict())
         changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k not in RESUMABLE_CHANGES)
         if changed:
             raise ConfigError(f"{self.run_dir}: cannot resume, the config changed in {changed}; "
@@ -165,6 +166,11 @@ class Trainer:
         images = generate(self.sampling_model(), c.sample_count, c.seed + 10_000, nfe=c.sample_nfe,
                           solver=c.sample_solver, device=self.device)
         return save_image_grid(images, self.run_dir / "samples.png")
+
+
+def _plain(obj: Any) -> Any:
+    """JSON round trip (tuples → lists) so saved and current configs compare by value."""
+    return json.loads(json.dumps(obj))
 
 
 def read_last_loss(path: Path) -> float:

@@ -1,0 +1,80 @@
+"""``lcsc train``: a real tiny run for DM and CM, resume by re-running, and bad input exiting 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lcsc.cli.main import main
+from lcsc.models import load_model
+
+TINY = ["--iterations", "12", "--batch-size", "16", "--channels", "8", "--record-window", "6",
+        "--record-interval", "3", "--sample-count", "4"]
+
+
+@pytest.mark.parametrize("kind", ["dm", "cm"])
+def test_train_writes_a_complete_run_folder(tmp_path, kind, capsys):
+    out = tmp_path / kind
+    assert main(["train", kind, "--data", "digits", *TINY, "--record-at", "6,12", "--ema-half-life", "2,4",
+                 "-o", str(out)]) == 0
+    assert "window" in capsys.readouterr().out
+    for end, steps in {6: (3, 6), 12: (9, 12)}.items():
+        assert sorted(p.name for p in (out / f"windows/{end}").glob("*.safetensors")) == \
+            [f"ckpt-{s:09d}.safetensors" for s in steps]
+    assert sorted(p.name for p in (out / "ema").iterdir()) == ["hl-2", "hl-4"]
+    assert (out / "ema/hl-4/ema-000000012.safetensors").exists()
+    assert (out / "samples.png").stat().st_size > 0 and (out / "log.jsonl").exists()
+    resolved = json.loads((out / "config.json").read_text())
+    assert resolved["command"] == "train" and resolved["train"]["model"]["kind"] == kind
+    assert load_model(out / "windows/12/ckpt-000000012.safetensors").config.kind == kind
+
+
+def test_rerun_resumes_and_extends_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "dm", *TINY, "--sample-count", "0", "-o", str(out)]) == 0
+    before = load_file(out / "last.safetensors")
+    assert main(["train", "dm", *TINY, "--sample-count", "0", "-o", str(out)]) == 0
+    assert "resuming" in capsys.readouterr().out
+    after = load_file(out / "last.safetensors")
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+    assert main(["train", "dm", *TINY, "--no-resume", "-o", str(out)]) == 2
+    assert main(["train", "dm", *TINY, "--lr", "0.5", "-o", str(out)]) == 2
+    assert "cannot resume, the config changed in ['optim']" in capsys.readouterr().err
+
+
+def test_class_conditional_training(tmp_path):
+    assert main(["train", "dm", *TINY, "--class-cond", "-o", str(tmp_path)]) == 0
+    assert load_model(tmp_path / "last.safetensors").config.num_classes == 10
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--data", "nowhere/"], "nowhere"),
+        (["--mode", "cd"], "needs a teacher"),
+        (["--record-at", "50"], "outside the run"),
+        (["--ema-half-life", "ten"], "--ema-half-life"),
+        (["--disk-budget", "10KB"], "disk budget"),
+        (["--timestep-sampler", "nope"], "unknown timestep sampler"),
+    ],
+)
+def test_bad_input_exits_2_with_one_message(tmp_path, capsys, extra, message):
+    kind = "cm" if "--mode" in extra else "dm"
+    assert main(["train", kind, *TINY, *extra, "-o", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "run" / "windows").exists()
+
+
+def test_unlabelled_npz_data_and_class_cond_error(tmp_path, capsys):
+    data = tmp_path / "imgs.npz"
+    np.savez(data, np.random.default_rng(0).integers(0, 255, (40, 8, 8, 3), dtype=np.uint8))
+    assert main(["train", "dm", *TINY, "--sample-count", "0", "--data", str(data), "-o", str(tmp_path / "r")]) == 0
+    assert load_model(Path(tmp_path / "r/last.safetensors")).config.in_channels == 3
+    assert main(["train", "dm", *TINY, "--class-cond", "--data", str(data), "-o", str(tmp_path / "r2")]) == 2
+    assert "has no class labels" in capsys.readouterr().err
