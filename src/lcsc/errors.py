@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["LCSCError", "CheckpointError", "CoefficientError", "ConfigError", "DataError"]
+__all__ = ["LCSCError", "CheckpointError", "CoefficientError", "ConfigError", "DataError", "TrainingError"]
 
 
 class LCSCError(Exception):
@@ -23,3 +23,7 @@ class ConfigError(LCSCError, ValueError):
 
 class DataError(LCSCError, ValueError):
     """A dataset (image folder, ``.npz`` array, embedded set) cannot be read or is inconsistent."""
+
+
+class TrainingError(LCSCError, RuntimeError):
+    """Training went wrong in a way the user must act on (e.g. the loss became NaN/Inf)."""

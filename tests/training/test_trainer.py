@@ -95,3 +95,19 @@ def test_unknown_plugin_and_class_mismatch(tmp_path, digits):
         Trainer(_config(timestep_sampler="clts-typo"), tmp_path, data=digits, progress=False)
     with pytest.raises(ConfigError, match="needs labels for 7 classes"):
         Trainer(_config(model=ModelConfig(num_classes=7, channels=8)), tmp_path, data=digits, progress=False)
+
+
+def test_nan_loss_stops_with_a_clear_error(tmp_path, digits):
+    from lcsc.errors import TrainingError
+
+    t = Trainer(_config(iterations=6, save_every=2), tmp_path, data=digits, progress=False)
+    real = t.loss_fn
+
+    def exploding(model, x, labels, gen, step, target):
+        loss, stats = real(model, x, labels, gen, step, target)
+        return (loss * float("nan") if step == 4 else loss), stats
+
+    t.loss_fn = exploding
+    with pytest.raises(TrainingError, match="loss is nan at step 4.*step 2"):
+        t.run()
+    assert Trainer(_config(iterations=6, save_every=2), tmp_path, data=digits, progress=False).step == 2

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from lcsc.atomic import write_json
 from lcsc.checkpoints.format import save_checkpoint
 from lcsc.data import ImageData, load_data
-from lcsc.errors import ConfigError
+from lcsc.errors import ConfigError, TrainingError
 from lcsc.generate import generate
 from lcsc.report.grid import save_image_grid
 from lcsc.training import setup
@@ -63,7 +63,7 @@ class Trainer:
             self.run_dir, self.model, c.iterations, window=r.window, interval=r.interval, ends=r.ends,
             ema=self.ema, config=c.model.to_dict(), batch_size=c.batch_size, storage_dtype=r.storage_dtype,
             disk_budget=r.disk_budget)
-        self.step = 0
+        self.step = self._saved_step = 0
         if resume and (self.run_dir / "state" / STATE_NAME).exists():
             self._restore()
 
@@ -82,10 +82,11 @@ class Trainer:
         self.data_gen.set_state(state["rng"]["data"])
         self.noise_gen.set_state(state["rng"]["noise"].to(self.noise_gen.device) if self.device.type != "cpu"
                                  else state["rng"]["noise"])
-        self.step = int(state["step"])
+        self.step = self._saved_step = int(state["step"])
 
     def save_state(self) -> Path:
         """Write the full training state at the current step (atomic)."""
+        self._saved_step = self.step
         return save_train_state(
             self.run_dir / "state" / STATE_NAME, step=self.step, config=self.config.to_dict(),
             model=self.model.state_dict(), optimizer=self.optimizer.state_dict(), ema=self.ema.state_dict(),
@@ -99,6 +100,9 @@ class Trainer:
         x = x.to(self.device)
         labels = labels.to(self.device) if labels is not None and self.config.model.num_classes else None
         loss, stats = self.loss_fn(self.model, x, labels, self.noise_gen, step, self.target)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"{self.run_dir}: the loss is {float(loss)} at step {step}; lower --lr or raise "
+                                f"--warmup (the last saved state, step {self._saved_step}, is intact)")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.optim.grad_clip is not None:
