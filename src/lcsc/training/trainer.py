@@ -101,7 +101,7 @@ class Trainer:
         labels = labels.to(self.device) if labels is not None and self.config.model.num_classes else None
         loss, stats = self.loss_fn(self.model, x, labels, self.noise_gen, step, self.target)
         if not torch.isfinite(loss):
-            raise TrainingError(f"{self.run_dir}: the loss is {float(loss)} at step {step}; lower --lr or raise "
+            raise TrainingError(f"{self.run_dir}: the loss is {float(loss.detach())} at step {step}; lower --lr or raise "
                                 f"--warmup (the last saved state, step {self._saved_step}, is intact)")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
