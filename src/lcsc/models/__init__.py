@@ -1,6 +1,14 @@
 """Backbones (small CPU U-Net, diffusers UNet2DModel presets) behind one generative interface."""
 
-from lcsc.models.build import build_backbone, build_model, count_parameters, load_model, read_model_config
+from lcsc.models.build import (
+    build_backbone,
+    build_model,
+    count_parameters,
+    load_model,
+    read_data_info,
+    read_metadata,
+    read_model_config,
+)
 from lcsc.models.config import BACKBONES, KINDS, ModelConfig
 from lcsc.models.generative import ConsistencyModel, EpsilonModel, GenerativeModel
 
@@ -15,5 +23,7 @@ __all__ = [
     "build_model",
     "count_parameters",
     "load_model",
+    "read_data_info",
+    "read_metadata",
     "read_model_config",
 ]

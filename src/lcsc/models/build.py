@@ -17,7 +17,8 @@ from lcsc.models.diffusers_unet import DiffusersUNet
 from lcsc.models.generative import ConsistencyModel, EpsilonModel, GenerativeModel
 from lcsc.models.small_unet import SmallUNet
 
-__all__ = ["build_backbone", "build_model", "read_model_config", "load_model", "count_parameters"]
+__all__ = ["build_backbone", "build_model", "read_model_config", "read_metadata", "read_data_info", "load_model",
+           "count_parameters"]
 
 
 def build_backbone(config: ModelConfig) -> nn.Module:
@@ -40,16 +41,30 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def read_model_config(path: str | Path) -> ModelConfig:
-    """The :class:`ModelConfig` stored in a checkpoint's safetensors metadata."""
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The safetensors metadata of a checkpoint file (a clear error for a missing or unreadable file)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
+            return dict(fh.metadata() or {})
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+
+
+def read_data_info(path: str | Path) -> dict | None:
+    """What ``lcsc train`` recorded about the training data (spec, resolution, count, …), or None."""
+    raw = read_metadata(path).get("data")
+    try:
+        return json.loads(raw) if raw else None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: metadata 'data' is not JSON ({exc})") from exc
+
+
+def read_model_config(path: str | Path) -> ModelConfig:
+    """The :class:`ModelConfig` stored in a checkpoint's safetensors metadata."""
+    meta = read_metadata(path)
     if "config" not in meta:
         raise CheckpointError(f"{path}: metadata has no model config; it was not written by lcsc's recorder")
     try:

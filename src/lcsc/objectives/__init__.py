@@ -7,11 +7,19 @@ from lcsc.objectives.base import (
     Objective,
     SeededObjective,
 )
+from lcsc.objectives.builtin import builtin_objective, is_builtin
+from lcsc.objectives.generative import FDObjective, FIDObjective, GenerativeObjective, KIDObjective
 from lcsc.objectives.loader import load_objective
 from lcsc.objectives.validation_loss import ValidationLossObjective
 
 __all__ = [
     "Direction",
+    "FDObjective",
+    "FIDObjective",
+    "GenerativeObjective",
+    "KIDObjective",
+    "builtin_objective",
+    "is_builtin",
     "FunctionObjective",
     "HELD_OUT_SEED_OFFSET",
     "Objective",

@@ -40,7 +40,8 @@ class CheckpointRecorder:
 
     ``ema`` shares the trainer's :class:`MultiEMA`; otherwise ``ema_half_lives``/``ema_rates`` make one that
     :meth:`step` updates. ``config`` (default: ``model.config.to_dict()`` when present) goes into every file's
-    metadata with its hash. Refuses to start when the planned files exceed ``disk_budget`` bytes or the free space.
+    metadata with its hash; ``metadata`` (str → str) is added to every file. Refuses to start when the planned
+    files exceed ``disk_budget`` bytes or the free space.
     """
 
     def __init__(
@@ -59,6 +60,7 @@ class CheckpointRecorder:
         batch_size: int | None = None,
         storage_dtype: str = "float32",
         disk_budget: int | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> None:
         if storage_dtype not in STORAGE_DTYPES:
             raise ConfigError(f"storage dtype {storage_dtype!r} must be one of {sorted(STORAGE_DTYPES)}")
@@ -73,6 +75,7 @@ class CheckpointRecorder:
         self.batch_size = batch_size
         self.dtype = STORAGE_DTYPES[storage_dtype]
         self.disk_budget = disk_budget
+        self.metadata = dict(metadata or {})
         self.written: list[Path] = []
         self.check_disk()
 
@@ -115,7 +118,7 @@ class CheckpointRecorder:
             return []
         first = self.run_dir / "windows" / str(ends[0]) / checkpoint_name(step)
         save_checkpoint(first, self.model.state_dict(), step=step, images_seen=images_seen, config=self.config,
-                        dtype=self.dtype)
+                        dtype=self.dtype, extra=self.metadata)
         paths = [first]
         for end in ends[1:]:
             paths.append(_link_or_copy(first, self.run_dir / "windows" / str(end) / checkpoint_name(step)))
@@ -126,7 +129,7 @@ class CheckpointRecorder:
         for name, rate in self.ema.rates.items():
             path = self.run_dir / "ema" / name / checkpoint_name(step, prefix="ema")
             save_checkpoint(path, self.ema.state_dict_for(name), step=step, images_seen=images_seen,
-                            ema_rate=rate, config=self.config, extra={"ema_name": name})
+                            ema_rate=rate, config=self.config, extra={**self.metadata, "ema_name": name})
             paths.append(path)
         return paths
 

@@ -62,10 +62,15 @@ class Trainer:
         self.recorder = CheckpointRecorder(
             self.run_dir, self.model, c.iterations, window=r.window, interval=r.interval, ends=r.ends,
             ema=self.ema, config=c.model.to_dict(), batch_size=c.batch_size, storage_dtype=r.storage_dtype,
-            disk_budget=r.disk_budget)
+            disk_budget=r.disk_budget, metadata=self.file_metadata())
         self.step = self._saved_step = 0
         if resume and (self.run_dir / "state" / STATE_NAME).exists():
             self._restore()
+
+    def file_metadata(self) -> dict[str, str]:
+        """Metadata every checkpoint of the run carries besides the model config: the data it was trained on."""
+        c = self.config
+        return {"data": json.dumps({"spec": c.data, "resolution": c.resolution, **self.data.describe()})}
 
     def _restore(self) -> None:
         state = load_train_state(self.run_dir / "state" / STATE_NAME)
@@ -151,7 +156,8 @@ class Trainer:
     def _finish(self, t0: float, acc: list[float]) -> TrainResult:
         c = self.config
         save_checkpoint(self.run_dir / "last.safetensors", self.model.state_dict(), step=self.step,
-                        images_seen=self.step * c.batch_size, config=c.model.to_dict())
+                        images_seen=self.step * c.batch_size, config=c.model.to_dict(),
+                        extra=self.file_metadata())
         samples = self.write_samples() if c.sample_count else None
         last = read_last_loss(self.run_dir / "log.jsonl")
         return TrainResult(self.run_dir, self.step, last, time.perf_counter() - t0, samples)

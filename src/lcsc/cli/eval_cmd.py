@@ -1,0 +1,65 @@
+"""``lcsc eval RUN_OR_CKPT --samples N --nfe K --metrics fd,kid,pr,is --features inception|digits|digits2``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lcsc.atomic import write_json
+from lcsc.cli.common import write_resolved_config
+from lcsc.metrics.checkpoint_eval import evaluate_checkpoints, expand_targets
+from lcsc.metrics.spaces import FEATURE_SPACES
+from lcsc.objectives.base import HELD_OUT_SEED_OFFSET
+from lcsc.report.grid import save_image_grid
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="sample checkpoints on fixed noise and report FD/FID, KID, precision/recall, IS")
+    p.add_argument("targets", nargs="+", type=Path,
+                   help="checkpoint files, a run folder (last + latest EMA snapshots) or a checkpoint folder")
+    p.add_argument("--samples", type=int, default=1000, help="images per checkpoint")
+    p.add_argument("--nfe", type=int, default=None, help="network evaluations per sample (default 20 DM / 1 CM)")
+    p.add_argument("--solver", choices=["ddim", "dpm-solver"], default="dpm-solver", help="DM sampler")
+    p.add_argument("--metrics", default="fd,kid,pr", help="comma-separated: fd, kid, pr, is")
+    p.add_argument("--features", choices=FEATURE_SPACES, default=None,
+                   help="feature space (default: digits for digits runs, inception otherwise)")
+    p.add_argument("--data", default=None, help="reference data (default: what the checkpoint was trained on)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (the search seed; see --held-out)")
+    p.add_argument("--held-out", action="store_true", help=f"use the held-out seed (seed + {HELD_OUT_SEED_OFFSET})")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="JSON results (default: RUN/eval.json for a run folder, else ./eval.json)")
+    p.set_defaults(func=run)
+
+
+def _row(name: str, r) -> str:
+    def f(v, w=9, p=4):
+        return f"{'—':>{w}}" if v is None else f"{v:>{w}.{p}f}"
+
+    return (f"{name:<44} {f(r.fd, 10, 3)} {f(r.kid, 9, 5)} {f(r.precision, 6, 3)} {f(r.recall, 6, 3)} "
+            f"{f(r.inception_score, 6, 3)}")
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = expand_targets(args.targets)
+    seed = args.seed + HELD_OUT_SEED_OFFSET if args.held_out else args.seed
+    evals = evaluate_checkpoints(paths, features=args.features, metrics=args.metrics, num_samples=args.samples,
+                                 nfe=args.nfe, solver=args.solver, seed=seed, data=args.data, device=args.device,
+                                 progress=True)
+    space = evals[0].result.features
+    out = args.output or (args.targets[0] / "eval.json" if args.targets[0].is_dir() else Path("eval.json"))
+    print(f"\n{len(paths)} checkpoint(s), {args.samples} samples each, features {space}, seed {seed}"
+          f"{' (held-out)' if args.held_out else ''}")
+    print(f"{'checkpoint':<44} {'FD':>10} {'KID':>9} {'prec':>6} {'recall':>6} {'IS':>6}")
+    rows = []
+    for e in evals:
+        name = str(e.path.relative_to(args.targets[0])) if args.targets[0].is_dir() else e.path.name
+        print(_row(name[-44:], e.result))
+        grid = save_image_grid(e.samples, out.parent / f"{out.stem}-samples" / f"{e.path.parent.name}-{e.path.stem}.png")
+        rows.append({"checkpoint": str(e.path), "step": e.step, **e.result.to_dict(), "samples_png": str(grid)})
+    write_json(out, {"seed": seed, "held_out": args.held_out, "rows": rows})
+    write_resolved_config(out.with_suffix(".config.json"), "eval", args)
+    print(f"wrote {out} and sample grids in {out.parent / (out.stem + '-samples')}")
+    return 0

@@ -1,0 +1,25 @@
+"""Feature spaces by name: "inception" (standard FID), "digits" (FD_digits) and "digits2" (independent check)."""
+
+from __future__ import annotations
+
+import torch
+
+from lcsc.errors import ConfigError
+from lcsc.metrics.features import FeatureExtractor
+
+__all__ = ["FEATURE_SPACES", "feature_space"]
+
+FEATURE_SPACES = ("inception", "digits", "digits2")
+
+
+def feature_space(name: str, device: str | torch.device = "cpu", batch_size: int | None = None) -> FeatureExtractor:
+    """Build the named feature extractor (digits nets are trained and cached on first use)."""
+    if name == "inception":
+        from lcsc.metrics.inception import InceptionFeatures
+
+        return InceptionFeatures(device, batch_size or 32)
+    if name in ("digits", "digits2"):
+        from lcsc.metrics.digits_features import digits_features
+
+        return digits_features(name, device, batch_size=batch_size or 1000)
+    raise ConfigError(f"unknown feature space {name!r}; choose one of {', '.join(FEATURE_SPACES)}")

@@ -1,0 +1,87 @@
+"""Built-in generative objectives by name, built from a checkpoint's own metadata (no other flag needed).
+
+Names: ``auto`` (FD_digits for runs trained on the embedded digits, Inception FID otherwise), ``fid``,
+``fd-digits``, ``fd-digits2``, ``fd-inception``, ``kid`` / ``kid-<space>``; ``fd`` / ``kid`` alone take the
+default feature space of the run's data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lcsc.checkpoints import discover_checkpoints
+from lcsc.data import ImageData, load_data
+from lcsc.errors import CheckpointError, ConfigError
+from lcsc.metrics.reference import reference_set
+from lcsc.metrics.spaces import FEATURE_SPACES, feature_space
+from lcsc.models import build_model, read_data_info, read_model_config
+from lcsc.objectives.generative import FDObjective, FIDObjective, GenerativeObjective, KIDObjective
+
+__all__ = ["BuiltinSpec", "parse_builtin", "is_builtin", "builtin_objective", "run_data"]
+
+
+@dataclass(frozen=True)
+class BuiltinSpec:
+    metric: str  # "fd" or "kid"
+    space: str | None  # a feature space, or None for the data's default
+
+
+def is_builtin(name: str) -> bool:
+    """True for the built-in names above (anything with ':' is a user objective)."""
+    try:
+        parse_builtin(name)
+        return True
+    except ConfigError:
+        return False
+
+
+def parse_builtin(name: str) -> BuiltinSpec:
+    name = name.strip().lower()
+    if name == "auto":
+        return BuiltinSpec("fd", None)
+    if name == "fid":
+        return BuiltinSpec("fd", "inception")
+    metric, _, space = name.partition("-")
+    if metric in ("fd", "kid") and (not space or space in FEATURE_SPACES):
+        return BuiltinSpec(metric, space or None)
+    raise ConfigError(f"objective {name!r}: built-ins are auto, fid, fd[-SPACE], kid[-SPACE] with SPACE in "
+                      f"{', '.join(FEATURE_SPACES)}; or give path/to/file.py:function")
+
+
+def run_data(checkpoint: Path, data: str | None = None) -> ImageData:
+    """The training data recorded in ``checkpoint``'s metadata (or ``data`` when given)."""
+    info = read_data_info(checkpoint) or {}
+    spec = data or info.get("spec")
+    if not spec:
+        raise ConfigError(f"{checkpoint}: no training data recorded in its metadata; pass the data (--data)")
+    return load_data(spec, None if data else info.get("resolution"))
+
+
+def _default_space(data: ImageData) -> str:
+    return "digits" if data.source == "digits" and tuple(data.images.shape[1:]) == (1, 8, 8) else "inception"
+
+
+def builtin_objective(checkpoints: str | Path | list, name: str = "auto", *, data: str | None = None,
+                      num_samples: int = 1000, nfe: int | None = None, solver: str = "dpm-solver",
+                      device: str | torch.device = "cpu", noise_seed: int = 0, progress: bool = False,
+                      ) -> GenerativeObjective:
+    """Build objective ``name`` for the model the (first) checkpoint's metadata describes."""
+    spec = parse_builtin(name)
+    first = discover_checkpoints(checkpoints)[0]
+    try:
+        model = build_model(read_model_config(first))
+    except (CheckpointError, ConfigError) as exc:
+        raise ConfigError(f"built-in objective {name!r} needs checkpoints written by lcsc (train or recorder with a "
+                          f"model config): {exc}; otherwise pass --objective path/to/file.py:function") from None
+    images = run_data(first, data)
+    space = spec.space or _default_space(images)
+    features = feature_space(space, device)
+    reference = reference_set(images, features, progress=progress)
+    kw = dict(num_samples=num_samples, nfe=nfe, solver=solver, device=device, noise_seed=noise_seed)
+    if spec.metric == "kid":
+        return KIDObjective(model, features, reference, name=f"kid_{space}", **kw)
+    if space == "inception":
+        return FIDObjective(model, features, reference, name="fid", **kw)
+    return FDObjective(model, features, reference, name=f"fd_{space}", **kw)

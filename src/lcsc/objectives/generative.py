@@ -1,0 +1,96 @@
+"""Generative objectives: sample a merged DM/CM on fixed seeded noise, score the samples in a feature space.
+
+``FDObjective`` (Fréchet distance in any feature space; ``FIDObjective`` is the Inception one) and
+``KIDObjective`` implement the search's ``score(state_dict) -> float`` (lower is better). Every call draws the
+same noise (and labels) from a CPU generator on ``noise_seed``; :meth:`held_out` gives the same objective on
+another seed for reporting. Models come in as objects, features and references from :mod:`lcsc.metrics`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from lcsc.errors import ConfigError
+from lcsc.generate import generate
+from lcsc.metrics.features import FeatureExtractor
+from lcsc.metrics.frechet import GaussianStats
+from lcsc.metrics.kid import kernel_inception_distance
+from lcsc.metrics.reference import ReferenceSet
+from lcsc.objectives.base import SeededObjective
+
+__all__ = ["GenerativeObjective", "FDObjective", "FIDObjective", "KIDObjective"]
+
+
+class GenerativeObjective(SeededObjective):
+    """Base: owns ``model`` (a DM or CM), loads each state into it, samples ``num_samples`` images at ``nfe``."""
+
+    direction = "minimize"
+    metric = ""
+
+    def __init__(self, model: nn.Module, features: FeatureExtractor, reference: ReferenceSet, *,
+                 num_samples: int = 1000, nfe: int | None = None, solver: str = "dpm-solver",
+                 batch_size: int = 500, device: str | torch.device = "cpu", noise_seed: int = 0,
+                 held_out_seed: int | None = None, name: str | None = None) -> None:
+        super().__init__(noise_seed, held_out_seed)
+        if num_samples < 2:
+            raise ConfigError(f"num_samples={num_samples}: an objective needs at least 2 samples")
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.features, self.reference = features, reference
+        self.num_samples, self.solver, self.batch_size = int(num_samples), solver, batch_size
+        self.nfe = int(nfe) if nfe else (20 if model.config.kind == "dm" else 1)
+        self.name = name or f"{self.metric}_{features.name}@{self.num_samples}/nfe{self.nfe}"
+
+    def samples(self, state_dict: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Images of ``state_dict`` (or the current weights) from this objective's fixed noise."""
+        if state_dict is not None:
+            self.model.load_state_dict(state_dict)
+        return generate(self.model, self.num_samples, self.generator(), nfe=self.nfe, solver=self.solver,
+                        batch_size=self.batch_size, device=self.device)
+
+    @torch.no_grad()
+    def score(self, state_dict: dict[str, torch.Tensor]) -> float:
+        images = self.samples(state_dict)
+        if not torch.isfinite(images).all():
+            return float("inf")
+        return float(self._metric(self.features(images).numpy().astype(np.float64)))
+
+    def _metric(self, feats: np.ndarray) -> float:
+        raise NotImplementedError
+
+
+class FDObjective(GenerativeObjective):
+    """Fréchet distance between the samples' and the reference's features (fast: Σ_ref^{1/2} precomputed)."""
+
+    metric = "fd"
+
+    def _metric(self, feats: np.ndarray) -> float:
+        return self.reference.frechet.distance(GaussianStats.from_features(feats))
+
+
+class FIDObjective(FDObjective):
+    """FD in the standard Inception feature space (pass ``InceptionFeatures`` and its reference set)."""
+
+    metric = "fid"
+
+    def __init__(self, model: nn.Module, features: FeatureExtractor, reference: ReferenceSet, **kw) -> None:
+        if features.name != "inception":
+            raise ConfigError(f"FIDObjective needs Inception features, got {features.name!r} (use FDObjective)")
+        super().__init__(model, features, reference, **kw)
+
+
+class KIDObjective(GenerativeObjective):
+    """Kernel Inception Distance (unbiased MMD², cubic kernel) in the given feature space; subsets fixed by seed."""
+
+    metric = "kid"
+
+    def __init__(self, *args, kid_subsets: int = 50, kid_subset_size: int = 1000, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
+
+    def _metric(self, feats: np.ndarray) -> float:
+        mean, _ = kernel_inception_distance(self.reference.features, feats, self.kid_subsets, self.kid_subset_size,
+                                            seed=0)
+        return mean

@@ -1,0 +1,86 @@
+"""Feature spaces: the digits nets (accuracy, independence, cache), user callables, reference-set caching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lcsc.data import ImageData, load_digits_data
+from lcsc.errors import ConfigError
+from lcsc.metrics import CallableFeatures, feature_space, reference_set
+from lcsc.metrics.digits_features import digits_features
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits_data()
+
+
+def test_digits_feature_spaces_are_accurate_and_different(digits):
+    a, b = digits_features("digits"), digits_features("digits2")
+    assert a.held_out_accuracy >= 0.95 and b.held_out_accuracy >= 0.95
+    fa, fb = a(digits.images[:50]), b(digits.images[:50])
+    assert fa.shape == (50, 128) and fb.shape == (50, 96)
+    assert a.id != b.id and type(a.net) is not type(b.net)
+    assert torch.equal(fa, a(digits.images[:50]))  # deterministic
+    logits = a.logits(digits.images[:200])
+    assert float((logits.argmax(1) == digits.labels[:200]).float().mean()) > 0.95
+
+
+def test_digits_nets_are_cached_and_reused(tmp_path):
+    first = digits_features("digits2", cache_dir=tmp_path)
+    path = first.weights_path
+    assert path.is_file() and path.parent == tmp_path
+    mtime = path.stat().st_mtime_ns
+    again = digits_features("digits2", cache_dir=tmp_path)
+    assert again.id == first.id and path.stat().st_mtime_ns == mtime
+    path.write_bytes(b"damaged")  # a damaged cache entry is retrained, not trusted
+    fixed = digits_features("digits2", cache_dir=tmp_path)
+    assert fixed.id == first.id
+
+
+def test_wrong_image_shape_is_a_clear_error():
+    with pytest.raises(ConfigError, match=r"digits features take 1×8×8 images, got 3×32×32"):
+        digits_features("digits")(torch.zeros(2, 3, 32, 32))
+    with pytest.raises(ConfigError, match="unknown feature space 'clip'"):
+        feature_space("clip")
+
+
+def test_user_callable_features_and_id():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5))
+    f = CallableFeatures(net, "mine")
+    assert f(torch.zeros(3, 1, 8, 8)).shape == (3, 5) and f.id.startswith("mine-")
+    with pytest.raises(ConfigError, match="needs an id"):
+        CallableFeatures(lambda x: x.flatten(1), "lam")
+    g = CallableFeatures(lambda x: x.flatten(1), "lam", id="lam-v1")
+    assert g(torch.ones(2, 1, 2, 2)).shape == (2, 4)
+
+
+def test_reference_statistics_cached_and_invalidated(tmp_path, digits):
+    feats = digits_features("digits2")
+    first = reference_set(digits, feats, cache_dir=tmp_path)
+    assert not first.cached and first.path.is_file() and first.features.shape == (1797, 96)
+    again = reference_set(digits, feats, cache_dir=tmp_path)
+    assert again.cached and np.array_equal(again.stats.mu, first.stats.mu)
+    changed = ImageData(digits.images.flip(-1).contiguous(), digits.labels, 10, "digits-flipped")
+    other_data = reference_set(changed, feats, cache_dir=tmp_path)
+    assert not other_data.cached and other_data.path != first.path
+    other_feats = reference_set(digits, digits_features("digits"), cache_dir=tmp_path)
+    assert not other_feats.cached and other_feats.features.shape[1] == 128
+    assert len(list(tmp_path.glob("*.npz"))) == 3
+
+
+def test_inception_features_sanity():
+    from lcsc.metrics.inception import inception_weights_path
+
+    try:
+        inception_weights_path()
+    except ConfigError as exc:
+        pytest.skip(f"optional extra 'inception' not installed: {exc}")
+    f = feature_space("inception")
+    imgs = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    a, b = f(imgs), f(imgs)
+    assert a.shape == (3, 2048) and torch.isfinite(a).all() and torch.equal(a, b)
+    assert f(torch.rand(2, 3, 16, 16) * 2 - 1).shape == (2, 2048)
+    assert not f.has_logits
