@@ -84,3 +84,17 @@ def test_inception_features_sanity():
     assert a.shape == (3, 2048) and torch.isfinite(a).all() and torch.equal(a, b)
     assert f(torch.rand(2, 3, 16, 16) * 2 - 1).shape == (2, 2048)
     assert not f.has_logits
+
+
+@pytest.mark.parametrize("space", ["digits", "digits2"])
+def test_fd_grows_as_noise_is_added_to_real_images(digits, space):
+    from lcsc.metrics import evaluate_images
+
+    feats = digits_features(space)
+    ref = reference_set(digits, feats)
+    gen = torch.Generator().manual_seed(0)
+    fds = []
+    for std in (0.0, 0.1, 0.25, 0.5, 1.0):
+        noisy = (digits.images + std * torch.randn(digits.images.shape, generator=gen)).clamp(-1, 1)
+        fds.append(evaluate_images(noisy, ref, feats, ("fd",)).fd)
+    assert abs(fds[0]) < 1e-6 * max(fds) and all(b > a for a, b in zip(fds, fds[1:])), fds

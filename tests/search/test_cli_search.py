@@ -133,4 +133,4 @@ def test_resume_without_journal_and_missing_args(tmp_path: Path, capsys) -> None
     assert main(["search", "--resume", str(tmp_path)]) == 2
     assert "no search_args.json" in capsys.readouterr().err
     assert main(["search", str(tmp_path)]) == 2
-    assert "needs CKPT_DIR, --objective and -o" in capsys.readouterr().err
+    assert "needs CKPT_DIR and -o OUT_DIR" in capsys.readouterr().err

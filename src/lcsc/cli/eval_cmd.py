@@ -42,6 +42,14 @@ def _row(name: str, r) -> str:
             f"{f(r.inception_score, 6, 3)}")
 
 
+def _display_name(path: Path, targets: list[Path]) -> str:
+    """The checkpoint's path inside the folder it came from (or parent/name)."""
+    for t in targets:
+        if t.is_dir() and path.is_relative_to(t):
+            return str(path.relative_to(t)) if len(targets) == 1 else f"{t.name}/{path.relative_to(t)}"
+    return f"{path.parent.name}/{path.name}"
+
+
 def run(args: argparse.Namespace) -> int:
     paths = expand_targets(args.targets)
     seed = args.seed + HELD_OUT_SEED_OFFSET if args.held_out else args.seed
@@ -55,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'checkpoint':<44} {'FD':>10} {'KID':>9} {'prec':>6} {'recall':>6} {'IS':>6}")
     rows = []
     for e in evals:
-        name = str(e.path.relative_to(args.targets[0])) if args.targets[0].is_dir() else e.path.name
+        name = _display_name(e.path, args.targets)
         print(_row(name[-44:], e.result))
         grid = save_image_grid(e.samples, out.parent / f"{out.stem}-samples" / f"{e.path.parent.name}-{e.path.stem}.png")
         rows.append({"checkpoint": str(e.path), "step": e.step, **e.result.to_dict(), "samples_png": str(grid)})

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from lcsc.atomic import write_json
 from lcsc.cli.common import add_stack_options, open_stack
 from lcsc.errors import ConfigError
@@ -170,7 +172,22 @@ def run(args: argparse.Namespace) -> int:
                         progress=True, on_event=_on_event)  # fmt: skip
     paths = write_search_outputs(result, merger, objective, config, args.output)
     _report(result, objective, paths)
+    if hasattr(objective, "held_out"):
+        _held_out_report(objective, merger, result, args.output)
     return 0
+
+
+def _held_out_report(objective, merger: StackMerger, result, out: Path) -> None:
+    """Score the best merge and the last checkpoint on the held-out noise (never seen by the search)."""
+    held = objective.held_out()
+    last = np.zeros_like(result.best)
+    last.reshape(merger.G, merger.K)[:, -1] = 1.0
+    scores = {"best": held.score(merger.merge_many(result.best[None])[0]),
+              f"last checkpoint (step {merger.steps[-1]})": held.score(merger.merge_many(last[None])[0])}
+    write_json(out / "held_out.json", {"objective": getattr(held, "name", "objective"),
+                                       "seed": getattr(held, "noise_seed", None), "scores": scores})
+    print(f"held-out ({getattr(held, 'name', 'objective')}, seed {getattr(held, 'noise_seed', '?')}): " +
+          ", ".join(f"{k} {v:.6g}" for k, v in scores.items()) + f"; wrote {out / 'held_out.json'}")
 
 
 def _report(result, objective, paths) -> None:

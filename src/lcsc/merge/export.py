@@ -34,6 +34,8 @@ def save_merged(
         "lcsc_hashes": json.dumps(stack.hashes),
         "lcsc_coefficients": json.dumps(coeffs.to_json()),
     }
+    if "data" in last:  # what lcsc train recorded about the training data (for evaluation)
+        extra["data"] = last["data"]
     images = last.get("images_seen")
     return save_checkpoint(
         path,
