@@ -171,3 +171,14 @@ def test_readme_plain_pytorch_example(tmp_path, monkeypatch):
     stack = CheckpointStack.open(tmp_path / "windows/300", cache=False)
     assert stack.steps == list(range(210, 301, 10))
     assert (tmp_path / "ema/hl-20/ema-000000300.safetensors").exists()
+
+
+def test_extra_ema_snapshot_steps(tmp_path):
+    model = _net()
+    rec = CheckpointRecorder(tmp_path, model, total_steps=40, window=5, interval=5, ema_half_lives=[4],
+                             ema_steps=[10, 20])
+    _drive(rec, model, 40)
+    assert sorted(p.name for p in (tmp_path / "ema/hl-4").iterdir()) == [
+        "ema-000000010.safetensors", "ema-000000020.safetensors", "ema-000000040.safetensors"]
+    with pytest.raises(ConfigError, match="EMA snapshot steps"):
+        CheckpointRecorder(tmp_path, model, total_steps=40, ema_steps=[41])

@@ -64,6 +64,7 @@ def _add_record_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--record-at", default="", help="window end steps S1,S2,… (default: the last step)")
     g.add_argument("--ema-half-life", default=None, help="EMA half-lives in iterations H1,H2,… (default N/50,N/10)")
     g.add_argument("--ema-rate", default="", help="EMA decay rates R1,R2,… (in addition to half-lives)")
+    g.add_argument("--ema-at", default="", help="extra EMA snapshot steps S1,S2,… (besides the window ends)")
     g.add_argument("--storage-dtype", choices=["float32", "float16", "bfloat16"], default="float32")
     g.add_argument("--disk-budget", default=None, help="refuse to start if recording needs more (e.g. 2GB, 500MB)")
 
@@ -127,7 +128,8 @@ def config_from_args(args: argparse.Namespace, num_classes: int = 0) -> TrainCon
         _floats(args.ema_half_life, "--ema-half-life")
     window = args.record_window or min(args.iterations, 100 * args.record_interval)
     record = RecordConfig(window=window, interval=args.record_interval, ends=_ints(args.record_at, "--record-at"),
-                          storage_dtype=args.storage_dtype, disk_budget=parse_bytes(args.disk_budget))
+                          storage_dtype=args.storage_dtype, disk_budget=parse_bytes(args.disk_budget),
+                          ema_steps=_ints(args.ema_at, "--ema-at"))
     optim = OptimConfig(name=args.optimizer, lr=args.lr or DEFAULT_LR[args.kind], weight_decay=args.weight_decay,
                         warmup=args.warmup, schedule=args.optim_schedule)
     consistency = None

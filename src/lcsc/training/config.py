@@ -44,6 +44,7 @@ class RecordConfig:
     ends: tuple[int, ...] = ()
     storage_dtype: str = "float32"
     disk_budget: int | None = None
+    ema_steps: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ class TrainConfig:
         data["optim"] = OptimConfig(**data["optim"])
         rec = dict(data["record"])
         rec["ends"] = tuple(rec.get("ends", ()))
+        rec["ema_steps"] = tuple(rec.get("ema_steps", ()))
         data["record"] = RecordConfig(**rec)
         if data.get("consistency") is not None:
             data["consistency"] = ConsistencyConfig(**data["consistency"])

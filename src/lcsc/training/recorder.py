@@ -40,7 +40,8 @@ class CheckpointRecorder:
 
     ``ema`` shares the trainer's :class:`MultiEMA`; otherwise ``ema_half_lives``/``ema_rates`` make one that
     :meth:`step` updates. ``config`` (default: ``model.config.to_dict()`` when present) goes into every file's
-    metadata with its hash; ``metadata`` (str → str) is added to every file. Refuses to start when the planned
+    metadata with its hash; ``metadata`` (str → str) is added to every file. EMA snapshots are written at the
+    window ends and at ``ema_steps``. Refuses to start when the planned
     files exceed ``disk_budget`` bytes or the free space.
     """
 
@@ -61,6 +62,7 @@ class CheckpointRecorder:
         storage_dtype: str = "float32",
         disk_budget: int | None = None,
         metadata: dict[str, str] | None = None,
+        ema_steps: list[int] | tuple[int, ...] = (),
     ) -> None:
         if storage_dtype not in STORAGE_DTYPES:
             raise ConfigError(f"storage dtype {storage_dtype!r} must be one of {sorted(STORAGE_DTYPES)}")
@@ -76,6 +78,10 @@ class CheckpointRecorder:
         self.dtype = STORAGE_DTYPES[storage_dtype]
         self.disk_budget = disk_budget
         self.metadata = dict(metadata or {})
+        bad = [s for s in ema_steps if not 1 <= int(s) <= total_steps]
+        if bad:
+            raise ConfigError(f"EMA snapshot steps {bad} are outside the run's steps 1..{total_steps}")
+        self.ema_steps = frozenset(int(s) for s in ema_steps) | frozenset(self.plan.ends)
         self.written: list[Path] = []
         self.check_disk()
 
@@ -85,7 +91,7 @@ class CheckpointRecorder:
         raw = sum(v.numel() * (self.dtype.itemsize if v.is_floating_point() else v.element_size()) for v in sd.values())
         full = sum(v.numel() * v.element_size() for v in sd.values())
         n_raw = sum(len(s) for s in self.plan.steps().values())
-        return n_raw * (raw + _HEADER_BYTES) + len(self.plan.ends) * len(self.ema) * (full + _HEADER_BYTES)
+        return n_raw * (raw + _HEADER_BYTES) + len(self.ema_steps) * len(self.ema) * (full + _HEADER_BYTES)
 
     def check_disk(self) -> None:
         """Raise :class:`ConfigError` naming how much is needed when the budget or the free space is too small."""
@@ -107,7 +113,7 @@ class CheckpointRecorder:
         if images_seen is None and self.batch_size is not None:
             images_seen = step * self.batch_size
         written = self._save_raw(step, images_seen)
-        if step in self.plan.ends:
+        if step in self.ema_steps:
             written += self._save_ema(step, images_seen)
         self.written += written
         return written
