@@ -1,7 +1,8 @@
-"""Reports: image grids of samples."""
+"""Reports: image grids, result tables (Markdown/HTML) and figures."""
 
 from __future__ import annotations
 
 from lcsc.report.grid import image_grid, save_image_grid
+from lcsc.report.tables import html_table, markdown_table
 
-__all__ = ["image_grid", "save_image_grid"]
+__all__ = ["html_table", "image_grid", "markdown_table", "save_image_grid"]

@@ -1,0 +1,77 @@
+"""The demo's judge: FD_digits search objectives, and held-out scoring of any state over several noise seeds."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from lcsc.data import ImageData
+from lcsc.demo.config import DemoConfig
+from lcsc.generate import generate
+from lcsc.metrics import evaluate_images, reference_set
+from lcsc.metrics.spaces import feature_space
+from lcsc.objectives import FDObjective
+from lcsc.objectives.base import HELD_OUT_SEED_OFFSET
+
+__all__ = ["Scorer", "HeldOutScore"]
+
+
+@dataclass(frozen=True)
+class HeldOutScore:
+    """Held-out metrics of one state: FD_digits and FD2 (mean, std over seeds); KID, precision, recall (means)."""
+
+    fd_mean: float
+    fd_std: float
+    fd2_mean: float
+    fd2_std: float
+    kid: float
+    precision: float
+    recall: float
+    fid: float | None = None
+    seeds: tuple[int, ...] = ()
+    fd_per_seed: tuple[float, ...] = ()
+
+
+class Scorer:
+    """Feature spaces and reference sets built once; search objectives on ``seed``; held-out on other seeds."""
+
+    def __init__(self, cfg: DemoConfig, data: ImageData, progress: bool = False) -> None:
+        self.cfg, self.progress = cfg, progress
+        self.digits = feature_space("digits", cfg.device)
+        self.digits2 = feature_space("digits2", cfg.device)
+        self.ref = reference_set(data, self.digits)
+        self.ref2 = reference_set(data, self.digits2)
+        self.inception = feature_space("inception", cfg.device) if cfg.inception else None
+        self.ref_inc = reference_set(data, self.inception, progress=progress) if self.inception else None
+        self.seeds = tuple(HELD_OUT_SEED_OFFSET + cfg.seed + i for i in range(cfg.eval_seeds))
+
+    def objective(self, model: nn.Module, nfe: int) -> FDObjective:
+        """FD_digits on the fixed search noise (seed ``cfg.seed``) at ``nfe``."""
+        return FDObjective(copy.deepcopy(model), self.digits, self.ref, num_samples=self.cfg.search_samples,
+                           nfe=nfe, device=self.cfg.device, noise_seed=self.cfg.seed, name="fd_digits")
+
+    def samples(self, model: nn.Module, state: dict[str, torch.Tensor], nfe: int, seed: int, n: int) -> torch.Tensor:
+        model.load_state_dict(state)
+        return generate(model, n, seed, nfe=nfe, device=self.cfg.device)
+
+    def held_out(self, model: nn.Module, state: dict[str, torch.Tensor], nfe: int) -> HeldOutScore:
+        """Score ``state`` on every held-out seed (never the search seed)."""
+        rows = []
+        for seed in self.seeds:
+            images = self.samples(model, state, nfe, seed, self.cfg.eval_samples)
+            a = evaluate_images(images, self.ref, self.digits, ("fd", "kid", "pr"))
+            b = evaluate_images(images, self.ref2, self.digits2, ("fd",))
+            rows.append((a.fd, b.fd, a.kid, a.precision, a.recall))
+        r = np.array(rows, dtype=np.float64)
+        fid = None
+        if self.inception is not None:
+            images = self.samples(model, state, nfe, self.seeds[0], self.cfg.inception_samples)
+            fid = evaluate_images(images, self.ref_inc, self.inception, ("fd",), progress=self.progress).fd
+        return HeldOutScore(fd_mean=float(r[:, 0].mean()), fd_std=float(r[:, 0].std()), fd2_mean=float(r[:, 1].mean()),
+                            fd2_std=float(r[:, 1].std()), kid=float(r[:, 2].mean()), precision=float(r[:, 3].mean()),
+                            recall=float(r[:, 4].mean()), fid=fid, seeds=self.seeds,
+                            fd_per_seed=tuple(float(v) for v in r[:, 0]))

@@ -1,0 +1,44 @@
+"""``lcsc demo --quick``: the smoke test CI runs — every report file exists and the table is complete and finite."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from lcsc.cli.main import main
+from lcsc.demo.config import DemoConfig
+from lcsc.demo.report import REPORT_KEYS
+from lcsc.errors import ConfigError
+
+
+def test_quick_demo_writes_a_complete_report(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "LCSC" in printed and "EMA*" in printed
+    report = out / "report"
+    for name in ("report.md", "report.html", "report.json", "config.json", "stages.json", "command.json",
+                 "samples.png", "coefficients.png", "search_progress.png", "loss.png"):
+        assert (report / name).is_file() and (report / name).stat().st_size > 0, name
+    rows = json.loads((report / "report.json").read_text())
+    assert len(rows) == 14  # per model: EMA ×3, EMA* ×2, LCSC ×2
+    assert {(r["model"], r["method"]) for r in rows} >= {("DM", "LCSC"), ("CM (CT)", "EMA*")}
+    for r in rows:
+        assert set(REPORT_KEYS) <= set(r)
+        for key in ("fd_mean", "fd_std", "fd2_mean", "kid", "precision", "recall"):
+            assert isinstance(r[key], float) and math.isfinite(r[key]), (r, key)
+        assert r["speedup"] is None or (math.isfinite(r["speedup"]) and r["speedup"] > 0)
+    md = (report / "report.md").read_text()
+    assert md.count("| DM |") == 7 and "## Time per stage" in md
+    stages = json.loads((report / "stages.json").read_text())
+    assert any(k.startswith("LCSC dm@") for k in stages)
+
+
+def test_demo_config_validation():
+    with pytest.raises(ConfigError, match="early_fraction"):
+        DemoConfig(early_fraction=1.5)
+    with pytest.raises(ConfigError, match="default_ema_fraction"):
+        DemoConfig(default_ema_fraction=0.3)
+    assert DemoConfig().early_point == 800 and DemoConfig.quick().early_point == 150
