@@ -31,7 +31,7 @@ def test_quick_demo_writes_a_complete_report(tmp_path, capsys):
             assert isinstance(r[key], float) and math.isfinite(r[key]), (r, key)
         assert r["speedup"] is None or (math.isfinite(r["speedup"]) and r["speedup"] > 0)
     md = (report / "report.md").read_text()
-    assert md.count("| DM |") == 7 and "## Time per stage" in md
+    assert md.count("| DM | LCSC |") == 2 and md.count("| CM (CT) | EMA |") == 3 and "## Time per stage" in md
     stages = json.loads((report / "stages.json").read_text())
     assert any(k.startswith("LCSC dm@") for k in stages)
 
