@@ -9,9 +9,6 @@ from pathlib import Path
 
 from lcsc.cli.common import write_resolved_config
 from lcsc.demo.config import DemoConfig
-from lcsc.demo.report import table_columns, verdicts, write_demo_report
-from lcsc.demo.run import run_demo
-from lcsc.report.tables import markdown_table
 
 __all__ = ["register"]
 
@@ -49,6 +46,10 @@ def _on_stage(kind: str, info: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lcsc.demo.report import table_columns, verdicts, write_demo_report  # matplotlib: only when needed
+    from lcsc.demo.run import run_demo
+    from lcsc.report.tables import markdown_table
+
     cfg = config_from_args(args)
     result = run_demo(cfg, args.output, progress=sys.stderr.isatty(), on_stage=_on_stage)
     report_dir = args.output / "report"
