@@ -60,7 +60,7 @@ def test_class_conditional_training(tmp_path):
         (["--record-at", "50"], "outside the run"),
         (["--ema-half-life", "ten"], "--ema-half-life"),
         (["--disk-budget", "10KB"], "disk budget"),
-        (["--timestep-sampler", "nope"], "unknown timestep sampler"),
+        (["--timesteps", "nope"], "unknown timestep sampler"),
     ],
 )
 def test_bad_input_exits_2_with_one_message(tmp_path, capsys, extra, message):
@@ -78,3 +78,14 @@ def test_unlabelled_npz_data_and_class_cond_error(tmp_path, capsys):
     assert load_model(Path(tmp_path / "r/last.safetensors")).config.in_channels == 3
     assert main(["train", "dm", *TINY, "--class-cond", "--data", str(data), "-o", str(tmp_path / "r2")]) == 2
     assert "has no class labels" in capsys.readouterr().err
+
+
+def test_faster_training_flags(tmp_path):
+    out = tmp_path / "fast"
+    assert main(["train", "dm", *TINY, "--sample-count", "0", "--timesteps", "clts", "--clts-mu", "0.4",
+                 "--clts-target", "6", "--loss-weighting", "minsnr", "--minsnr-gamma", "3", "--momentum", "mdlrc",
+                 "--beta-min", "0.7", "-o", str(out)]) == 0
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["timestep_sampler"] == "clts" and saved["clts_mu"] == 0.4 and saved["minsnr_gamma"] == 3
+    assert saved["optim"]["schedule"] == "mdlrc" and saved["optim"]["beta_min"] == 0.7
+    assert main(["train", "dm", *TINY, "--momentum", "adamw-ish", "-o", str(tmp_path / "bad")]) == 2

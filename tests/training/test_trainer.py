@@ -111,3 +111,28 @@ def test_nan_loss_stops_with_a_clear_error(tmp_path, digits):
     with pytest.raises(TrainingError, match="loss is nan at step 4.*step 2"):
         t.run()
     assert Trainer(_config(iterations=6, save_every=2), tmp_path, data=digits, progress=False).step == 2
+
+
+def test_faster_training_plugins_survive_resume(tmp_path, digits):
+    """CLTS + Min-SNR + MDLRC: a killed and resumed run equals the uninterrupted one (weights and β₁/lr state)."""
+    from lcsc.training import OptimConfig
+
+    cfg = _config(timestep_sampler="clts", clts_target=6, loss_weighting="minsnr",
+                  optim=OptimConfig(lr=1e-3, schedule="mdlrc", beta_min=0.6))
+    full = Trainer(cfg, tmp_path / "full", data=digits, progress=False)
+    full.run()
+
+    def crash(record):
+        if record["step"] == 8:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, tmp_path / "part", data=digits, progress=False).run(on_log=crash)
+    resumed = Trainer(cfg, tmp_path / "part", data=digits, progress=False)
+    assert resumed.step == 5
+    resumed.run()
+    a, b = load_file(tmp_path / "full/last.safetensors"), load_file(tmp_path / "part/last.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.optimizer.param_groups[0]["betas"] == full.optimizer.param_groups[0]["betas"]
+    log = read_log(tmp_path / "part/log.jsonl")
+    assert log[-1]["beta1"] < 0.9 and log[-1]["lr"] < 1e-3

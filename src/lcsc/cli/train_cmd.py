@@ -37,9 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_record_options(p)
     _add_cm_options(p)
     p.add_argument("--init-from", default=None, metavar="CKPT", help="start from these weights (fine-tune)")
-    p.add_argument("--timestep-sampler", default="uniform", help=f"DM timestep sampler: {sorted(TIMESTEP_SAMPLERS)}")
-    p.add_argument("--loss-weighting", default="none", help=f"DM loss weighting: {sorted(LOSS_WEIGHTINGS)}")
-    p.add_argument("--optim-schedule", default="constant", help=f"optimiser schedule: {sorted(OPTIM_SCHEDULES)}")
+    _add_faster_options(p)
     p.add_argument("--sample-count", type=int, default=64, help="images in samples.png (0: none)")
     p.add_argument("--sample-nfe", type=int, default=None, help="NFE for samples.png (default 20 DM / 1 CM)")
     p.add_argument("--sample-solver", choices=["ddim", "dpm-solver"], default="dpm-solver")
@@ -54,7 +52,23 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--class-cond", action="store_true", help="condition on the data's class labels")
     g.add_argument("--dropout", type=float, default=0.0)
     g.add_argument("--schedule", choices=BETA_SCHEDULES, default="linear", help="DM β schedule")
-    g.add_argument("--timesteps", type=int, default=1000, help="DM training timesteps T")
+    g.add_argument("--train-timesteps", type=int, default=1000, help="DM training timesteps T")
+
+
+def _add_faster_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("faster DM training (CLTS, Min-SNR, MDLRC)")
+    g.add_argument("--timesteps", default="uniform", help=f"DM timestep sampler: {', '.join(TIMESTEP_SAMPLERS)}")
+    g.add_argument("--clts-mu", type=float, default=0.3, help="CLTS Gaussian centre as a fraction of T")
+    g.add_argument("--clts-sigma", type=float, default=None, help="CLTS Gaussian std as a fraction of T "
+                   "(default: the std of uniform timesteps, ≈ 0.289)")
+    g.add_argument("--clts-target", type=int, default=None, help="CLTS: iteration by which the Gaussian has fully "
+                   "replaced uniform sampling (default: a quarter of the run)")
+    g.add_argument("--loss-weighting", default="none", help=f"DM loss weighting: {', '.join(LOSS_WEIGHTINGS)}")
+    g.add_argument("--minsnr-gamma", type=float, default=5.0, help="Min-SNR-γ truncation")
+    g.add_argument("--momentum", default="constant", help=f"Adam β₁ schedule: {', '.join(OPTIM_SCHEDULES)} "
+                   "(md: momentum decay; mdlrc: with learning-rate compensation)")
+    g.add_argument("--beta-init", type=float, default=0.9, help="Adam β₁ (the initial β₁ of md/mdlrc)")
+    g.add_argument("--beta-min", type=float, default=0.5, help="md/mdlrc: floor of the decayed β₁")
 
 
 def _add_record_options(p: argparse.ArgumentParser) -> None:
@@ -123,7 +137,7 @@ def config_from_args(args: argparse.Namespace, num_classes: int = 0) -> TrainCon
         raise ConfigError(f"--class-cond needs labelled data, but {args.data} has no class labels")
     model = ModelConfig(kind=args.kind, backbone=args.model, channels=args.channels, dropout=args.dropout,
                         num_classes=num_classes if args.class_cond else 0, beta_schedule=args.schedule,
-                        num_train_timesteps=args.timesteps)
+                        num_train_timesteps=args.train_timesteps)
     half_lives = default_half_lives(args.iterations) if args.ema_half_life is None else \
         _floats(args.ema_half_life, "--ema-half-life")
     window = args.record_window or min(args.iterations, 100 * args.record_interval)
@@ -131,7 +145,7 @@ def config_from_args(args: argparse.Namespace, num_classes: int = 0) -> TrainCon
                           storage_dtype=args.storage_dtype, disk_budget=parse_bytes(args.disk_budget),
                           ema_steps=_ints(args.ema_at, "--ema-at"))
     optim = OptimConfig(name=args.optimizer, lr=args.lr or DEFAULT_LR[args.kind], weight_decay=args.weight_decay,
-                        warmup=args.warmup, schedule=args.optim_schedule)
+                        warmup=args.warmup, schedule=args.momentum, beta1=args.beta_init, beta_min=args.beta_min)
     consistency = None
     if args.kind == "cm":
         consistency = ConsistencyConfig(mode=args.mode, teacher=args.teacher, s0=args.s0, s1=args.s1,
@@ -141,7 +155,9 @@ def config_from_args(args: argparse.Namespace, num_classes: int = 0) -> TrainCon
     return TrainConfig(model=model, data=args.data, resolution=args.resolution, iterations=args.iterations,
                        batch_size=args.batch_size, seed=args.seed, optim=optim, record=record,
                        ema_half_lives=half_lives, ema_rates=_floats(args.ema_rate, "--ema-rate"),
-                       timestep_sampler=args.timestep_sampler, loss_weighting=args.loss_weighting,
+                       timestep_sampler=args.timesteps, clts_mu=args.clts_mu, clts_sigma=args.clts_sigma,
+                       clts_target=args.clts_target, loss_weighting=args.loss_weighting,
+                       minsnr_gamma=args.minsnr_gamma,
                        consistency=consistency, init_from=args.init_from, device=args.device,
                        sample_count=args.sample_count, sample_nfe=args.sample_nfe, sample_solver=args.sample_solver)
 

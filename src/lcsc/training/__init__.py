@@ -1,7 +1,10 @@
 """Training: the trainer, online EMAs, the checkpoint recorder, pluggable timestep/weighting/optimiser schedules."""
 
+from lcsc.training.clts import CLTSSampler
 from lcsc.training.config import ConsistencyConfig, OptimConfig, RecordConfig, TrainConfig
 from lcsc.training.ema import MultiEMA, ema_name
+from lcsc.training.mdlrc import MomentumDecaySchedule
+from lcsc.training.minsnr import MinSNRWeighting
 from lcsc.training.plan import RecordPlan
 from lcsc.training.plugins import (
     LOSS_WEIGHTINGS,
@@ -18,9 +21,12 @@ __all__ = [
     "OPTIM_SCHEDULES",
     "STORAGE_DTYPES",
     "TIMESTEP_SAMPLERS",
+    "CLTSSampler",
     "CheckpointRecorder",
     "ConsistencyConfig",
     "ConstantSchedule",
+    "MinSNRWeighting",
+    "MomentumDecaySchedule",
     "MultiEMA",
     "OptimConfig",
     "RecordConfig",

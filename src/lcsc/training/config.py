@@ -14,7 +14,9 @@ __all__ = ["OptimConfig", "RecordConfig", "ConsistencyConfig", "TrainConfig"]
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Adam/AdamW with an optional linear warm-up and a pluggable schedule (``schedule`` names a registry entry)."""
+    """Adam/AdamW with an optional linear warm-up and a pluggable schedule (``schedule`` names a registry entry:
+    "constant", "md" (momentum decay from ``beta1`` to ``beta_min`` over ``decay_steps``, default the whole run) or
+    "mdlrc" (the same with learning-rate compensation))."""
 
     name: str = "adam"
     lr: float = 1e-3
@@ -25,6 +27,8 @@ class OptimConfig:
     grad_clip: float | None = 1.0
     warmup: int = 0
     schedule: str = "constant"
+    beta_min: float = 0.5
+    decay_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.name not in ("adam", "adamw"):
@@ -90,7 +94,11 @@ class TrainConfig:
     ema_half_lives: tuple[float, ...] = ()
     ema_rates: tuple[float, ...] = ()
     timestep_sampler: str = "uniform"
+    clts_mu: float = 0.3
+    clts_sigma: float | None = None
+    clts_target: int | None = None
     loss_weighting: str = "none"
+    minsnr_gamma: float = 5.0
     consistency: ConsistencyConfig | None = None
     init_from: str | None = None
     device: str = "cpu"

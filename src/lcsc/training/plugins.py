@@ -9,6 +9,9 @@ import torch
 
 from lcsc.diffusion.loss import uniform_timesteps
 from lcsc.errors import ConfigError
+from lcsc.training.clts import CLTSSampler
+from lcsc.training.mdlrc import MomentumDecaySchedule
+from lcsc.training.minsnr import MinSNRWeighting
 
 __all__ = [
     "TIMESTEP_SAMPLERS",
@@ -24,6 +27,7 @@ class ConstantSchedule:
     """Learning rate ``lr`` after a linear warm-up of ``warmup`` iterations; momentum unchanged."""
 
     def __init__(self, lr: float, warmup: int = 0, total_steps: int = 1, **_: Any) -> None:
+        """Extra options (momentum settings for other schedules) are accepted and ignored."""
         self.lr, self.warmup = lr, warmup
 
     def apply(self, optimizer: torch.optim.Optimizer, step: int) -> dict[str, float]:
@@ -38,11 +42,25 @@ def _uniform_factory(**_: Any) -> Callable:
     return uniform_timesteps
 
 
+def _clts_factory(num_train_timesteps: int, total_steps: int, mu: float = 0.3, sigma: float | None = None,
+                  target: int | None = None, **_: Any) -> CLTSSampler:
+    return CLTSSampler(num_train_timesteps, total_steps, mu=mu, sigma=sigma, target=target)
+
+
+def _minsnr_factory(gamma: float = 5.0, **_: Any) -> MinSNRWeighting:
+    return MinSNRWeighting(gamma)
+
+
+def _md_factory(**options: Any) -> MomentumDecaySchedule:
+    return MomentumDecaySchedule(**{**options, "compensate": False})
+
+
 # name → factory(**options) → plug-in object. Timestep samplers: f(batch, T, generator, device, step) -> t;
 # weightings: f(t, alphas_cumprod) -> w (None: no weighting); schedules: obj.apply(optimizer, step) -> dict.
-TIMESTEP_SAMPLERS: dict[str, Callable[..., Any]] = {"uniform": _uniform_factory}
-LOSS_WEIGHTINGS: dict[str, Callable[..., Any]] = {"none": lambda **_: None}
-OPTIM_SCHEDULES: dict[str, Callable[..., Any]] = {"constant": ConstantSchedule}
+TIMESTEP_SAMPLERS: dict[str, Callable[..., Any]] = {"uniform": _uniform_factory, "clts": _clts_factory}
+LOSS_WEIGHTINGS: dict[str, Callable[..., Any]] = {"none": lambda **_: None, "minsnr": _minsnr_factory}
+OPTIM_SCHEDULES: dict[str, Callable[..., Any]] = {"constant": ConstantSchedule, "md": _md_factory,
+                                                  "mdlrc": MomentumDecaySchedule}
 
 
 def register(registry: dict[str, Callable[..., Any]], name: str, factory: Callable[..., Any]) -> None:

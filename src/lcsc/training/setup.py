@@ -66,7 +66,7 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
 def make_schedule(config: TrainConfig):
     o = config.optim
     return make_plugin(OPTIM_SCHEDULES, "optimizer schedule", o.schedule, lr=o.lr, warmup=o.warmup,
-                       total_steps=config.iterations, beta1=o.beta1)
+                       total_steps=config.iterations, beta1=o.beta1, beta_min=o.beta_min, decay_steps=o.decay_steps)
 
 
 def load_teacher(path: str, device: torch.device) -> EDMTeacher:
@@ -80,8 +80,9 @@ def make_loss(config: TrainConfig, device: torch.device):
 
         schedule = NoiseSchedule(config.model.num_train_timesteps, config.model.beta_schedule)
         sampler = make_plugin(TIMESTEP_SAMPLERS, "timestep sampler", config.timestep_sampler,
-                              num_train_timesteps=schedule.num_train_timesteps, total_steps=config.iterations)
-        weighting = make_plugin(LOSS_WEIGHTINGS, "loss weighting", config.loss_weighting)
+                              num_train_timesteps=schedule.num_train_timesteps, total_steps=config.iterations,
+                              mu=config.clts_mu, sigma=config.clts_sigma, target=config.clts_target)
+        weighting = make_plugin(LOSS_WEIGHTINGS, "loss weighting", config.loss_weighting, gamma=config.minsnr_gamma)
         return DDPMLoss(schedule, sampler, weighting)
     cm = config.consistency
     if cm.mode == "ct":

@@ -1,0 +1,49 @@
+"""Ablation bookkeeping: crossing iterations, speed-ups, spreads; one tiny variant run end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+from lcsc.analysis import VARIANTS, AblationConfig, iters_to_reach, summarize
+from lcsc.analysis.ablation import sweep_variants
+from lcsc.errors import ConfigError
+
+
+def test_iters_to_reach_interpolates_the_first_crossing():
+    steps = [100, 200, 300, 400]
+    assert iters_to_reach(steps, [50, 40, 30, 20], 35) == pytest.approx(250)
+    assert iters_to_reach(steps, [50, 40, 30, 20], 20) == pytest.approx(400)
+    assert iters_to_reach(steps, [50, 40, 30, 20], 10) is None
+    assert iters_to_reach(steps, [50, 25, 30, 20], 30) == pytest.approx(100 + 100 * 20 / 25)  # first crossing
+
+
+def test_summarize_speedup_and_spread():
+    steps = (100, 200, 300, 400)
+    curves = {"baseline": {0: [50, 40, 30, 20], 1: [52, 42, 31, 22]},
+              "fast": {0: [40, 21, 18, 15], 1: [41, 22, 19, 16]},
+              "slow": {0: [60, 55, 50, 45], 1: [61, 56, 51, 46]}}
+    rows = {r["variant"]: r for r in summarize(curves, steps)}
+    assert rows["baseline"]["speedup"] == pytest.approx(1.0)
+    assert rows["baseline"]["iters_to_baseline_fd"] == pytest.approx(400)
+    assert rows["fast"]["speedup"] > 1.5 and rows["fast"]["within_spread"] is False
+    assert rows["slow"]["speedup"] is None and rows["slow"]["iters_to_baseline_fd"] is None
+    assert rows["fast"]["final_fd_mean"] == pytest.approx(15.5) and rows["fast"]["final_fd_std"] == pytest.approx(0.5)
+
+
+def test_config_and_sweeps():
+    assert AblationConfig().variants[0].name == "baseline" and len(VARIANTS) == 6
+    assert [v.clts_mu for v in sweep_variants("mu", [0.1, 0.5])] == [0.1, 0.5]
+    with pytest.raises(ConfigError, match="eval_every"):
+        AblationConfig(iterations=100, eval_every=30)
+    with pytest.raises(ConfigError, match="sweep"):
+        sweep_variants("lr", [1.0])
+
+
+def test_one_tiny_run_per_recipe_trains_and_scores(tmp_path):
+    from lcsc.analysis.ablation_runs import train_and_score
+
+    cfg = AblationConfig(iterations=8, eval_every=4, seeds=(0,), batch_size=16, channels=8, eval_samples=32,
+                         eval_nfe=1)
+    fds = train_and_score(VARIANTS["all (CLTS+MD+LRC)"], 0, cfg, tmp_path, progress=False)
+    assert len(fds) == 2 and all(f > 0 for f in fds)
+    assert train_and_score(VARIANTS["Min-SNR"], 0, cfg, tmp_path, progress=False)[-1] > 0
