@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from lcsc.analysis import VARIANTS, AblationConfig, iters_to_reach, summarize
@@ -28,6 +34,9 @@ def test_summarize_speedup_and_spread():
     assert rows["fast"]["speedup"] > 1.5 and rows["fast"]["within_spread"] is False
     assert rows["slow"]["speedup"] is None and rows["slow"]["iters_to_baseline_fd"] is None
     assert rows["fast"]["final_fd_mean"] == pytest.approx(15.5) and rows["fast"]["final_fd_std"] == pytest.approx(0.5)
+    assert rows["fast"]["seeds_better"] == "2/2" and rows["slow"]["seeds_better"] == "0/2"
+    mixed = summarize({"baseline": curves["baseline"], "mixed": {0: [9, 9, 9, 19], 1: [9, 9, 9, 23]}}, steps)
+    assert mixed[1]["seeds_better"] == "1/2"
 
 
 def test_config_and_sweeps():
@@ -47,3 +56,23 @@ def test_one_tiny_run_per_recipe_trains_and_scores(tmp_path):
     fds = train_and_score(VARIANTS["all (CLTS+MD+LRC)"], 0, cfg, tmp_path, progress=False)
     assert len(fds) == 2 and all(f > 0 for f in fds)
     assert train_and_score(VARIANTS["Min-SNR"], 0, cfg, tmp_path, progress=False)[-1] > 0
+
+
+def test_ablation_benchmark_quick_smoke(tmp_path):
+    """``benchmarks/ablation.py --quick`` (shrunk further): plot, table and ablation.json with the issue's keys."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "ablation.py"
+    out = tmp_path / "abl"
+    proc = subprocess.run([sys.executable, str(script), "--quick", "--seeds", "0", "--iterations", "40",
+                           "--eval-every", "20", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [r["variant"] for r in rows] == list(VARIANTS)
+    assert rows == json.loads((out / "ablation.json").read_text())
+    for r in rows:
+        assert set(r) == {"variant", "final_fd_mean", "final_fd_std", "iters_to_baseline_fd", "speedup"}
+        assert math.isfinite(r["final_fd_mean"]) and r["final_fd_mean"] > 0
+    assert rows[0]["speedup"] == 1.0
+    assert (out / "ablation.png").stat().st_size > 0 and "| baseline |" in (out / "ablation.md").read_text()
+    bad = subprocess.run([sys.executable, str(script), "--seeds", "x", "--out", str(out)], capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode != 0 and "--seeds 'x'" in bad.stderr

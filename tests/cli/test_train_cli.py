@@ -84,8 +84,9 @@ def test_faster_training_flags(tmp_path):
     out = tmp_path / "fast"
     assert main(["train", "dm", *TINY, "--sample-count", "0", "--timesteps", "clts", "--clts-mu", "0.4",
                  "--clts-target", "6", "--loss-weighting", "minsnr", "--minsnr-gamma", "3", "--momentum", "mdlrc",
-                 "--beta-min", "0.7", "-o", str(out)]) == 0
+                 "--beta-min", "0.7", "--decay-steps", "5", "-o", str(out)]) == 0
     saved = json.loads((out / "train_config.json").read_text())
     assert saved["timestep_sampler"] == "clts" and saved["clts_mu"] == 0.4 and saved["minsnr_gamma"] == 3
     assert saved["optim"]["schedule"] == "mdlrc" and saved["optim"]["beta_min"] == 0.7
+    assert saved["optim"]["decay_steps"] == 5
     assert main(["train", "dm", *TINY, "--momentum", "adamw-ish", "-o", str(tmp_path / "bad")]) == 2

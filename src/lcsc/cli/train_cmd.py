@@ -69,6 +69,8 @@ def _add_faster_options(p: argparse.ArgumentParser) -> None:
                    "(md: momentum decay; mdlrc: with learning-rate compensation)")
     g.add_argument("--beta-init", type=float, default=0.9, help="Adam β₁ (the initial β₁ of md/mdlrc)")
     g.add_argument("--beta-min", type=float, default=0.5, help="md/mdlrc: floor of the decayed β₁")
+    g.add_argument("--decay-steps", type=int, default=None, help="md/mdlrc: T_decay, iterations over which β₁ "
+                   "decays (default: the whole run)")
 
 
 def _add_record_options(p: argparse.ArgumentParser) -> None:
@@ -145,7 +147,8 @@ def config_from_args(args: argparse.Namespace, num_classes: int = 0) -> TrainCon
                           storage_dtype=args.storage_dtype, disk_budget=parse_bytes(args.disk_budget),
                           ema_steps=_ints(args.ema_at, "--ema-at"))
     optim = OptimConfig(name=args.optimizer, lr=args.lr or DEFAULT_LR[args.kind], weight_decay=args.weight_decay,
-                        warmup=args.warmup, schedule=args.momentum, beta1=args.beta_init, beta_min=args.beta_min)
+                        warmup=args.warmup, schedule=args.momentum, beta1=args.beta_init, beta_min=args.beta_min,
+                        decay_steps=args.decay_steps)
     consistency = None
     if args.kind == "cm":
         consistency = ConsistencyConfig(mode=args.mode, teacher=args.teacher, s0=args.s0, s1=args.s1,

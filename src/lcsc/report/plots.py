@@ -17,11 +17,11 @@ from lcsc.report.grid import image_grid  # noqa: E402
 __all__ = ["save_figure", "plot_curves", "plot_search_progress", "plot_coefficients", "plot_sample_pairs"]
 
 
-def save_figure(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     """Write ``fig`` as PNG atomically and close it."""
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
 
@@ -85,7 +85,8 @@ def plot_sample_pairs(pairs: dict[str, dict[str, torch.Tensor]], path: str | Pat
     for r, (model, grids) in enumerate(pairs.items()):
         for c, (method, images) in enumerate(grids.items()):
             ax = axes[r][c]
-            ax.imshow(np.asarray(image_grid(images, nrow=8)), cmap="gray", interpolation="nearest")
+            ax.imshow(np.asarray(image_grid(images, nrow=8, pad=2)), cmap="gray", interpolation="nearest")
             ax.set_title(f"{model}: {method}", fontsize=9)
             ax.axis("off")
-    return save_figure(fig, path)
+    # ≥ 1.5 screen pixels per grid pixel, so the 2-pixel separators between samples survive resampling.
+    return save_figure(fig, path, dpi=160)
