@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from lcsc.data import load_digits_data
 from lcsc.demo.config import DemoConfig
 from lcsc.demo.scoring import HeldOutScore, Scorer
@@ -83,7 +85,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, *, progress: bool = True,
     out, clock = Path(out), _Clock(on_stage)
     data = load_digits_data()
     scorer = clock.run("feature spaces and references", Scorer, cfg, data, progress)
-    estimate = clock.run("estimate", estimate_seconds, cfg, scorer)
+    estimate = clock.stages["feature spaces and references"] + clock.run("estimate", estimate_seconds, cfg, scorer)
     if on_stage:
         on_stage("estimate", {"seconds": estimate})
     names = ["dm", "cm-ct"] + (["cm-cd"] if cfg.cd else [])
@@ -135,8 +137,21 @@ def _rows(cfg: DemoConfig, scorer: Scorer, runs, ema_star, searches) -> list[Dem
     return rows
 
 
+def _inception_seconds(cfg: DemoConfig, scorer: Scorer) -> float:
+    """Inception FID of every held-out row: one timed batch of 8, extrapolated (0 without ``--inception``)."""
+    if scorer.inception is None:
+        return 0.0
+    x = torch.rand(8, *scorer.image_shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    scorer.inception(x)  # warm-up
+    t0 = time.perf_counter()
+    scorer.inception(x)
+    rows = 7 * (3 if cfg.cd else 2)
+    return (time.perf_counter() - t0) / 8 * cfg.inception_samples * rows
+
+
 def estimate_seconds(cfg: DemoConfig, scorer: Scorer) -> float:
-    """Whole-demo wall time from a few timed training steps and one timed search evaluation per model."""
+    """Wall time of everything after the feature spaces: a few timed training steps and one timed search evaluation
+    per model, plus the Inception FIDs with ``--inception``."""
     from lcsc.data import load_digits_data
     from lcsc.training import RecordConfig, TrainConfig, Trainer
 
@@ -157,7 +172,8 @@ def estimate_seconds(cfg: DemoConfig, scorer: Scorer) -> float:
         t0 = time.perf_counter()
         objective.score(model.state_dict())
         eval_s = time.perf_counter() - t0
+        iterations = cfg.iterations + (cfg.cd_iterations if (kind == "cm" and cfg.cd) else 0)
         runs = 2 if (kind == "cm" and cfg.cd) else 1
         rows_evals = 7 * cfg.eval_seeds * cfg.eval_samples / cfg.search_samples
-        total += runs * (cfg.iterations * it_s + (2 * evals + 2 * len(cfg.half_lives) + rows_evals) * eval_s)
-    return total
+        total += iterations * it_s + runs * (2 * evals + 2 * len(cfg.half_lives) + rows_evals) * eval_s
+    return total + _inception_seconds(cfg, scorer)

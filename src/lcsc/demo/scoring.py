@@ -48,6 +48,7 @@ class Scorer:
         self.inception = feature_space("inception", cfg.device) if cfg.inception else None
         self.ref_inc = reference_set(data, self.inception, progress=progress) if self.inception else None
         self.seeds = tuple(HELD_OUT_SEED_OFFSET + cfg.seed + i for i in range(cfg.eval_seeds))
+        self.image_shape = tuple(data.images.shape[1:])
 
     def objective(self, model: nn.Module, nfe: int) -> FDObjective:
         """FD_digits on the fixed search noise (seed ``cfg.seed``) at ``nfe``."""
