@@ -28,20 +28,26 @@ def _config(kind: str = "dm", **kw) -> TrainConfig:
     return TrainConfig(**(base | kw))
 
 
+def _crash_then_resume(cfg, run_dir, digits) -> Trainer:
+    """Kill a run after step 8 (its last saved state is step 5), resume it to the end, return the resumed trainer."""
+
+    def crash(record):
+        if record["step"] == 8:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, run_dir, data=digits, progress=False).run(on_log=crash)
+    resumed = Trainer(cfg, run_dir, data=digits, progress=False)
+    assert resumed.step == 5
+    resumed.run()
+    return resumed
+
+
 @pytest.mark.parametrize("kind", ["dm", "cm"])
 def test_resume_continues_the_same_trajectory(tmp_path, digits, kind):
     cfg = _config(kind)
     full = train(cfg, tmp_path / "full", data=digits, progress=False)
-
-    def crash(record):
-        if record["step"] == 8:  # killed after step 8; the last saved state is step 5
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(cfg, tmp_path / "part", data=digits, progress=False).run(on_log=crash)
-    resumed = Trainer(cfg, tmp_path / "part", data=digits, progress=False)
-    assert resumed.step == 5
-    resumed.run()
+    _crash_then_resume(cfg, tmp_path / "part", digits)
     a, b = load_file(tmp_path / "full/last.safetensors"), load_file(tmp_path / "part/last.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     ema_a = load_file(tmp_path / "full/ema/hl-2/ema-000000012.safetensors")
@@ -121,16 +127,7 @@ def test_faster_training_plugins_survive_resume(tmp_path, digits):
                   optim=OptimConfig(lr=1e-3, schedule="mdlrc", beta_min=0.6))
     full = Trainer(cfg, tmp_path / "full", data=digits, progress=False)
     full.run()
-
-    def crash(record):
-        if record["step"] == 8:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(cfg, tmp_path / "part", data=digits, progress=False).run(on_log=crash)
-    resumed = Trainer(cfg, tmp_path / "part", data=digits, progress=False)
-    assert resumed.step == 5
-    resumed.run()
+    resumed = _crash_then_resume(cfg, tmp_path / "part", digits)
     a, b = load_file(tmp_path / "full/last.safetensors"), load_file(tmp_path / "part/last.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.optimizer.param_groups[0]["betas"] == full.optimizer.param_groups[0]["betas"]
