@@ -58,9 +58,9 @@ def _config(a: argparse.Namespace) -> AblationConfig:
     kw = {"device": a.device}
     if a.seeds:
         kw["seeds"] = tuple(_numbers(a.seeds, int, "--seeds"))
-    if a.iterations:
+    if a.iterations is not None:
         kw["iterations"] = a.iterations
-    if a.eval_every:
+    if a.eval_every is not None:
         kw["eval_every"] = a.eval_every
     if a.sweep:
         kw["variants"] = (VARIANTS["baseline"], *sweep_variants(a.sweep, _numbers(a.values, float, "--values")))

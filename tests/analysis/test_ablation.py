@@ -39,6 +39,12 @@ def test_summarize_speedup_and_spread():
     assert mixed[1]["seeds_better"] == "1/2"
 
 
+@pytest.mark.parametrize("kw", [dict(eval_every=0), dict(iterations=0), dict(iterations=-200), dict(eval_every=7)])
+def test_config_rejects_bad_sizes(kw):
+    with pytest.raises(ConfigError, match="eval_every"):
+        AblationConfig(**kw)
+
+
 def test_config_and_sweeps():
     assert AblationConfig().variants[0].name == "baseline" and len(VARIANTS) == 6
     assert [v.clts_mu for v in sweep_variants("mu", [0.1, 0.5])] == [0.1, 0.5]

@@ -63,8 +63,9 @@ class AblationConfig:
     variants: tuple[Variant, ...] = field(default_factory=lambda: tuple(VARIANTS.values()))
 
     def __post_init__(self) -> None:
-        if self.iterations % self.eval_every or self.eval_every < 1:
-            raise ConfigError(f"eval_every {self.eval_every} must divide iterations {self.iterations}")
+        if self.iterations < 1 or self.eval_every < 1 or self.iterations % self.eval_every:
+            raise ConfigError(f"need iterations >= 1 and eval_every >= 1 dividing it; got iterations={self.iterations}, "
+                              f"eval_every={self.eval_every}")
         if len(self.seeds) < 1 or not self.variants or self.variants[0].name != "baseline":
             raise ConfigError("need at least one seed and the baseline as the first variant")
 
