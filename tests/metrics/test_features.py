@@ -28,6 +28,23 @@ def test_digits_feature_spaces_are_accurate_and_different(digits):
     assert float((logits.argmax(1) == digits.labels[:200]).float().mean()) > 0.95
 
 
+def test_digits3_is_a_third_independent_space(digits):
+    from lcsc.metrics.digits_features import DIGITS_SPECS as SPECS
+
+    a, b, c = (digits_features(s) for s in ("digits", "digits2", "digits3"))
+    assert c.held_out_accuracy >= 0.97 and len({type(a.net), type(b.net), type(c.net)}) == 3
+    assert len({SPECS[s].seed for s in ("digits", "digits2", "digits3")}) == 3
+    assert SPECS["digits3"].augment and SPECS["digits3"].optimizer != SPECS["digits"].optimizer
+    fc = c(digits.images[:300]).numpy()
+    fa = a(digits.images[:300]).numpy()
+    assert fc.shape == (300, 64)
+    # not a linear copy of another space: regressing digits3 on digits leaves much of its variance unexplained
+    centred = fc - fc.mean(0)
+    coef, *_ = np.linalg.lstsq(np.c_[fa, np.ones(300)][:200], centred[:200], rcond=None)
+    resid = centred[200:] - np.c_[fa, np.ones(300)][200:] @ coef
+    assert (resid ** 2).sum() / (centred[200:] ** 2).sum() > 0.05
+
+
 def test_digits_nets_are_cached_and_reused(tmp_path):
     first = digits_features("digits2", cache_dir=tmp_path)
     path = first.weights_path
@@ -86,7 +103,7 @@ def test_inception_features_sanity():
     assert not f.has_logits
 
 
-@pytest.mark.parametrize("space", ["digits", "digits2"])
+@pytest.mark.parametrize("space", ["digits", "digits2", "digits3"])
 def test_fd_grows_as_noise_is_added_to_real_images(digits, space):
     from lcsc.metrics import evaluate_images
 

@@ -27,17 +27,17 @@ def test_same_state_same_score_and_held_out_differs(setup, monkeypatch):
     model, feats, ref = setup
     obj = FDObjective(model, feats, ref, num_samples=64, nfe=2, noise_seed=5)
     seeds = []
-    real_generate = gen_mod.generate
+    real_draw = gen_mod.draw_inputs
 
-    def spy(model, n, generator, **kw):
+    def spy(config, n, generator, **kw):
         seeds.append(generator.initial_seed())
-        return real_generate(model, n, generator, **kw)
+        return real_draw(config, n, generator, **kw)
 
-    monkeypatch.setattr(gen_mod, "generate", spy)
+    monkeypatch.setattr(gen_mod, "draw_inputs", spy)
     sd = {k: v.clone() for k, v in model.state_dict().items()}
     a, b = obj.score(sd), obj.score(sd)
     assert a == b and a > 0
-    assert seeds == [5, 5] and obj.held_out_seed not in seeds
+    assert seeds == [5] and obj.held_out_seed not in seeds  # the inputs are drawn once and reused
     held = obj.held_out()
     assert held.role == "held_out" and held.score(sd) != a and seeds[-1] == obj.held_out_seed
     assert obj.noise_seed == 5  # the original is untouched

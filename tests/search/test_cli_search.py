@@ -31,6 +31,27 @@ def score(state_dict):
         _target = torch.randn(flat.shape, generator=torch.Generator().manual_seed(0)) * 0.1
     time.sleep(float(os.environ.get("LCSC_TEST_SLEEP", "0")))
     return float((flat - _target).pow(2).mean())
+
+
+class Prefix:
+    # racing-capable: scores the first num_samples parameters only
+
+    direction = "minimize"
+    num_samples = 400
+
+    def with_samples(self, n):
+        other = Prefix()
+        other.num_samples = n
+        return other
+
+    def score(self, state_dict):
+        flat = torch.cat([t.reshape(-1) for _, t in sorted(state_dict.items())])
+        target = torch.randn(flat.shape, generator=torch.Generator().manual_seed(0)) * 0.1
+        time.sleep(float(os.environ.get("LCSC_TEST_SLEEP", "0")))
+        return float((flat - target)[: self.num_samples].pow(2).mean())
+
+
+racer = Prefix()
 """
 
 
@@ -57,14 +78,22 @@ def objective_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.parametrize("extra,kills", [
+    ([], (3, 9, 20)),  # Algorithm 1: mid-initialisation, mid-generation, later generation
+    (["--optimizer", "sep-cmaes"], (9, 24)),
+    (["--optimizer", "cmaes", "--space", "ema-basis:4"], (8, 21)),
+    (["--optimizer", "alg1", "--space", "spline:5", "--racing", "--objective", "{obj}:racer"], (10, 23)),
+])
 def test_sigkill_anywhere_then_resume_matches_uninterrupted(
-    regression_ckpts: Path, objective_file: Path, tmp_path: Path
+    regression_ckpts: Path, objective_file: Path, tmp_path: Path, extra: list[str], kills: tuple[int, ...]
 ) -> None:
     args = ["--objective", f"{objective_file}:score", "--evals", "30", "--seed", "3"]
+    args += [a.format(obj=objective_file) for a in extra]
     ref = _cli(str(regression_ckpts), *args, "-o", str(tmp_path / "ref"))
     assert ref.wait(timeout=300) == 0, ref.stderr.read()
     expected = _records(tmp_path / "ref")
-    for kill_after in (3, 9, 20):  # mid-initialisation, mid-generation, later generation
+    total = len(expected)
+    for kill_after in kills:
         out = tmp_path / f"killed{kill_after}"
         proc = _cli(str(regression_ckpts), *args, "-o", str(out), env={"LCSC_TEST_SLEEP": "0.05"})
         deadline = time.time() + 120
@@ -74,7 +103,7 @@ def test_sigkill_anywhere_then_resume_matches_uninterrupted(
             time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        assert _lines(out / "journal.jsonl") < 31, "the run finished before it could be killed"
+        assert _lines(out / "journal.jsonl") < total + 1, "the run finished before it could be killed"
         resumed = _cli("--resume", str(out))
         assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
         assert _records(out) == expected
@@ -134,3 +163,36 @@ def test_resume_without_journal_and_missing_args(tmp_path: Path, capsys) -> None
     assert "no search_args.json" in capsys.readouterr().err
     assert main(["search", str(tmp_path)]) == 2
     assert "needs CKPT_DIR and -o OUT_DIR" in capsys.readouterr().err
+
+
+def test_resume_with_another_optimizer_is_refused_naming_it(
+    regression_ckpts: Path, objective_file: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "o"
+    assert main(["search", str(regression_ckpts), "--objective", f"{objective_file}:score", "--evals", "10",
+                 "--optimizer", "sep-cmaes", "--space", "spline:4", "-o", str(out)]) == 0
+    card = json.loads((out / "provenance.json").read_text())
+    assert card["space"]["spec"] == "spline:4" and len(card["space"]["w"][0]) == 4
+    assert card["optimizer"]["optimizer"] == "sep-cmaes" and card["samples"] == 0
+    capsys.readouterr()
+    for flag, value in (("--optimizer", "cmaes"), ("--space", "full"), ("--race-keep", "0.5")):
+        assert main(["search", "--resume", str(out), flag, value]) == 2
+        err = capsys.readouterr().err
+        assert f"different {flag}" in err and len(err.strip().splitlines()) == 1
+    assert main(["search", "--resume", str(out), "--optimizer", "sep-cmaes", "--evals", "14"]) == 0  # same: fine
+
+
+@pytest.mark.parametrize("flags,match", [
+    (["--optimizer", "adam"], "optimizer 'adam'"),
+    (["--space", "ema-basis:1"], "must be >= 2"),
+    (["--space", "spline:99"], "exceeds the"),
+    (["--racing", "--race-fraction", "1.5"], "race_fraction=1.5"),
+    (["--racing"], "--racing needs an objective"),
+])
+def test_bad_search_settings_exit_2_with_one_line(
+    regression_ckpts: Path, objective_file: Path, tmp_path: Path, capsys, flags, match
+) -> None:
+    code = main(["search", str(regression_ckpts), "--objective", f"{objective_file}:score", "--evals", "8",
+                 *flags, "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and match in err and len(err.strip().splitlines()) == 1, err

@@ -14,7 +14,7 @@ __all__ = ["register"]
 
 _OVERRIDES = {"iterations": int, "window": int, "interval": int, "dm_search_evals": int, "cm_search_evals": int,
               "search_samples": int, "eval_samples": int, "eval_seeds": int, "inception_samples": int,
-              "channels": int, "dm_nfe": int}
+              "channels": int, "dm_nfe": int, "search_objective": str, "search_optimizer": str, "search_space": str}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,11 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="training seeds and the search noise seed")
     for name, kind in _OVERRIDES.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help="override the preset")
+    p.add_argument("--search-racing", action="store_true", default=None, help="race candidates on sample count")
     p.set_defaults(func=run)
 
 
 def config_from_args(args: argparse.Namespace) -> DemoConfig:
-    overrides = {k: getattr(args, k) for k in _OVERRIDES if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in (*_OVERRIDES, "search_racing") if getattr(args, k) is not None}
     overrides |= {"cd": args.cd, "inception": args.inception, "device": args.device, "seed": args.seed}
     return DemoConfig.quick(**overrides) if args.quick else DemoConfig(**overrides)
 

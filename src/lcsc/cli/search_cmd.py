@@ -14,19 +14,23 @@ from lcsc.cli.common import add_stack_options, open_stack
 from lcsc.errors import ConfigError
 from lcsc.merge import Coefficients, StackMerger, groups_by_prefix
 from lcsc.objectives import builtin_objective, is_builtin, load_objective
+from lcsc.objectives.cross_space import cross_space_objectives, cross_space_report
 from lcsc.search import SearchConfig, run_search, write_search_outputs
 
 __all__ = ["register"]
 
 _SAVED = "search_args.json"
+_RESUME_KEPT = ("optimizer", "space", "popsize", "racing", "race_fraction", "race_keep")  # refused if changed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("search", help="search LCSC coefficients (Algorithm 1) against an objective")
+    p = sub.add_parser("search", help="search LCSC coefficients (Algorithm 1 or CMA-ES) against an objective")
     p.add_argument("checkpoints", type=Path, nargs="*", help="a checkpoint folder, or checkpoint files")
     p.add_argument("--objective", default=None,
                    help="path/to/file.py:function, package.module:function, or a built-in: auto (default for "
-                        "lcsc runs: FD_digits on digits, FID otherwise), fid, fd-digits, fd-digits2, kid[-SPACE]")
+                        "lcsc runs: FD_digits on digits, FID otherwise), fid, fd-digits, fd-digits2, fd-digits3, "
+                        "kid[-SPACE], or mean:NAME,NAME (each term divided by its value at the best initial "
+                        "individual)")
     p.add_argument(
         "--direction", choices=["minimize", "maximize"], default=None, help="override the objective's"
     )
@@ -45,7 +49,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--generation-size", type=int, default=d.generation_size, help="children per generation (E)"
     )
     p.add_argument("--parents", type=int, default=d.parents, help="parent pool: the top M of the population")
-    p.add_argument("--sigma", type=float, default=None, help="mutation std (default 1/K)")
+    p.add_argument("--optimizer", default=None,
+                   help="alg1 (the paper's Algorithm 1, default), cmaes or sep-cmaes")
+    p.add_argument("--space", default=None,
+                   help="coefficient space: full, ema-basis:D (EMA profiles + last checkpoint) or spline:D")
+    p.add_argument("--popsize", type=int, default=None, help="CMA-ES population (default 4 + 3 ln n)")
+    p.add_argument("--sigma", type=float, default=None,
+                   help="mutation std (Alg. 1) or initial step size σ0 (CMA-ES), in coefficient units (default 1/K)")
+    p.add_argument("--racing", action="store_true", default=None,
+                   help="score each candidate on a prefix of the samples first; only the best go to the full count")
+    p.add_argument("--race-fraction", type=float, default=None,
+                   help=f"racing prefix, a fraction of --samples (default {d.race_fraction})")
+    p.add_argument("--race-keep", type=float, default=None,
+                   help=f"fraction of each generation scored on the full count (default {d.race_keep})")
+    p.add_argument("--max-samples", type=int, default=None, help="stop after generating this many samples")
+    p.add_argument("--revalidate", type=int, default=None, metavar="K",
+                   help="re-score the K best on validation noise (another seed) and export the best there")
     p.add_argument("--mix-prob", type=float, default=d.mix_prob, help="crossover probability p_mix")
     p.add_argument(
         "--convex", action="store_true", help="clip coefficients to >= 0 (paper Table 14 ablation)"
@@ -73,6 +92,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--solver", choices=["ddim", "dpm-solver"], default="dpm-solver")
     g.add_argument("--data", default=None, help="reference data (default: what the checkpoints were trained on)")
     g.add_argument("--noise-seed", type=int, default=0, help="search noise seed (held-out reports use another)")
+    g.add_argument("--batched-sampling", action="store_true",
+                   help="sample a whole generation at once (vmap over stacked weights; see benchmarks)")
     add_stack_options(p)
     p.set_defaults(func=run)
 
@@ -84,6 +105,7 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
             raise ConfigError("search needs CKPT_DIR and -o OUT_DIR (or --resume OUT_DIR)")
         args.objective = args.objective or "auto"
         args.evals = args.evals if args.evals is not None else SearchConfig().evals
+        _fill_defaults(args)
         return args
     saved_path = args.resume / _SAVED
     if not saved_path.is_file():
@@ -95,11 +117,32 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     for key, default in (("samples", 1000), ("nfe", None), ("solver", "dpm-solver"), ("data", None),
                          ("noise_seed", 0)):
         setattr(args, key, saved.get(key, default))
+    d = SearchConfig()
+    for key in _RESUME_KEPT:
+        setattr(args, key, _resumed(args, saved, key, getattr(d, key)))
+    args.max_samples = args.max_samples if args.max_samples is not None else saved.get("max_samples")
+    args.revalidate = args.revalidate if args.revalidate is not None else saved.get("revalidate")
     args.evals = args.evals if args.evals is not None else saved["evals"]
     args.checkpoints = args.checkpoints or [Path(p) for p in saved["checkpoints"]]
     args.init_coeffs = [Path(p) for p in saved["init_coeffs"]]
     args.output = args.resume
     return args
+
+
+def _resumed(args: argparse.Namespace, saved: dict, key: str, default):
+    """The saved value of a setting a resume must keep; a different value given now is refused, naming it."""
+    value, given = saved.get(key, default), getattr(args, key)
+    if given is not None and given != value:
+        raise ConfigError(f"--resume {args.resume}: cannot resume with a different --{key.replace('_', '-')} "
+                          f"({value!r} saved, {given!r} now); drop the flag or start a new output folder")
+    return value
+
+
+def _fill_defaults(args: argparse.Namespace) -> None:
+    d = SearchConfig()
+    for key in _RESUME_KEPT:
+        if getattr(args, key) is None:
+            setattr(args, key, getattr(d, key))
 
 
 def _groups(spec: str | None, stack) -> dict[str, list[str]] | None:
@@ -134,7 +177,7 @@ def _objective(args: argparse.Namespace):
         raise ConfigError(f"--objective {args.objective}: built-in objectives are minimised")
     return builtin_objective(args.checkpoints, args.objective, data=args.data, num_samples=args.samples,
                              nfe=args.nfe, solver=args.solver, device=args.device, noise_seed=args.noise_seed,
-                             progress=sys.stderr.isatty())
+                             progress=sys.stderr.isatty(), batched=bool(getattr(args, "batched_sampling", False)))
 
 
 def _on_event(kind: str, info: dict) -> None:
@@ -155,7 +198,9 @@ def run(args: argparse.Namespace) -> int:
     config = SearchConfig(
         evals=args.evals, generation_size=args.generation_size, parents=args.parents, sigma=args.sigma,
         mix_prob=args.mix_prob, convex=args.convex, seed=args.seed, max_time=args.max_time,
-        interval=args.interval, half_lives=half_lives,
+        interval=args.interval, half_lives=half_lives, optimizer=args.optimizer, space=args.space,
+        popsize=args.popsize, racing=bool(args.racing), race_fraction=args.race_fraction, race_keep=args.race_keep,
+        max_samples=args.max_samples, revalidate=args.revalidate or 0,
     )  # fmt: skip
     objective = _objective(args)
     stack = open_stack(args)
@@ -170,27 +215,38 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.output / _SAVED, saved)
     result = run_search(merger, objective, config, args.output, initial=initial, resume=args.resume is not None,
                         progress=True, on_event=_on_event)  # fmt: skip
-    paths = write_search_outputs(result, merger, objective, config, args.output)
-    _report(result, objective, paths)
-    if hasattr(objective, "held_out"):
-        _held_out_report(objective, merger, result, args.output)
+    _report(result, objective)
+    held = _held_out_report(args, merger, result) if is_builtin(args.objective) else None
+    if held is not None:
+        write_json(args.output / "held_out.json", held)
+    paths = write_search_outputs(result, merger, objective, config, args.output, held_out=held)
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
 
-def _held_out_report(objective, merger: StackMerger, result, out: Path) -> None:
-    """Score the best merge and the last checkpoint on the held-out noise (never seen by the search)."""
-    held = objective.held_out()
+def _held_out_report(args: argparse.Namespace, merger: StackMerger, result) -> dict:
+    """Score the best merge, the best initial individual and the last checkpoint on held-out noise (never seen by
+    the search) in every feature space of the data, searched or not (built-in objectives only)."""
+    objectives = cross_space_objectives(args.checkpoints, args.objective, data=args.data, num_samples=args.samples,
+                                        nfe=args.nfe, solver=args.solver, device=args.device,
+                                        noise_seed=args.noise_seed)
     last = np.zeros_like(result.best)
     last.reshape(merger.G, merger.K)[:, -1] = 1.0
-    scores = {"best": held.score(merger.merge_many(result.best[None])[0]),
-              f"last checkpoint (step {merger.steps[-1]})": held.score(merger.merge_many(last[None])[0])}
-    write_json(out / "held_out.json", {"objective": getattr(held, "name", "objective"),
-                                       "seed": getattr(held, "noise_seed", None), "scores": scores})
-    print(f"held-out ({getattr(held, 'name', 'objective')}, seed {getattr(held, 'noise_seed', '?')}): " +
-          ", ".join(f"{k} {v:.6g}" for k, v in scores.items()) + f"; wrote {out / 'held_out.json'}")
+    rows = {"best": result.best, f"best initial ({result.best_initial_name})": result.best_initial,
+            f"last checkpoint (step {merger.steps[-1]})": last}
+    reports = cross_space_report(objectives, dict(zip(rows, merger.merge_many(np.stack(list(rows.values()))))))
+    init_label = list(rows)[1]
+    out = {"seed": next(iter(objectives.values()))[0].noise_seed, "spaces": {}}
+    for rep in reports:
+        out["spaces"][rep.space] = {"searched": rep.searched, "scores": rep.scores,
+                                    "gain_vs_best_initial": rep.gain("best", init_label)}
+        print(f"held-out FD_{rep.space} ({'searched' if rep.searched else 'never searched'}): " +
+              ", ".join(f"{k} {v:.5g}" for k, v in rep.scores.items()) +
+              f"; gain over the best initial individual {100 * rep.gain('best', init_label):+.1f} %")
+    return out
 
 
-def _report(result, objective, paths) -> None:
+def _report(result, objective) -> None:
     direction = getattr(objective, "direction", "minimize")
     print(f"\nbest {direction[:3]} score {result.best_score:.6g} after {result.evaluations} evaluations "
           f"({result.objective_calls} objective calls, stopped by {result.stopped}, {result.wall_time_s:.1f} s)")  # fmt: skip
@@ -200,4 +256,3 @@ def _report(result, objective, paths) -> None:
         print(
             f"  {len(result.failures)} failed evaluations; first: #{result.failures[0]['index']}: {result.failures[0]['error']}"
         )
-    print("wrote " + ", ".join(str(p) for p in paths.values()))

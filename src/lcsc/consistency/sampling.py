@@ -34,14 +34,17 @@ class ConsistencySampler:
         self.timesteps = grid.flip(0)[:-1].float()
 
     def step(
-        self, model_output: torch.Tensor, timestep: torch.Tensor, sample: torch.Tensor, generator: torch.Generator
+        self, model_output: torch.Tensor, timestep: torch.Tensor, sample: torch.Tensor,
+        generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
     ) -> SamplerOutput:
-        """From the consistency output at ``timestep``, re-noise to the next level (none after the last)."""
+        """From the consistency output at ``timestep``, re-noise to the next level (none after the last), with
+        ``noise`` when given, else a draw from ``generator``."""
         idx = int((self.timesteps - float(timestep)).abs().argmin())
         if idx == len(self.timesteps) - 1:
             return SamplerOutput(model_output)
         nxt = float(self.timesteps[idx + 1])
-        z = torch.randn(sample.shape, generator=generator).to(sample.device)
+        z = noise if noise is not None else torch.randn(sample.shape, generator=generator)
+        z = z.to(sample.device)
         return SamplerOutput(model_output + (nxt**2 - self.sigma_min**2) ** 0.5 * z)
 
 
@@ -49,16 +52,19 @@ class ConsistencySampler:
 def sample_cm(
     model: nn.Module,
     noise: torch.Tensor,
-    generator: torch.Generator,
+    generator: torch.Generator | None,
     labels: torch.Tensor | None = None,
     nfe: int = 1,
+    step_noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Sample a consistency model in ``nfe`` steps starting from ``noise`` ~ N(0, I) (scaled by σ_max here)."""
+    """Sample a consistency model in ``nfe`` steps starting from ``noise`` ~ N(0, I) (scaled by σ_max here); the
+    re-noising draws come from ``step_noise`` ((nfe − 1, B, …)) when given, else from ``generator``."""
     c = model.config
     sampler = ConsistencySampler(c.sigma_min, c.sigma_max, c.rho)
     sampler.set_timesteps(nfe)
     x = noise * sampler.init_noise_sigma
-    for sigma in sampler.timesteps:
+    for i, sigma in enumerate(sampler.timesteps):
         denoised = model(x, torch.full((x.shape[0],), float(sigma), device=x.device), labels)
-        x = sampler.step(denoised, sigma, x, generator).prev_sample
+        z = step_noise[i] if step_noise is not None and i < len(step_noise) else None
+        x = sampler.step(denoised, sigma, x, generator, noise=z).prev_sample
     return x

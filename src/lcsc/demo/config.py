@@ -8,7 +8,9 @@ from typing import Any
 
 from lcsc.errors import ConfigError
 
-__all__ = ["DemoConfig"]
+__all__ = ["DemoConfig", "SEARCH_OBJECTIVES"]
+
+SEARCH_OBJECTIVES = ("fd-digits", "mean:fd-digits,fd-digits2")  # FD2's space is no longer unseen with the mean
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,10 @@ class DemoConfig:
     dm_nfe: int = 10
     cm_nfe: int = 1
     search_samples: int = 1000
+    search_objective: str = "fd-digits"
+    search_optimizer: str = "alg1"
+    search_space: str = "full"
+    search_racing: bool = False
     dm_search_evals: int = 100
     cm_search_evals: int = 400
     eval_samples: int = 1000
@@ -56,6 +62,17 @@ class DemoConfig:
             raise ConfigError(f"default_ema_fraction {self.default_ema_fraction} must be one of ema_fractions")
         if self.eval_seeds < 1 or min(self.search_samples, self.eval_samples) < 16:
             raise ConfigError("need eval_seeds >= 1 and at least 16 samples per evaluation")
+        if self.search_objective not in SEARCH_OBJECTIVES:
+            raise ConfigError(f"search_objective {self.search_objective!r}: choose one of "
+                              f"{', '.join(SEARCH_OBJECTIVES)}")
+        self.search_config(1)  # validates optimizer and space names
+
+    def search_config(self, evals: int):
+        """The demo's LCSC search settings for a budget of ``evals``."""
+        from lcsc.search import SearchConfig
+
+        return SearchConfig(evals=evals, seed=self.seed, optimizer=self.search_optimizer, space=self.search_space,
+                            racing=self.search_racing)
 
     @classmethod
     def quick(cls, **overrides: Any) -> DemoConfig:

@@ -24,8 +24,8 @@ from lcsc.training.log import read_log
 
 __all__ = ["write_demo_report", "REPORT_KEYS", "table_columns", "verdicts"]
 
-REPORT_KEYS = ("model", "method", "iteration", "nfe", "fd_mean", "fd_std", "fd2_mean", "kid", "precision", "recall",
-               "speedup")
+REPORT_KEYS = ("model", "method", "iteration", "nfe", "fd_mean", "fd_std", "fd2_mean", "fd3_mean", "kid", "precision",
+               "recall", "speedup")
 
 
 def _pm(m: float, s: float, p: int) -> str:
@@ -36,7 +36,8 @@ def table_columns(with_fid: bool) -> list:
     cols = [("Model", lambda r: r["model"]), ("Method", lambda r: r["method"]),
             ("Training iter", lambda r: str(r["iteration"])), ("NFE", lambda r: str(r["nfe"])),
             ("FD_digits ↓", lambda r: _pm(r["fd_mean"], r["fd_std"], 2)),
-            ("FD2 ↓", lambda r: _pm(r["fd2_mean"], r["fd2_std"], 3)), ("KID ↓", lambda r: f"{r['kid']:.4g}"),
+            ("FD2 ↓", lambda r: _pm(r["fd2_mean"], r["fd2_std"], 3)),
+            ("FD3 ↓", lambda r: _pm(r["fd3_mean"], r["fd3_std"], 3)), ("KID ↓", lambda r: f"{r['kid']:.4g}"),
             ("Prec. ↑", lambda r: f"{r['precision']:.3f}"), ("Rec. ↑", lambda r: f"{r['recall']:.3f}"),
             ("Speed-up ↑", lambda r: "—" if r["speedup"] is None else f"~{r['speedup']:.1f}×"),
             ("Detail", lambda r: r["detail"])]
@@ -57,7 +58,9 @@ def verdicts(rows: list[dict[str, Any]], final: int) -> list[str]:
         out.append(f"- **{model}**: LCSC at {final} {word} EMA* ({star['detail']}) on held-out FD_digits: "
                    f"{lcsc['fd_mean']:.2f} vs {star['fd_mean']:.2f} ({abs(100 * gap / star['fd_mean']):.1f} % "
                    f"{'lower' if gap > 0 else 'higher'}{note}); "
-                   f"FD2 {lcsc['fd2_mean']:.3f} vs {star['fd2_mean']:.3f}.")
+                   f"FD2 {lcsc['fd2_mean']:.3f} vs {star['fd2_mean']:.3f}, FD3 {lcsc['fd3_mean']:.3f} vs "
+                   f"{star['fd3_mean']:.3f}.")
+        out.append("  " + _gains_line(lcsc, star))
         early = [r for r in rows if r["model"] == model and r["method"] == "LCSC" and r["iteration"] < final]
         for r in early:
             s = "matches or beats" if r["speedup"] else "does not reach"
@@ -65,6 +68,20 @@ def verdicts(rows: list[dict[str, Any]], final: int) -> list[str]:
                        f"({r['fd_mean']:.2f} vs {star['fd_mean']:.2f})"
                        + (f": training-cost speed-up ~{r['speedup']:.1f}×." if r["speedup"] else "."))
     return out
+
+
+def _gains_line(lcsc: dict[str, Any], star: dict[str, Any]) -> str:
+    """Held-out gain over the best initial individual and over EMA*, in the searched space and the unseen ones."""
+    def pct(base: float, value: float) -> str:
+        return f"{100 * (1 - value / base):+.1f} %"
+
+    init = lcsc.get("initial") or {}
+    parts = []
+    for key, label in (("fd_mean", "FD_digits (searched)"), ("fd2_mean", "FD2 (never searched)"),
+                       ("fd3_mean", "FD3 (never searched)")):
+        vs_init = pct(init[key], lcsc[key]) if key in init else "—"
+        parts.append(f"{label} {vs_init} vs the best initial individual, {pct(star[key], lcsc[key])} vs EMA*")
+    return "Held-out gain: " + "; ".join(parts) + "."
 
 
 def _paired_note(star: list[float], lcsc: list[float]) -> str:
@@ -91,7 +108,9 @@ def _figures(res: DemoResult, out: Path) -> dict[str, Path]:
             star = res.ema_star[name][point]
             key = f"{MODEL_LABELS[name]} @ {point}"
             scores = [r["score"] for r in _journal(search.result.journal_path)]
-            progress[key] = {"scores": scores, "ema_star": run.ema_scores[point][star], "ema_star_name": star}
+            same_scale = cfg.search_objective == "fd-digits"
+            progress[key] = {"scores": scores, "ema_star": run.ema_scores[point][star] if same_scale else None,
+                             "ema_star_name": star, "ylabel": f"{cfg.search_objective} (search noise)"}
             hl = float(star.removeprefix("hl-"))
             m = search.merger
             coeffs[key] = {"steps": m.steps, "lcsc": np.asarray(search.result.best).reshape(m.G, m.K)[0],
@@ -108,8 +127,10 @@ def _figures(res: DemoResult, out: Path) -> dict[str, Path]:
 
 
 def _journal(path: Path) -> list[dict[str, Any]]:
+    """The journal's full-count scores, in order (racing-stage scores are on fewer samples: left out)."""
     recs = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    return [r for r in recs if isinstance(r.get("score"), (int, float)) and math.isfinite(r["score"])]
+    return [r for r in recs if r.get("stage", "full") == "full" and isinstance(r.get("score"), (int, float))
+            and math.isfinite(r["score"])]
 
 
 def _ema_grid_md(res: DemoResult) -> str:
@@ -143,13 +164,20 @@ def _setup_lines(res: DemoResult) -> list[str]:
             f"- Recorder: windows of {c.window} iterations every {c.interval} (K = {c.window // c.interval}) ending at "
             f"{c.early_point} and {c.iterations}; online EMA half-lives {', '.join(f'{h:g}' for h in c.half_lives)} "
             f"(the EMA rows use hl-{c.default_half_life:g}).",
-            f"- Search: LCSC Algorithm 1, {c.dm_search_evals} (DM) / {c.cm_search_evals} (CM) evaluations of "
-            f"FD_digits on {c.search_samples} samples from fixed search noise (seed {c.seed}); DM NFE {c.dm_nfe} "
+            f"- Search: LCSC ({_method(c)}), {c.dm_search_evals} (DM) / {c.cm_search_evals} (CM) evaluations of "
+            f"`{c.search_objective}` on {c.search_samples} samples from fixed search noise (seed {c.seed}); DM NFE {c.dm_nfe} "
             f"(DPM-Solver++), CM NFE {c.cm_nfe}. EMA* = best EMA half-life on the same search noise.",
             f"- Held-out: every row on {c.eval_seeds} other noise seeds × {c.eval_samples} samples (mean ± std); "
-            "FD2 is the independent second digits feature space; KID, precision and recall in the FD_digits space.",
+            "FD2 and FD3 are independent digits feature spaces the search never sees (different architectures, "
+            "seeds and training recipes); KID, precision and recall in the FD_digits space.",
             "- Speed-up (paper Tables 6–8): full training time ÷ (training time up to the LCSC point + search time), "
             "shown only where LCSC there matches or beats the full run's EMA* on held-out FD_digits."]
+
+
+def _method(c) -> str:
+    name = {"alg1": "Algorithm 1", "cmaes": "CMA-ES", "sep-cmaes": "sep-CMA-ES"}[c.search_optimizer]
+    return name + (f", space {c.search_space}" if c.search_space != "full" else "") + \
+        (", racing" if c.search_racing else "")
 
 
 def _markdown(res: DemoResult, rows: list[dict], cols) -> str:

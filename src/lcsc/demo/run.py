@@ -42,13 +42,17 @@ class DemoRow:
     score: HeldOutScore
     speedup: float | None = None
     detail: str = ""
+    initial: HeldOutScore | None = None  # LCSC rows: the search's best initial individual, scored the same way
 
     def to_dict(self) -> dict[str, Any]:
         s = self.score
         return {"model": self.model, "method": self.method, "iteration": self.iteration, "nfe": self.nfe,
                 "fd_mean": s.fd_mean, "fd_std": s.fd_std, "fd2_mean": s.fd2_mean, "fd2_std": s.fd2_std,
                 "kid": s.kid, "precision": s.precision, "recall": s.recall, "speedup": self.speedup,
-                "fid": s.fid, "detail": self.detail, "fd_per_seed": list(s.fd_per_seed)}
+                "fid": s.fid, "detail": self.detail, "fd_per_seed": list(s.fd_per_seed), "fd3_mean": s.fd3_mean,
+                "fd3_std": s.fd3_std, "initial": None if self.initial is None else
+                {"fd_mean": self.initial.fd_mean, "fd2_mean": self.initial.fd2_mean,
+                 "fd3_mean": self.initial.fd3_mean}}
 
 
 @dataclass
@@ -129,11 +133,12 @@ def _rows(cfg: DemoConfig, scorer: Scorer, runs, ema_star, searches) -> list[Dem
         full_star = rows[-1].score.fd_mean
         for p, search in searches[name].items():
             score = held_out_row(run, cfg, scorer, lcsc_state(search))
+            initial = held_out_row(run, cfg, scorer, lcsc_state(search, initial=True))
             speedup = None
             if p < cfg.iterations and score.fd_mean <= full_star:
                 speedup = run.train_s / (train_seconds_at(run.run_dir, p) + search.seconds)
             rows.append(DemoRow(label, "LCSC", p, run.nfe, score, speedup,
-                                detail=f"K={search.merger.K}, {search.result.evaluations} evals"))
+                                detail=f"K={search.merger.K}, {search.result.evaluations} evals", initial=initial))
     return rows
 
 
@@ -174,6 +179,6 @@ def estimate_seconds(cfg: DemoConfig, scorer: Scorer) -> float:
         eval_s = time.perf_counter() - t0
         iterations = cfg.iterations + (cfg.cd_iterations if (kind == "cm" and cfg.cd) else 0)
         runs = 2 if (kind == "cm" and cfg.cd) else 1
-        rows_evals = 7 * cfg.eval_seeds * cfg.eval_samples / cfg.search_samples
+        rows_evals = 9 * cfg.eval_seeds * cfg.eval_samples / cfg.search_samples
         total += iterations * it_s + runs * (2 * evals + 2 * len(cfg.half_lives) + rows_evals) * eval_s
     return total + _inception_seconds(cfg, scorer)

@@ -14,7 +14,7 @@ from lcsc.demo.config import DemoConfig
 from lcsc.generate import generate
 from lcsc.metrics import evaluate_images, reference_set
 from lcsc.metrics.spaces import feature_space
-from lcsc.objectives import FDObjective
+from lcsc.objectives import FDObjective, MeanObjective
 from lcsc.objectives.base import HELD_OUT_SEED_OFFSET
 
 __all__ = ["Scorer", "HeldOutScore"]
@@ -22,7 +22,8 @@ __all__ = ["Scorer", "HeldOutScore"]
 
 @dataclass(frozen=True)
 class HeldOutScore:
-    """Held-out metrics of one state: FD_digits and FD2 (mean, std over seeds); KID, precision, recall (means)."""
+    """Held-out metrics of one state: FD_digits, FD2 and FD3 (mean, std over seeds); KID, precision, recall (means).
+    FD2 and FD3 are the independent digits feature spaces the demo's search never sees."""
 
     fd_mean: float
     fd_std: float
@@ -34,6 +35,8 @@ class HeldOutScore:
     fid: float | None = None
     seeds: tuple[int, ...] = ()
     fd_per_seed: tuple[float, ...] = ()
+    fd3_mean: float = float("nan")
+    fd3_std: float = float("nan")
 
 
 class Scorer:
@@ -43,8 +46,10 @@ class Scorer:
         self.cfg, self.progress = cfg, progress
         self.digits = feature_space("digits", cfg.device)
         self.digits2 = feature_space("digits2", cfg.device)
+        self.digits3 = feature_space("digits3", cfg.device)
         self.ref = reference_set(data, self.digits)
         self.ref2 = reference_set(data, self.digits2)
+        self.ref3 = reference_set(data, self.digits3)
         self.inception = feature_space("inception", cfg.device) if cfg.inception else None
         self.ref_inc = reference_set(data, self.inception, progress=progress) if self.inception else None
         self.seeds = tuple(HELD_OUT_SEED_OFFSET + cfg.seed + i for i in range(cfg.eval_seeds))
@@ -54,6 +59,15 @@ class Scorer:
         """FD_digits on the fixed search noise (seed ``cfg.seed``) at ``nfe``."""
         return FDObjective(copy.deepcopy(model), self.digits, self.ref, num_samples=self.cfg.search_samples,
                            nfe=nfe, device=self.cfg.device, noise_seed=self.cfg.seed, name="fd_digits")
+
+    def search_objective(self, model: nn.Module, nfe: int):
+        """The LCSC search's objective: FD_digits, or the calibrated mean of FD_digits and FD2 on the same noise."""
+        first = self.objective(model, nfe)
+        if self.cfg.search_objective == "fd-digits":
+            return first
+        second = FDObjective(first.model, self.digits2, self.ref2, num_samples=self.cfg.search_samples, nfe=nfe,
+                             device=self.cfg.device, noise_seed=self.cfg.seed, name="fd_digits2")
+        return MeanObjective([first, second])
 
     def samples(self, model: nn.Module, state: dict[str, torch.Tensor], nfe: int, seed: int, n: int) -> torch.Tensor:
         model.load_state_dict(state)
@@ -66,7 +80,8 @@ class Scorer:
             images = self.samples(model, state, nfe, seed, self.cfg.eval_samples)
             a = evaluate_images(images, self.ref, self.digits, ("fd", "kid", "pr"))
             b = evaluate_images(images, self.ref2, self.digits2, ("fd",))
-            rows.append((a.fd, b.fd, a.kid, a.precision, a.recall))
+            c = evaluate_images(images, self.ref3, self.digits3, ("fd",))
+            rows.append((a.fd, b.fd, a.kid, a.precision, a.recall, c.fd))
         r = np.array(rows, dtype=np.float64)
         fid = None
         if self.inception is not None:
@@ -75,4 +90,5 @@ class Scorer:
         return HeldOutScore(fd_mean=float(r[:, 0].mean()), fd_std=float(r[:, 0].std()), fd2_mean=float(r[:, 1].mean()),
                             fd2_std=float(r[:, 1].std()), kid=float(r[:, 2].mean()), precision=float(r[:, 3].mean()),
                             recall=float(r[:, 4].mean()), fid=fid, seeds=self.seeds,
-                            fd_per_seed=tuple(float(v) for v in r[:, 0]))
+                            fd_per_seed=tuple(float(v) for v in r[:, 0]), fd3_mean=float(r[:, 5].mean()),
+                            fd3_std=float(r[:, 5].std()))

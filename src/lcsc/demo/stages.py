@@ -15,7 +15,7 @@ from lcsc.demo.config import DemoConfig
 from lcsc.demo.scoring import HeldOutScore, Scorer
 from lcsc.merge import StackMerger
 from lcsc.models import ModelConfig, load_model
-from lcsc.search import SearchConfig, SearchResult, run_search
+from lcsc.search import SearchResult, run_search
 from lcsc.training import ConsistencyConfig, OptimConfig, RecordConfig, TrainConfig, Trainer
 from lcsc.training.ema import ema_name
 from lcsc.training.log import read_log
@@ -87,19 +87,21 @@ def ema_grid_scores(run: ModelRun, cfg: DemoConfig, scorer: Scorer, point: int) 
 
 def lcsc_search(run: ModelRun, cfg: DemoConfig, scorer: Scorer, point: int, evals: int, out: Path,
                 progress: bool = True) -> SearchRun:
-    """Algorithm 1 on the window ending at ``point`` against FD_digits on the search noise (resumable)."""
+    """LCSC (``cfg.search_*``: Algorithm 1 by default) on the window ending at ``point`` against the search objective
+    on the search noise (resumable)."""
     stack = CheckpointStack.open(run.run_dir / "windows" / str(point), progress=False)
     merger = StackMerger(stack, device=cfg.device)
-    objective = scorer.objective(load_model(stack.paths[-1], cfg.device), run.nfe)
+    objective = scorer.search_objective(load_model(stack.paths[-1], cfg.device), run.nfe)
     search_dir = out / "search" / f"{run.name}-{point}"
     resume = (search_dir / "journal.jsonl").is_file()
-    result = run_search(merger, objective, SearchConfig(evals=evals, seed=cfg.seed), search_dir, resume=resume,
-                        progress=progress)
+    result = run_search(merger, objective, cfg.search_config(evals), search_dir, resume=resume, progress=progress)
     return SearchRun(point, result, merger, float(result.wall_time_s))
 
 
-def lcsc_state(search: SearchRun) -> dict[str, torch.Tensor]:
-    return search.merger.merge_many(np.asarray(search.result.best)[None])[0]
+def lcsc_state(search: SearchRun, initial: bool = False) -> dict[str, torch.Tensor]:
+    """The search's best merge (or, with ``initial``, its best initial individual)."""
+    a = search.result.best_initial if initial else search.result.best
+    return search.merger.merge_many(np.asarray(a)[None])[0]
 
 
 def held_out_row(run: ModelRun, cfg: DemoConfig, scorer: Scorer, state: dict[str, torch.Tensor]) -> HeldOutScore:

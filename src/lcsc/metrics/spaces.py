@@ -1,4 +1,4 @@
-"""Feature spaces by name: "inception" (standard FID), "digits" (FD_digits) and "digits2" (independent check)."""
+"""Feature spaces by name: "inception" (standard FID), "digits" (FD_digits), "digits2" and "digits3" (independent checks)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from lcsc.metrics.features import FeatureExtractor
 
 __all__ = ["FEATURE_SPACES", "feature_space"]
 
-FEATURE_SPACES = ("inception", "digits", "digits2")
+FEATURE_SPACES = ("inception", "digits", "digits2", "digits3")
 
 
 def feature_space(name: str, device: str | torch.device = "cpu", batch_size: int | None = None) -> FeatureExtractor:
@@ -18,7 +18,7 @@ def feature_space(name: str, device: str | torch.device = "cpu", batch_size: int
         from lcsc.metrics.inception import InceptionFeatures
 
         return InceptionFeatures(device, batch_size or 32)
-    if name in ("digits", "digits2"):
+    if name in ("digits", "digits2", "digits3"):
         from lcsc.metrics.digits_features import digits_features
 
         return digits_features(name, device, batch_size=batch_size or 1000)

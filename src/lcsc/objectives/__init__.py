@@ -2,12 +2,14 @@
 
 from lcsc.objectives.base import (
     HELD_OUT_SEED_OFFSET,
+    VALIDATION_SEED_OFFSET,
     Direction,
     FunctionObjective,
     Objective,
     SeededObjective,
 )
 from lcsc.objectives.builtin import builtin_objective, is_builtin
+from lcsc.objectives.combined import MeanObjective
 from lcsc.objectives.generative import FDObjective, FIDObjective, GenerativeObjective, KIDObjective
 from lcsc.objectives.loader import load_objective
 from lcsc.objectives.validation_loss import ValidationLossObjective
@@ -18,10 +20,12 @@ __all__ = [
     "FIDObjective",
     "GenerativeObjective",
     "KIDObjective",
+    "MeanObjective",
     "builtin_objective",
     "is_builtin",
     "FunctionObjective",
     "HELD_OUT_SEED_OFFSET",
+    "VALIDATION_SEED_OFFSET",
     "Objective",
     "SeededObjective",
     "ValidationLossObjective",

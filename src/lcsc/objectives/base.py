@@ -10,10 +10,12 @@ import torch
 
 from lcsc.errors import ConfigError
 
-__all__ = ["Direction", "Objective", "FunctionObjective", "SeededObjective", "HELD_OUT_SEED_OFFSET"]
+__all__ = ["Direction", "Objective", "FunctionObjective", "SeededObjective", "HELD_OUT_SEED_OFFSET",
+           "VALIDATION_SEED_OFFSET"]
 
 Direction = Literal["minimize", "maximize"]
 HELD_OUT_SEED_OFFSET = 1_000_003
+VALIDATION_SEED_OFFSET = 500_009  # validation noise: the search may choose among its best on it, never report on it
 
 
 @runtime_checkable
@@ -77,6 +79,14 @@ class SeededObjective:
         """The same objective on the held-out seed, for reporting only."""
         other = copy.copy(self)
         other.noise_seed, other.role = self.held_out_seed, "held_out"
+        other._on_seed_change()
+        return other
+
+    def validation(self) -> SeededObjective:
+        """The same objective on a validation seed (neither the search's nor the held-out one); the search uses it
+        only to choose among its best candidates (``SearchConfig.revalidate``)."""
+        other = copy.copy(self)
+        other.noise_seed, other.role = self.noise_seed + VALIDATION_SEED_OFFSET, "validation"
         other._on_seed_change()
         return other
 

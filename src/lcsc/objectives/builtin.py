@@ -1,8 +1,9 @@
 """Built-in generative objectives by name, built from a checkpoint's own metadata (no other flag needed).
 
 Names: ``auto`` (FD_digits for runs trained on the embedded digits, Inception FID otherwise), ``fid``,
-``fd-digits``, ``fd-digits2``, ``fd-inception``, ``kid`` / ``kid-<space>``; ``fd`` / ``kid`` alone take the
-default feature space of the run's data."""
+``fd-digits``, ``fd-digits2``, ``fd-digits3``, ``fd-inception``, ``kid`` / ``kid-<space>``; ``fd`` / ``kid`` alone
+take the default feature space of the run's data; ``mean:NAME,NAME[,…]`` averages several of them, each divided by its
+value at the best initial individual (:class:`MeanObjective`)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from lcsc.errors import CheckpointError, ConfigError
 from lcsc.metrics.reference import reference_set
 from lcsc.metrics.spaces import FEATURE_SPACES, feature_space
 from lcsc.models import build_model, read_data_info, read_model_config
+from lcsc.objectives.combined import MeanObjective
 from lcsc.objectives.generative import FDObjective, FIDObjective, GenerativeObjective, KIDObjective
 
-__all__ = ["BuiltinSpec", "parse_builtin", "is_builtin", "builtin_objective", "run_data"]
+__all__ = ["BuiltinSpec", "parse_builtin", "is_builtin", "builtin_objective", "mean_terms", "run_data"]
 
 
 @dataclass(frozen=True)
@@ -28,13 +30,30 @@ class BuiltinSpec:
     space: str | None  # a feature space, or None for the data's default
 
 
+MEAN_PREFIX = "mean:"
+
+
+def mean_terms(name: str) -> list[str] | None:
+    """The term names of ``mean:A,B,…`` (each checked), or None when ``name`` is not a mean objective."""
+    if not name.strip().lower().startswith(MEAN_PREFIX):
+        return None
+    terms = [t.strip() for t in name.strip()[len(MEAN_PREFIX):].split(",") if t.strip()]
+    if len(terms) < 2 or len(set(terms)) != len(terms):
+        raise ConfigError(f"objective {name!r}: mean: needs at least two different built-in names, e.g. "
+                          "mean:fd-digits,fd-digits2")
+    for t in terms:
+        parse_builtin(t)
+    return terms
+
+
 def is_builtin(name: str) -> bool:
-    """True for the built-in names above (anything with ':' is a user objective)."""
+    """True for the built-in names above (other names with ':' are user objectives)."""
     try:
-        parse_builtin(name)
+        if mean_terms(name) is None:
+            parse_builtin(name)
         return True
     except ConfigError:
-        return False
+        return name.strip().lower().startswith(MEAN_PREFIX)  # a malformed mean: is reported by builtin_objective
 
 
 def parse_builtin(name: str) -> BuiltinSpec:
@@ -66,12 +85,24 @@ def _default_space(data: ImageData) -> str:
 def builtin_objective(checkpoints: str | Path | list, name: str = "auto", *, data: str | None = None,
                       num_samples: int = 1000, nfe: int | None = None, solver: str = "dpm-solver",
                       device: str | torch.device = "cpu", noise_seed: int = 0, progress: bool = False,
-                      ) -> GenerativeObjective:
+                      batched: bool = False) -> GenerativeObjective | MeanObjective:
     """Build objective ``name`` for the model the (first) checkpoint's metadata describes."""
+    terms = mean_terms(name)
+    kw = dict(data=data, num_samples=num_samples, nfe=nfe, solver=solver, device=device, noise_seed=noise_seed,
+              progress=progress, batched=batched)
+    if terms is not None:
+        first = _single(checkpoints, terms[0], **kw)
+        rest = [_single(checkpoints, t, model=first.model, **kw) for t in terms[1:]]
+        return MeanObjective([first, *rest], name="mean:" + ",".join(t.name for t in [first, *rest]))
+    return _single(checkpoints, name, **kw)
+
+
+def _single(checkpoints, name: str, *, data, num_samples, nfe, solver, device, noise_seed, progress, batched,
+            model=None) -> GenerativeObjective:
     spec = parse_builtin(name)
     first = discover_checkpoints(checkpoints)[0]
     try:
-        model = build_model(read_model_config(first))
+        model = model if model is not None else build_model(read_model_config(first))
     except (CheckpointError, ConfigError) as exc:
         raise ConfigError(f"built-in objective {name!r} needs checkpoints written by lcsc (train or recorder with a "
                           f"model config): {exc}; otherwise pass --objective path/to/file.py:function") from None
@@ -79,7 +110,7 @@ def builtin_objective(checkpoints: str | Path | list, name: str = "auto", *, dat
     space = spec.space or _default_space(images)
     features = feature_space(space, device)
     reference = reference_set(images, features, progress=progress)
-    kw = dict(num_samples=num_samples, nfe=nfe, solver=solver, device=device, noise_seed=noise_seed)
+    kw = dict(num_samples=num_samples, nfe=nfe, solver=solver, device=device, noise_seed=noise_seed, batched=batched)
     if spec.metric == "kid":
         return KIDObjective(model, features, reference, name=f"kid_{space}", **kw)
     if space == "inception":

@@ -1,19 +1,23 @@
 """Generative objectives: sample a merged DM/CM on fixed seeded noise, score the samples in a feature space.
 
 ``FDObjective`` (Fréchet distance in any feature space; ``FIDObjective`` is the Inception one) and
-``KIDObjective`` implement the search's ``score(state_dict) -> float`` (lower is better). Every call draws the
-same noise (and labels) from a CPU generator on ``noise_seed``; :meth:`held_out` gives the same objective on
-another seed for reporting. Models come in as objects, features and references from :mod:`lcsc.metrics`.
+``KIDObjective`` implement the search's ``score(state_dict) -> float`` (lower is better). The sampling inputs
+(noise, labels) are drawn once from a CPU generator on ``noise_seed`` and reused by every call; :meth:`held_out`
+gives the same objective on another seed for reporting, :meth:`with_samples` the same objective on a prefix of the
+same inputs (racing), and :meth:`score_many` scores a generation. Models come in as objects, features and
+references from :mod:`lcsc.metrics`.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import torch
 from torch import nn
 
 from lcsc.errors import ConfigError
-from lcsc.generate import generate
+from lcsc.generate import SamplingInputs, draw_inputs, generate, generate_many
 from lcsc.metrics.features import FeatureExtractor
 from lcsc.metrics.frechet import GaussianStats
 from lcsc.metrics.kid import kernel_inception_distance
@@ -32,7 +36,7 @@ class GenerativeObjective(SeededObjective):
     def __init__(self, model: nn.Module, features: FeatureExtractor, reference: ReferenceSet, *,
                  num_samples: int = 1000, nfe: int | None = None, solver: str = "dpm-solver",
                  batch_size: int = 500, device: str | torch.device = "cpu", noise_seed: int = 0,
-                 held_out_seed: int | None = None, name: str | None = None) -> None:
+                 held_out_seed: int | None = None, name: str | None = None, batched: bool = False) -> None:
         super().__init__(noise_seed, held_out_seed)
         if num_samples < 2:
             raise ConfigError(f"num_samples={num_samples}: an objective needs at least 2 samples")
@@ -42,20 +46,55 @@ class GenerativeObjective(SeededObjective):
         self.num_samples, self.solver, self.batch_size = int(num_samples), solver, batch_size
         self.nfe = int(nfe) if nfe else (20 if model.config.kind == "dm" else 1)
         self.name = name or f"{self.metric}_{features.name}@{self.num_samples}/nfe{self.nfe}"
+        self.batched = batched
+        self._inputs: SamplingInputs | None = None
+
+    def inputs(self) -> SamplingInputs:
+        """This objective's sampling inputs (drawn once per seed; a :meth:`with_samples` copy takes a prefix)."""
+        if self._inputs is None:
+            self._inputs = draw_inputs(self.model.config, self.num_samples, self.generator(), nfe=self.nfe,
+                                       batch_size=self.batch_size)
+        return self._inputs.prefix(self.num_samples) if len(self._inputs) != self.num_samples else self._inputs
+
+    def with_samples(self, n: int) -> GenerativeObjective:
+        """The same objective on the first ``n`` of its samples (the same noise: common random numbers)."""
+        if not 2 <= n <= self.num_samples:
+            raise ConfigError(f"with_samples({n}): must be between 2 and this objective's {self.num_samples}")
+        self.inputs()
+        other = copy.copy(self)
+        other.num_samples = int(n)
+        return other
+
+    def _on_seed_change(self) -> None:
+        self._inputs = None
 
     def samples(self, state_dict: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Images of ``state_dict`` (or the current weights) from this objective's fixed noise."""
+        """Images of ``state_dict`` (or the current weights) from this objective's fixed inputs."""
         if state_dict is not None:
             self.model.load_state_dict(state_dict)
-        return generate(self.model, self.num_samples, self.generator(), nfe=self.nfe, solver=self.solver,
-                        batch_size=self.batch_size, device=self.device)
+        return generate(self.model, self.num_samples, None, nfe=self.nfe, solver=self.solver,
+                        batch_size=self.batch_size, device=self.device, inputs=self.inputs())
 
-    @torch.no_grad()
-    def score(self, state_dict: dict[str, torch.Tensor]) -> float:
-        images = self.samples(state_dict)
+    def samples_many(self, states: list[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
+        """Images of several states on the same inputs: one vmapped computation when ``batched``, else a loop."""
+        if self.batched and len(states) > 1:
+            return generate_many(self.model, states, self.inputs(), nfe=self.nfe, solver=self.solver,
+                                 batch_size=self.batch_size * len(states), device=self.device)
+        return [self.samples(s) for s in states]
+
+    def score_images(self, images: torch.Tensor) -> float:
+        """The metric of already generated images (inf when sampling diverged)."""
         if not torch.isfinite(images).all():
             return float("inf")
         return float(self._metric(self.features(images).numpy().astype(np.float64)))
+
+    @torch.no_grad()
+    def score(self, state_dict: dict[str, torch.Tensor]) -> float:
+        return self.score_images(self.samples(state_dict))
+
+    @torch.no_grad()
+    def score_many(self, states: list[dict[str, torch.Tensor]]) -> list[float]:
+        return [self.score_images(x) for x in self.samples_many(states)]
 
     def _metric(self, feats: np.ndarray) -> float:
         raise NotImplementedError

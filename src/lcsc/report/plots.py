@@ -47,16 +47,18 @@ def plot_curves(curves: dict[str, tuple[list[float], list[float]]], path: str | 
 def plot_search_progress(searches: dict[str, dict], path: str | Path) -> Path:
     """Best search-noise score against evaluations, one panel per search, with the EMA* reference line.
 
-    ``searches[name] = {"scores": [...all evaluations...], "ema_star": float, "ema_star_name": str}``."""
+    ``searches[name] = {"scores": [...all evaluations...], "ema_star": float | None, "ema_star_name": str,
+    "ylabel": str (optional)}``; no EMA* line when ``ema_star`` is None (an objective on another scale)."""
     fig, axes = _axes(max(1, len(searches)), 3.6, 3.0)
     for ax, (name, s) in zip(axes, searches.items()):
         scores = np.asarray(s["scores"], dtype=float)
         ax.scatter(np.arange(1, len(scores) + 1), scores, s=6, alpha=0.35, label="candidates")
         ax.plot(np.arange(1, len(scores) + 1), np.minimum.accumulate(scores), color="C1", label="best so far")
-        ax.axhline(s["ema_star"], color="C2", ls="--", label=f"EMA* ({s['ema_star_name']})")
-        lo = min(np.nanmin(scores), s["ema_star"])
-        hi = max(np.nanpercentile(scores, 90), s["ema_star"])
-        ax.set(title=name, xlabel="evaluation", ylabel="FD_digits (search noise)",
+        refs = [np.nanmin(scores)] if s.get("ema_star") is None else [np.nanmin(scores), s["ema_star"]]
+        if s.get("ema_star") is not None:
+            ax.axhline(s["ema_star"], color="C2", ls="--", label=f"EMA* ({s['ema_star_name']})")
+        lo, hi = min(refs), max(np.nanpercentile(scores, 90), *refs)
+        ax.set(title=name, xlabel="evaluation", ylabel=s.get("ylabel", "FD_digits (search noise)"),
                ylim=(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9)))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

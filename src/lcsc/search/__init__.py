@@ -1,15 +1,25 @@
-"""Search: coefficient spaces, the LCSC evolutionary search (Algorithm 1), its journal, and outputs."""
+"""Search: coefficient spaces (full, EMA basis, splines), optimisers behind one ask/tell interface (Algorithm 1,
+CMA-ES, separable CMA-ES), racing on sample count, the journal, and outputs."""
 
+from lcsc.search.basis import SPACE_KINDS, CoefficientSpace, parse_space
 from lcsc.search.config import SearchConfig
-from lcsc.search.evolution import EvolutionParams, propose_generation
+from lcsc.search.evolution import Alg1Optimizer, EvolutionParams, propose_generation
+from lcsc.search.hyperplane import Hyperplane, sum_zero_basis
 from lcsc.search.journal import Journal
+from lcsc.search.optimizer import OPTIMIZERS, Optimizer, make_optimizer
 from lcsc.search.provenance import write_search_outputs
 from lcsc.search.runner import SearchResult, coefficient_hash, run_search
 from lcsc.search.space import SearchSpace, default_half_lives, ema_coefficients, half_life_to_rate
 
 __all__ = [
+    "Alg1Optimizer",
+    "CoefficientSpace",
     "EvolutionParams",
+    "Hyperplane",
     "Journal",
+    "OPTIMIZERS",
+    "Optimizer",
+    "SPACE_KINDS",
     "SearchConfig",
     "SearchResult",
     "SearchSpace",
@@ -17,7 +27,10 @@ __all__ = [
     "default_half_lives",
     "ema_coefficients",
     "half_life_to_rate",
+    "make_optimizer",
+    "parse_space",
     "propose_generation",
     "run_search",
+    "sum_zero_basis",
     "write_search_outputs",
 ]

@@ -9,7 +9,7 @@ import numpy as np
 from lcsc.errors import ConfigError
 from lcsc.search.space import SearchSpace
 
-__all__ = ["EvolutionParams", "propose_generation", "rank"]
+__all__ = ["Alg1Optimizer", "EvolutionParams", "propose_generation", "rank"]
 
 MAX_REDRAWS = 10_000
 
@@ -34,8 +34,9 @@ class EvolutionParams:
             raise ConfigError(f"mix_prob={self.mix_prob}: must be in [0, 1]")
 
 
-def rank(losses: list[float | None]) -> list[int]:
-    """Indices of scored individuals, best (lowest loss) first; ties keep population order; failures excluded."""
+def rank(losses: list) -> list[int]:
+    """Indices of scored individuals, best (lowest loss or ranking key) first; ties keep population order; failures
+    (None) excluded."""
     valid = [i for i, loss in enumerate(losses) if loss is not None]
     return sorted(valid, key=lambda i: (losses[i], i))
 
@@ -52,7 +53,7 @@ def _child(rng: np.random.Generator, f: np.ndarray, m: np.ndarray, p: EvolutionP
 def propose_generation(
     rng: np.random.Generator,
     population: list[np.ndarray],
-    losses: list[float | None],
+    losses: list,
     space: SearchSpace,
     params: EvolutionParams,
     count: int,
@@ -80,3 +81,35 @@ def propose_generation(
             continue
         children.append(child)
     return children, redraws
+
+
+class Alg1Optimizer:
+    """Algorithm 1 behind the ask/tell interface: the whole scored population is the parent pool's source."""
+
+    name = "alg1"
+
+    def __init__(self, space, init_ws: list[np.ndarray], init_keys: list, sigma: float, seed: int,
+                 generation_size: int, parents: int, mix_prob: float, convex: bool) -> None:
+        self.params = EvolutionParams(sigma, parents, generation_size, mix_prob)
+        self.space = SearchSpace(space.D, space.G, convex)
+        self.population, self.keys = list(init_ws), list(init_keys)
+        self.rng = np.random.default_rng(seed)
+        self.redraws = 0
+
+    @property
+    def generation_size(self) -> int:
+        return self.params.generation_size
+
+    def ask(self, count: int) -> list[np.ndarray]:
+        children, redraws = propose_generation(self.rng, self.population, self.keys, self.space, self.params, count)
+        self.redraws += redraws
+        return children
+
+    def tell(self, ws: list[np.ndarray], keys: list) -> None:
+        self.population.extend(ws)
+        self.keys.extend(keys)
+
+    def settings(self) -> dict:
+        p = self.params
+        return {"optimizer": self.name, "sigma_w": p.sigma, "parents": p.parents, "generation_size": p.generation_size,
+                "mix_prob": p.mix_prob, "convex": self.space.convex}

@@ -17,8 +17,9 @@ TIMING_FIELDS = ("wall_time", "elapsed_s", "eval_s")
 class Journal:
     """``journal.jsonl``: a header line (checkpoints, config) then one record per evaluated candidate."""
 
-    def __init__(self, path: Path, header: dict[str, Any], records: list[dict[str, Any]]):
-        self.path, self.header, self.records = path, header, records
+    def __init__(self, path: Path, header: dict[str, Any], records: list[dict[str, Any]],
+                 meta: list[dict[str, Any]] | None = None):
+        self.path, self.header, self.records, self.meta = path, header, records, meta or []
 
     @classmethod
     def create(cls, path: str | Path, header: dict[str, Any]) -> Journal:
@@ -54,7 +55,8 @@ class Journal:
                 raise ConfigError(f"{path}: line {n + 1} is not valid JSON; the journal is damaged") from None
         if not complete or complete[0].get("type") != "header":
             raise ConfigError(f"{path}: not an lcsc search journal (no header line)")
-        return cls(path, complete[0], complete[1:])
+        records = [_upgrade(r) for r in complete[1:] if r.get("type") == "eval"]
+        return cls(path, complete[0], records, [r for r in complete[1:] if r.get("type") != "eval"])
 
     def check_checkpoints(self, steps: list[int], hashes: list[str]) -> None:
         """Refuse a journal written for another checkpoint set."""
@@ -69,9 +71,25 @@ class Journal:
         self._write_line({"type": "eval", **record})
         self.records.append({"type": "eval", **record})
 
+    def append_meta(self, kind: str, record: dict[str, Any]) -> None:
+        """A non-evaluation line (e.g. an objective's calibration), kept in :attr:`meta`."""
+        self._write_line({"type": kind, **record})
+        self.meta.append({"type": kind, **record})
+
+    def find_meta(self, kind: str) -> dict[str, Any] | None:
+        return next((m for m in self.meta if m["type"] == kind), None)
+
     def _write_line(self, obj: dict[str, Any]) -> None:
         data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
         with open(self.path, "ab") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def _upgrade(record: dict[str, Any]) -> dict[str, Any]:
+    """Version-1 journals (Algorithm 1 only, no racing): every record is a candidate's full-count score."""
+    record.setdefault("candidate", record["index"])
+    record.setdefault("stage", "full")
+    record.setdefault("samples", None)
+    return record

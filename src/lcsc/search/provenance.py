@@ -7,6 +7,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lcsc.atomic import write_json, write_text
 from lcsc.search.config import SearchConfig
 from lcsc.search.runner import SearchResult, checkpoint_interval, objective_summary
@@ -14,9 +16,12 @@ from lcsc.search.runner import SearchResult, checkpoint_interval, objective_summ
 __all__ = ["write_search_outputs"]
 
 
-def _card(
-    result: SearchResult, merger: Any, objective: Any, config: SearchConfig, sigma: float
-) -> dict[str, Any]:
+_ALGORITHMS = {"alg1": "LCSC Algorithm 1 (evolutionary)", "cmaes": "CMA-ES (cmaes package) on the Σa = 1 hyperplane",
+               "sep-cmaes": "separable CMA-ES (cmaes package) on the Σa = 1 hyperplane"}
+
+
+def _card(result: SearchResult, merger: Any, objective: Any, config: SearchConfig, sigma: float,
+          held_out: dict | None) -> dict[str, Any]:
     steps = list(merger.steps)
     interval = config.interval or checkpoint_interval(steps)
     return {
@@ -26,7 +31,14 @@ def _card(
         "interval": interval,
         "groups": dict(merger.groups) if getattr(merger, "groups", None) else None,
         "objective": objective_summary(objective),
-        "search": {**asdict(config), "sigma_resolved": sigma, "algorithm": "LCSC Algorithm 1 (evolutionary)"},
+        "search": {**asdict(config), "sigma_resolved": sigma, "algorithm": _ALGORITHMS[config.optimizer]},
+        "optimizer": result.optimizer,
+        "space": {"spec": result.space, "w": None if result.best_w is None else result.best_w.tolist(),
+                  "init_projection_error": result.init_projection_error},
+        "racing": {"enabled": config.racing, "fraction": config.race_fraction, "keep": config.race_keep}
+        if config.racing else None,
+        "samples": result.samples,
+        "revalidation": result.revalidation,
         "seeds": {
             "search_rng": config.seed,
             **{k: v for k, v in objective_summary(objective).items() if "seed" in k},
@@ -35,6 +47,8 @@ def _card(
         "objective_calls": result.objective_calls,
         "stopped_by": result.stopped,
         "best": {"score": result.best_score, "index": result.best_index, "name": result.best_name},
+        "best_initial": {"name": result.best_initial_name, "score": result.best_initial_score},
+        "held_out": held_out,
         "initial_scores": result.init_scores,
         "failures": {"count": len(result.failures), "first": result.failures[:5]},
         "redraws": result.redraws,
@@ -52,7 +66,10 @@ def _markdown(card: dict[str, Any]) -> str:
 - **objective**: `{obj["name"]}` ({obj["direction"]}), role {obj["role"]}
 - **seeds**: {card["seeds"]}
 - **evaluations**: {card["evaluations"]} ({card["objective_calls"]} objective calls), stopped by {card["stopped_by"]}
-- **best score**: {best["score"]:.6g} (evaluation #{best["index"]}{", " + best["name"] if best["name"] else ""})
+- **search**: {card["search"]["algorithm"]}; space `{card["space"]["spec"]}`; racing {_racing(card)}; \
+{card["samples"]} samples generated
+- **best score**: {best["score"]:.6g} (evaluation #{best["index"]}{", " + best["name"] if best["name"] else ""}); \
+best initial individual {card["best_initial"]["name"]}: {_num(card["best_initial"]["score"])}
 - **failures**: {card["failures"]["count"]}; children redrawn for |Σa| < 0.1: {card["redraws"]}
 - **wall time**: {card["wall_time_s"]:.1f} s
 
@@ -62,12 +79,55 @@ def _markdown(card: dict[str, Any]) -> str:
 |---|---|
 {init}
 
-Checkpoint content hashes (SHA-256) are in `provenance.json`.
+{_reval_md(card["revalidation"])}{_held_md(card["held_out"])}{_w_md(card["space"])}
+Checkpoint content hashes (SHA-256), optimiser settings and the exported K-vector's provenance are in
+`provenance.json`.
 """
 
 
+def _num(v) -> str:
+    return "—" if v is None else f"{v:.6g}"
+
+
+def _racing(card: dict[str, Any]) -> str:
+    r = card["racing"]
+    return "off" if not r else f"on (prefix {r['fraction']:g} of the samples, best {r['keep']:g} to the full count)"
+
+
+def _held_md(held: dict | None) -> str:
+    """The held-out gain over the best initial individual in every space (searched or never seen)."""
+    if not held:
+        return ""
+    rows = []
+    for space, rep in held["spaces"].items():
+        scores = " · ".join(f"{k} {v:.5g}" for k, v in rep["scores"].items())
+        rows.append(f"| FD_{space} | {'yes' if rep['searched'] else '**no**'} | {scores} | "
+                    f"{100 * rep['gain_vs_best_initial']:+.1f} % |")
+    return ("\n## Held-out noise (seed " + str(held["seed"]) + ")\n\n| space | searched | held-out FD | gain over best "
+            "initial |\n|---|---|---|---|\n" + "\n".join(rows) + "\n\nA gain that holds only in searched spaces "
+            "improved the metric, not the model.\n")
+
+
+def _reval_md(reval: dict | None) -> str:
+    if not reval:
+        return ""
+    rows = "\n".join(f"| #{c} | {_num(v)} |{' **exported**' if i == reval['picked'] else ''}"
+                     for i, (c, v) in enumerate(zip(reval["candidates"], reval["scores"])))
+    return (f"\n## Revalidation (validation noise seed {reval['validation_seed']})\n\nThe {len(reval['candidates'])} best "
+            "distinct individuals on the search noise, re-scored on fresh noise; the best there is exported.\n\n"
+            f"| evaluation | validation score |\n|---|---|\n{rows}\n")
+
+
+def _w_md(space: dict) -> str:
+    if space["spec"] == "full" or space["w"] is None:
+        return ""
+    w = np.round(np.asarray(space["w"], dtype=np.float64), 6).tolist()
+    return f"\n## Structured space `{space['spec']}`\n\nw (one row per group) = {w}\n"
+
+
 def write_search_outputs(
-    result: SearchResult, merger: Any, objective: Any, config: SearchConfig, out_dir: str | Path
+    result: SearchResult, merger: Any, objective: Any, config: SearchConfig, out_dir: str | Path,
+    held_out: dict | None = None,
 ) -> dict[str, Path]:
     """Write ``best_coefficients.json``, ``merged.safetensors``, ``provenance.json`` and ``provenance.md``."""
     out = Path(out_dir)
@@ -76,7 +136,7 @@ def write_search_outputs(
     merger.coefficients(result.best).save(paths["coefficients"])
     if hasattr(merger, "save"):
         merger.save(paths["checkpoint"], result.best)
-    card = _card(result, merger, objective, config, sigma)
+    card = _card(result, merger, objective, config, sigma, held_out)
     paths["card_json"] = write_json(out / "provenance.json", card)
     paths["card_md"] = write_text(out / "provenance.md", _markdown(card))
     return paths

@@ -1,0 +1,211 @@
+# Equal-budget comparison of LCSC coefficient searches (Liu et al., Algorithm 1 vs CMA-ES, structured spaces, racing).
+"""One search run of the search-efficiency benchmark: search a demo window, then score its best-so-far individual at
+several budgets on held-out noise in every digits feature space (searched or not), next to EMA*.
+
+A *job* is (training seed, model, method, search seed). Its search noise is the training seed's (as in the demo);
+the search seed only drives the optimiser. Results are plain dicts written as JSON, so jobs are resumable and can
+run in separate processes.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lcsc.checkpoints import CheckpointStack
+from lcsc.data import load_digits_data
+from lcsc.demo.config import DemoConfig
+from lcsc.generate import generate
+from lcsc.merge import StackMerger
+from lcsc.metrics.frechet import GaussianStats
+from lcsc.metrics.reference import reference_set
+from lcsc.metrics.spaces import feature_space
+from lcsc.models import load_model
+from lcsc.objectives import FDObjective, MeanObjective
+from lcsc.objectives.base import HELD_OUT_SEED_OFFSET, VALIDATION_SEED_OFFSET
+from lcsc.search import SearchConfig, run_search
+from lcsc.search.journal import Journal
+from lcsc.training.ema import ema_name
+
+__all__ = ["Method", "METHODS", "SPACES", "Judge", "best_so_far", "run_job", "ema_star_job", "posthoc_job"]
+
+SPACES = ("digits", "digits2", "digits3")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A search method: optimiser, coefficient space, racing, objective (feature spaces it may see)."""
+
+    name: str
+    optimizer: str = "alg1"
+    space: str = "full"
+    racing: bool = False
+    objective: tuple[str, ...] = ("digits",)  # one space: FD there; several: MeanObjective over them
+    samples_factor: int = 1  # full-count samples = factor × base (racing at 1/(4·factor) keeps the cost per eval)
+
+    def search_config(self, evals: int, seed: int) -> SearchConfig:
+        race_fraction = 0.25 / self.samples_factor if self.racing else 0.25
+        return SearchConfig(evals=evals, seed=seed, optimizer=self.optimizer, space=self.space, racing=self.racing,
+                            race_fraction=race_fraction)
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("alg1"),
+    Method("alg1-racing", racing=True),
+    Method("sep-cmaes", optimizer="sep-cmaes"),
+    Method("cmaes-ema8", optimizer="cmaes", space="ema-basis:8"),
+    Method("alg1-mean12", objective=("digits", "digits2")),
+    Method("sep-cmaes-mean12-race", optimizer="sep-cmaes", racing=True, objective=("digits", "digits2")),
+    Method("alg1-race4x", racing=True, samples_factor=4),
+)}
+
+
+@dataclass
+class Judge:
+    """Feature spaces and reference sets, built once per process; search objectives and held-out scores."""
+
+    device: str = "cpu"
+    features: dict[str, Any] = field(default_factory=dict)
+    refs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        data = load_digits_data()
+        for name in SPACES:
+            self.features[name] = feature_space(name, self.device)
+            self.refs[name] = reference_set(data, self.features[name])
+
+    def fd(self, space: str, model, samples: int, nfe: int, seed: int) -> FDObjective:
+        return FDObjective(copy.deepcopy(model), self.features[space], self.refs[space], num_samples=samples,
+                           nfe=nfe, device=self.device, noise_seed=seed, name=f"fd_{space}")
+
+    def objective(self, method: Method, model, samples: int, nfe: int, seed: int):
+        n = samples * method.samples_factor
+        terms = [self.fd(s, model, n, nfe, seed) for s in method.objective]
+        return terms[0] if len(terms) == 1 else MeanObjective(terms)
+
+    def scores(self, model, state: dict[str, torch.Tensor], nfe: int, seeds: list[int], n: int) -> dict[str, float]:
+        """Mean FD over ``seeds`` in every space (one set of images per seed, scored in all spaces)."""
+        model.load_state_dict(state)
+        out: dict[str, list[float]] = {s: [] for s in SPACES}
+        for seed in seeds:
+            with torch.no_grad():
+                images = generate(model, n, seed, nfe=nfe, device=self.device)
+            for s in SPACES:
+                feats = self.features[s](images).numpy().astype(np.float64)
+                out[s].append(float(self.refs[s].frechet.distance(GaussianStats.from_features(feats))))
+        return {s: float(np.mean(v)) for s, v in out.items()}
+
+
+def held_out_seeds(train_seed: int, count: int) -> list[int]:
+    return [HELD_OUT_SEED_OFFSET + train_seed + i for i in range(count)]
+
+
+def best_so_far(journal: Journal, budgets: list[int], direction: str = "minimize") -> list[dict[str, Any]]:
+    """At each budget b (candidates), the best full-count individual among the first b and the samples spent."""
+    sign = 1.0 if direction == "minimize" else -1.0
+    out = []
+    for b in budgets:
+        recs = [r for r in journal.records if r["candidate"] < b]
+        full = [r for r in recs if r["stage"] == "full" and r["status"] != "failed"]
+        if not full or max(r["candidate"] for r in recs) < b - 1:
+            continue  # the run stopped before this budget
+        best = min(full, key=lambda r: (sign * r["score"], r["candidate"]))
+        samples = sum(r.get("samples") or 0 for r in recs if r["status"] != "cached")
+        out.append({"evals": b, "samples": samples, "score": best["score"], "candidate": best["candidate"],
+                    "hash": best["hash"], "coefficients": best["coefficients"]})
+    return out
+
+
+def _window(cache: Path, train_seed: int, model: str, demo: DemoConfig):
+    run_dir = cache / f"demo-seed{train_seed}" / model
+    stack = CheckpointStack.open(run_dir / "windows" / str(demo.iterations), progress=False)
+    return run_dir, stack
+
+
+def run_job(judge: Judge, cache: Path, work: Path, demo: DemoConfig, train_seed: int, model: str, method: Method,
+            search_seed: int, evals: int, grid: list[int], eval_seeds: int) -> dict[str, Any]:
+    """Search one window with ``method``; score the best-so-far at every budget of ``grid`` (≤ evals)."""
+    run_dir, stack = _window(cache, train_seed, model, demo)
+    merger = StackMerger(stack, device=judge.device)
+    net = load_model(stack.paths[-1], judge.device)
+    nfe = demo.dm_nfe if model == "dm" else demo.cm_nfe
+    objective = judge.objective(method, net, demo.search_samples, nfe, train_seed)
+    out = work / f"seed{train_seed}-{model}-{method.name}-s{search_seed}"
+    resume = (out / "journal.jsonl").is_file()
+    result = run_search(merger, objective, method.search_config(evals, search_seed), out, resume=resume,
+                        progress=False)
+    journal = Journal.load(out / "journal.jsonl")
+    n_init = len(result.init_scores)
+    points = best_so_far(journal, sorted({n_init, *[b for b in grid if b <= evals], evals}))
+    seeds, cache_scores = held_out_seeds(train_seed, eval_seeds), {}
+    for p in points:
+        if p["hash"] not in cache_scores:
+            state = merger.merge_many(np.asarray(p["coefficients"], dtype=np.float64)[None])[0]
+            held = judge.scores(net, state, nfe, seeds, demo.eval_samples)
+            search = judge.scores(net, state, nfe, [train_seed], demo.search_samples)
+            cache_scores[p["hash"]] = {"held_out": held, "search": search}
+        p.update(cache_scores[p["hash"]])
+        p["init"] = p["evals"] == n_init
+        del p["coefficients"]
+    return {"train_seed": train_seed, "model": model, "method": method.name, "search_seed": search_seed,
+            "method_spec": asdict(method), "evals": result.evaluations, "samples": result.samples,
+            "wall_time_s": result.wall_time_s, "stopped": result.stopped, "points": points,
+            "best_coefficients": np.asarray(result.best).tolist(), "coefficient_abs_sum": float(np.abs(result.best).sum())}
+
+
+def ema_star_job(judge: Judge, cache: Path, demo: DemoConfig, train_seed: int, model: str,
+                 eval_seeds: int) -> dict[str, Any]:
+    """EMA* at the window's end: the online EMA with the lowest search-noise FD_digits, scored like a search."""
+    from safetensors.torch import load_file
+
+    run_dir, stack = _window(cache, train_seed, model, demo)
+    net = load_model(stack.paths[-1], judge.device)
+    nfe = demo.dm_nfe if model == "dm" else demo.cm_nfe
+    search: dict[str, float] = {}
+    states = {}
+    for h in demo.half_lives:
+        name = ema_name(half_life=h)
+        states[name] = load_file(str(run_dir / "ema" / name / f"ema-{demo.iterations:09d}.safetensors"))
+        search[name] = judge.scores(net, states[name], nfe, [train_seed], demo.search_samples)["digits"]
+    best = min(search, key=search.get)
+    held = judge.scores(net, states[best], nfe, held_out_seeds(train_seed, eval_seeds), demo.eval_samples)
+    return {"train_seed": train_seed, "model": model, "ema_star": best, "search_fd_digits": search, "held_out": held}
+
+
+def posthoc_job(judge: Judge, cache: Path, work: Path, demo: DemoConfig, train_seed: int, model: str,
+                method: Method, search_seed: int, eval_seeds: int, shrink: float = 0.5, top: int = 5) -> dict[str, Any]:
+    """Two cheap remedies applied to a finished search, scored like it (held-out, every space):
+
+    - ``shrink``: a = a₀ + λ(a* − a₀), halfway from the best initial individual a₀ to the best a* (λ = 0.5);
+    - ``select2``: among the ``top`` best full-count individuals, the one with the lowest *search-noise* FD_digits2
+      (digits2 is then a searched space, so only digits3 stays unseen);
+    - ``revalidate``: among the same ``top``, the one with the lowest FD_digits on a *validation* noise seed (neither
+      the search's nor a held-out one): a second noise draw, not a second space, so digits2 and digits3 stay unseen.
+    """
+    run_dir, stack = _window(cache, train_seed, model, demo)
+    merger = StackMerger(stack, device=judge.device)
+    net = load_model(stack.paths[-1], judge.device)
+    nfe = demo.dm_nfe if model == "dm" else demo.cm_nfe
+    journal = Journal.load(work / f"seed{train_seed}-{model}-{method.name}-s{search_seed}" / "journal.jsonl")
+    full = sorted((r for r in journal.records if r["stage"] == "full" and r["status"] != "failed"),
+                  key=lambda r: (r["score"], r["candidate"]))
+    init = min((r for r in full if r["generation"] == 0), key=lambda r: (r["score"], r["candidate"]))
+    a0, best = np.asarray(init["coefficients"]), np.asarray(full[0]["coefficients"])
+    unique = list({r["hash"]: r for r in reversed(full)}.values())[::-1][:top]
+    states = merger.merge_many(np.stack([a0 + shrink * (best - a0)] + [np.asarray(r["coefficients"]) for r in unique]))
+    second = [judge.scores(net, s, nfe, [train_seed], demo.search_samples)["digits2"] for s in states[1:]]
+    valid = [judge.scores(net, s, nfe, [VALIDATION_SEED_OFFSET + train_seed], demo.search_samples)["digits"]
+             for s in states[1:]]
+    pick, vpick = int(np.argmin(second)), int(np.argmin(valid))
+    seeds = held_out_seeds(train_seed, eval_seeds)
+    return {"train_seed": train_seed, "model": model, "method": method.name, "search_seed": search_seed,
+            "shrink": {"lambda": shrink, "held_out": judge.scores(net, states[0], nfe, seeds, demo.eval_samples)},
+            "select2": {"top": top, "picked_rank": pick, "search_digits2": second,
+                        "held_out": judge.scores(net, states[1 + pick], nfe, seeds, demo.eval_samples)},
+            "revalidate": {"top": top, "picked_rank": vpick, "validation_digits": valid,
+                           "held_out": judge.scores(net, states[1 + vpick], nfe, seeds, demo.eval_samples)}}

@@ -1,0 +1,93 @@
+"""The search-efficiency benchmark: best-so-far from journals, gains, sample efficiency, and the --quick smoke run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lcsc.analysis.search_efficiency import METHODS, best_so_far
+from lcsc.analysis.search_summary import (
+    best_method,
+    curves,
+    efficiency,
+    gains,
+    generalises,
+    summary_line,
+    unseen,
+)
+from lcsc.search.journal import Journal
+
+
+def _journal(records: list[tuple[int, str, float, int]]) -> Journal:
+    recs = [{"index": i, "candidate": c, "stage": st, "score": s, "status": "ok", "samples": n, "hash": f"h{c}",
+             "coefficients": [[float(c)]]} for i, (c, st, s, n) in enumerate(records)]
+    return Journal(Path("x"), {}, recs)
+
+
+def test_best_so_far_uses_full_scores_and_counts_samples() -> None:
+    j = _journal([(0, "full", 5.0, 100), (1, "full", 4.0, 100), (2, "race", 1.0, 25), (3, "race", 3.0, 25),
+                  (2, "full", 3.5, 100), (4, "race", 0.5, 25)])
+    pts = best_so_far(j, [2, 4, 5, 9])
+    assert [p["evals"] for p in pts] == [2, 4, 5]  # the run never reached 9 candidates
+    assert [p["candidate"] for p in pts] == [1, 2, 2]  # candidate 4's racing score never selects
+    assert [p["samples"] for p in pts] == [200, 350, 375]
+
+
+def _job(model, method, seed, final: dict, init: dict, search=10.0, evals=(6, 50, 100)):
+    pts = []
+    for e in evals:
+        held = init if e == evals[0] else final
+        pts.append({"evals": e, "samples": e * 10, "init": e == evals[0], "held_out": held,
+                    "search": {"digits": search if e != evals[0] else 2 * search}})
+    return {"model": model, "method": method, "train_seed": seed, "search_seed": 0, "evals": evals[-1],
+            "points": pts, "method_spec": {"objective": list(METHODS[method].objective)}}
+
+
+def test_gains_generalisation_and_efficiency_are_computed_exactly() -> None:
+    star = {"digits": 10.0, "digits2": 1.0, "digits3": 2.0}
+    ema = [{"model": "dm", "train_seed": s, "held_out": star} for s in (0, 1)]
+    jobs = []
+    for s in (0, 1):
+        jobs.append(_job("dm", "alg1", s, {"digits": 8.0, "digits2": 1.1, "digits3": 1.9}, star, search=5.0))
+        jobs.append(_job("dm", "alg1-mean12", s, {"digits": 7.0, "digits2": 0.9, "digits3": 1.6}, star, search=6.0,
+                         evals=(6, 50, 100)))
+    cur, g = curves(jobs), gains(jobs, ema)
+    assert [r["evals"] for r in cur["dm"]["alg1"]] == [6, 50, 100]
+    assert g["dm"]["alg1"]["mean"]["digits"] == pytest.approx(0.2)
+    assert g["dm"]["alg1"]["mean"]["digits2"] == pytest.approx(-0.1)
+    assert not generalises(g["dm"]["alg1"], unseen({"objective": ["digits"]}), ["digits"])  # digits2 got worse
+    assert generalises(g["dm"]["alg1-mean12"], ["digits3"], ["digits", "digits2"])  # +20 % ≥ ½ of +20 %
+    assert best_method(cur) == "alg1-mean12"  # the only non-baseline method
+    eff = efficiency(cur, "dm", "alg1-mean12")
+    assert eff["evals"] == 50 and eff["efficiency"] == 2.0 and eff["target"] == 8.0
+    line = summary_line(cur, g, {n: {"objective": list(METHODS[n].objective)} for n in ("alg1", "alg1-mean12")})
+    assert line["sample_efficiency"] == {"dm": 2.0} and line["evals_to_match_alg1"] == {"dm": 50}
+    assert line["unseen_gain"]["alg1-mean12"]["dm"] == {"digits3": 0.2}
+    assert set(line["unseen_gain"]["alg1"]["dm"]) == {"digits2", "digits3"}
+
+
+def test_search_efficiency_quick_smoke(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "search_efficiency.py"
+    out = tmp_path / "se"
+    proc = subprocess.run([sys.executable, str(script), "--quick", "--methods", "alg1,sep-cmaes-mean12-race",
+                           "--out", str(out), "--cache", str(tmp_path / "cache"), "--workers", "2"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(line) == {"max_evals", "alg1_heldout_fd", "best_method", "evals_to_match_alg1",
+                         "samples_to_match_alg1", "sample_efficiency", "unseen_gain"}
+    assert line["max_evals"] == {"cm-ct": 24, "dm": 16} and line["best_method"] == "sep-cmaes-mean12-race"
+    assert set(line["unseen_gain"]["sep-cmaes-mean12-race"]["dm"]) == {"digits3"}
+    saved = json.loads((out / "search_efficiency.json").read_text())
+    assert saved["summary"] == line and (out / "search_efficiency.png").stat().st_size > 0
+    assert "| alg1 |" in (out / "search_efficiency.md").read_text()
+    again = subprocess.run([sys.executable, str(script), "--quick", "--methods", "alg1,sep-cmaes-mean12-race",
+                            "--out", str(out), "--report-only"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and json.loads(again.stdout.strip().splitlines()[-1]) == line
+    bad = subprocess.run([sys.executable, str(script), "--methods", "nope", "--out", str(out)], capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown ['nope']" in bad.stderr
