@@ -218,3 +218,22 @@ def test_revalidation_picks_the_best_of_the_shortlist_on_fresh_noise(merger, tmp
         run_search(merger, PrefixLoss(100), SearchConfig(revalidate=2), tmp_path / "b", progress=False)
     with pytest.raises(ConfigError, match="revalidate=-1"):
         SearchConfig(revalidate=-1)
+
+
+@pytest.mark.parametrize("space", ["full", "ema-basis:5"])
+def test_shrinkage_exports_part_of_the_way_from_the_best_initial_individual(merger, tmp_path: Path, space) -> None:
+    obj = PrefixLoss(400)
+    plain = run_search(merger, obj, SearchConfig(evals=30, space=space, seed=6), tmp_path / "a", progress=False)
+    shrunk = run_search(merger, obj, SearchConfig(evals=30, space=space, seed=6, shrink=0.5), tmp_path / "b",
+                        progress=False)
+    a0, a1 = plain.best_initial.reshape(merger.G, -1), plain.best.reshape(merger.G, -1)
+    assert np.allclose(shrunk.best, a0 + 0.5 * (a1 - a0), atol=1e-12)
+    assert shrunk.best.sum(axis=-1).tolist() == [1.0] * merger.G
+    assert shrunk.shrink["unshrunk"] == a1.tolist() and shrunk.shrink["from_index"] == plain.best_index
+    assert shrunk.best_score == pytest.approx(obj.score(merger.merge_many(shrunk.best[None])[0]))
+    assert shrunk.samples == plain.samples + 400
+    again = run_search(merger, obj, SearchConfig(evals=30, space=space, seed=6, shrink=0.5), tmp_path / "b",
+                       resume=True, progress=False)  # the journalled shrinkage is reused, nothing re-scored
+    assert np.array_equal(again.best, shrunk.best) and len(_journal(tmp_path / "b").meta) == 1
+    with pytest.raises(ConfigError, match="shrink=0"):
+        SearchConfig(shrink=0)

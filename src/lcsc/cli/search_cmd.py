@@ -63,6 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--race-keep", type=float, default=None,
                    help=f"fraction of each generation scored on the full count (default {d.race_keep})")
     p.add_argument("--max-samples", type=int, default=None, help="stop after generating this many samples")
+    p.add_argument("--shrink", type=float, default=None, metavar="λ",
+                   help="export w0 + λ(w* − w0): λ of the way from the best initial individual to the best (default 1)")
     p.add_argument("--revalidate", type=int, default=None, metavar="K",
                    help="re-score the K best on validation noise (another seed) and export the best there")
     p.add_argument("--mix-prob", type=float, default=d.mix_prob, help="crossover probability p_mix")
@@ -122,6 +124,7 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
         setattr(args, key, _resumed(args, saved, key, getattr(d, key)))
     args.max_samples = args.max_samples if args.max_samples is not None else saved.get("max_samples")
     args.revalidate = args.revalidate if args.revalidate is not None else saved.get("revalidate")
+    args.shrink = args.shrink if args.shrink is not None else saved.get("shrink")
     args.evals = args.evals if args.evals is not None else saved["evals"]
     args.checkpoints = args.checkpoints or [Path(p) for p in saved["checkpoints"]]
     args.init_coeffs = [Path(p) for p in saved["init_coeffs"]]
@@ -201,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
         interval=args.interval, half_lives=half_lives, optimizer=args.optimizer, space=args.space,
         popsize=args.popsize, racing=bool(args.racing), race_fraction=args.race_fraction, race_keep=args.race_keep,
         max_samples=args.max_samples, revalidate=args.revalidate or 0,
+        shrink=args.shrink if args.shrink is not None else SearchConfig().shrink,
     )  # fmt: skip
     objective = _objective(args)
     stack = open_stack(args)

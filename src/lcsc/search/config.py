@@ -25,7 +25,9 @@ class SearchConfig:
       the same noise); the best ``race_keep`` of each generation (at least one) are scored on the full count;
     - ``revalidate`` k > 0: at the end the k best distinct individuals are re-scored on the objective's validation
       noise (another seed; ``objective.validation()``) and the best there is exported — the search noise chose the
-      shortlist, a fresh draw chooses the winner, so fitting one noise draw is not rewarded.
+      shortlist, a fresh draw chooses the winner, so fitting one noise draw is not rewarded;
+    - ``shrink`` λ < 1: export w₀ + λ(w* − w₀), part of the way from the best initial individual w₀ to the best w*
+      (1 = the best itself, the paper's choice).
 
     Budgets: ``evals`` counts candidates (each initial individual and child is one; duplicates are served from the
     journal without calling the objective); ``max_samples`` (optional) counts generated samples; ``max_time``
@@ -45,6 +47,7 @@ class SearchConfig:
     race_fraction: float = 0.25
     race_keep: float = 0.25
     revalidate: int = 0
+    shrink: float = 1.0
     seed: int = 0
     max_time: float | None = None
     max_samples: int | None = None
@@ -75,6 +78,8 @@ class SearchConfig:
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
                 raise ConfigError(f"{name}={value}: racing fractions must lie strictly between 0 and 1")
+        if not 0.0 < self.shrink <= 1.0:
+            raise ConfigError(f"shrink={self.shrink}: must be in (0, 1] (1 exports the best individual itself)")
         if self.revalidate < 0:
             raise ConfigError(f"revalidate={self.revalidate}: must be >= 0 (0 turns it off)")
         if self.popsize is not None and self.popsize < 2:
@@ -87,4 +92,4 @@ class SearchConfig:
         which does not change the search's trajectory)."""
         from dataclasses import asdict
 
-        return {k: v for k, v in asdict(self).items() if k not in ("evals", "max_time", "max_samples", "revalidate")}
+        return {k: v for k, v in asdict(self).items() if k not in ("evals", "max_time", "max_samples", "revalidate", "shrink")}

@@ -39,6 +39,7 @@ def _card(result: SearchResult, merger: Any, objective: Any, config: SearchConfi
         if config.racing else None,
         "samples": result.samples,
         "revalidation": result.revalidation,
+        "shrink": result.shrink,
         "seeds": {
             "search_rng": config.seed,
             **{k: v for k, v in objective_summary(objective).items() if "seed" in k},
@@ -79,7 +80,7 @@ best initial individual {card["best_initial"]["name"]}: {_num(card["best_initial
 |---|---|
 {init}
 
-{_reval_md(card["revalidation"])}{_held_md(card["held_out"])}{_w_md(card["space"])}
+{_reval_md(card["revalidation"])}{_shrink_md(card["shrink"])}{_held_md(card["held_out"])}{_w_md(card["space"])}
 Checkpoint content hashes (SHA-256), optimiser settings and the exported K-vector's provenance are in
 `provenance.json`.
 """
@@ -116,6 +117,14 @@ def _reval_md(reval: dict | None) -> str:
     return (f"\n## Revalidation (validation noise seed {reval['validation_seed']})\n\nThe {len(reval['candidates'])} best "
             "distinct individuals on the search noise, re-scored on fresh noise; the best there is exported.\n\n"
             f"| evaluation | validation score |\n|---|---|\n{rows}\n")
+
+
+def _shrink_md(shrink: dict | None) -> str:
+    if not shrink:
+        return ""
+    return (f"\n## Shrinkage (λ = {shrink['lambda']:g})\n\nExported w₀ + λ(w* − w₀) between the best initial "
+            f"individual and evaluation #{shrink['from_index']} (search-noise score {_num(shrink['from_score'])}); "
+            f"its own search-noise score is {_num(shrink['score'])}.\n")
 
 
 def _w_md(space: dict) -> str:

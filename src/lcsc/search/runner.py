@@ -17,6 +17,7 @@ from lcsc.errors import ConfigError
 from lcsc.search.basis import CoefficientSpace
 from lcsc.search.config import SearchConfig
 from lcsc.search.evaluator import FULL, RACE, Evaluator, coefficient_hash, objective_summary
+from lcsc.search.hyperplane import exact_sum_to_one
 from lcsc.search.journal import Journal
 from lcsc.search.optimizer import make_optimizer
 from lcsc.search.space import SearchSpace, default_half_lives
@@ -61,6 +62,7 @@ class SearchResult:
     best_initial_name: str | None = None
     best_initial_score: float | None = None
     revalidation: dict[str, Any] | None = None
+    shrink: dict[str, Any] | None = None
 
 
 def checkpoint_interval(steps: list[int]) -> int:
@@ -150,9 +152,12 @@ def run_search(merger: Merger, objective: Any, config: SearchConfig, out_dir: st
     try:
         stopped, opt, proj_err = _loop(ev, space, init, config, sigma, on_event or (lambda *_: None))
         revalidation = _revalidate(ev, objective, config.revalidate) if config.revalidate else None
+        result = _result(ev, space, init, stopped, opt, proj_err, revalidation)
+        if config.shrink != 1.0:
+            _shrink(ev, space, objective, result, config.shrink)
     finally:
         bar.close()
-    return _result(ev, space, init, stopped, opt, proj_err, revalidation)
+    return result
 
 
 def _initial_generation(ev: Evaluator, space: CoefficientSpace, init: dict[str, np.ndarray]):
@@ -254,6 +259,30 @@ def _checked_score(objective: Any, state) -> float | None:
     from lcsc.search.evaluator import _safe_score
 
     return _safe_score(objective, state)[0]
+
+
+def _shrink(ev: Evaluator, space: CoefficientSpace, objective: Any, result: SearchResult, lam: float) -> None:
+    """Export w = w₀ + λ(w* − w₀): part of the way from the best initial individual to the best one (shrinkage
+    against fitting the search noise). Scored once on the search noise for the record (journalled; a resume reuses
+    it); ``result`` is updated in place and keeps the unshrunk best in ``result.shrink``."""
+    best, first = ev.candidates[result.best_index], next(
+        (c for c in ev.candidates if c.generation == 0 and c.a is not None and np.array_equal(c.a, result.best_initial)),
+        None)
+    if first is None:
+        return
+    w = exact_sum_to_one(first.w.reshape(space.G, space.D) + lam * (best.w.reshape(space.G, space.D) -
+                                                                     first.w.reshape(space.G, space.D)))
+    a = space.to_coefficients(w)
+    h = coefficient_hash(a)
+    saved = next((m for m in ev.journal.meta if m["type"] == "shrink" and m["hash"] == h), None)
+    if saved is None:
+        n = getattr(objective, "num_samples", None) or 0
+        saved = {"hash": h, "lambda": lam, "from_index": best.index, "from_score": best.scores[FULL],
+                 "score": _checked_score(objective, ev.merger.merge_many(a[None])[0]), "samples": n}
+        ev.journal.append_meta("shrink", saved)
+    result.shrink = {k: v for k, v in saved.items() if k != "type"} | {"unshrunk": np.asarray(best.a).tolist()}
+    result.best, result.best_w, result.samples = a, w, result.samples + saved["samples"]
+    result.best_score = saved["score"] if saved["score"] is not None else result.best_score
 
 
 def _result(ev: Evaluator, space: CoefficientSpace, init, stopped: str, opt, proj_err: float,
