@@ -56,9 +56,12 @@ def test_builtin_objective_from_run_metadata(tmp_path):
     cfg = TrainConfig(model=ModelConfig(kind="cm", channels=8), iterations=4, batch_size=8,
                       record=RecordConfig(window=2, interval=1), sample_count=0)
     train(cfg, tmp_path, progress=False)
-    obj = builtin_objective(tmp_path / "windows/4", num_samples=32)
+    obj = builtin_objective(tmp_path / "windows/4", "fd", num_samples=32)
     assert obj.name == "fd_digits" and obj.nfe == 1 and obj.features.name == "digits"
     assert obj.score(obj.model.state_dict()) > 0
+    auto = builtin_objective(tmp_path / "windows/4", num_samples=32)  # digits runs: the calibrated mean
+    assert auto.name == "mean:fd_digits,fd_digits2" and [t.features.name for t in auto.terms] == ["digits", "digits2"]
+    assert auto.terms[1].model is auto.terms[0].model
     assert builtin_objective(tmp_path / "windows/4", "kid-digits2", num_samples=32).features.name == "digits2"
     assert is_builtin("fid") and is_builtin("fd-digits2") and not is_builtin("my.py:fn")
     with pytest.raises(ConfigError, match="built-ins are"):

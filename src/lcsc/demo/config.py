@@ -37,7 +37,7 @@ class DemoConfig:
     dm_nfe: int = 10
     cm_nfe: int = 1
     search_samples: int = 1000
-    search_objective: str = "fd-digits"
+    search_objective: str = "mean:fd-digits,fd-digits2"
     search_optimizer: str = "alg1"
     search_space: str = "full"
     search_racing: bool = False

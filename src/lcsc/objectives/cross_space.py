@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from lcsc.objectives.builtin import _default_space, _single, mean_terms, parse_builtin, run_data
+from lcsc.objectives.builtin import _default_space, _single, mean_terms, parse_builtin, resolve_auto, run_data
 from lcsc.objectives.generative import GenerativeObjective
 
 __all__ = ["DIGITS_SPACES", "SpaceReport", "searched_spaces", "cross_space_objectives", "cross_space_report"]
@@ -54,7 +54,7 @@ def cross_space_objectives(checkpoints: str | Path | list, name: str, *, data: s
 
     images = run_data(discover_checkpoints(checkpoints)[0], data)
     default = _default_space(images)
-    searched = searched_spaces(name, default)
+    searched = searched_spaces(resolve_auto(name, checkpoints, data), default)
     spaces = list(DIGITS_SPACES) if default == "digits" else list(dict.fromkeys(searched))
     out, model = {}, None
     for space in spaces:
