@@ -34,6 +34,7 @@ def test_quick_demo_writes_a_complete_report(tmp_path, capsys):
     assert all(set(r["initial"]) == {"fd_mean", "fd2_mean", "fd3_mean"} for r in lcsc)
     md = (report / "report.md").read_text()
     assert md.count("Held-out gain: FD_digits (searched)") == 2 and "FD3 (never searched)" in md
+    assert "FD2 (searched)" in md  # the default objective is the mean of FD_digits and FD2
     assert md.count("| DM | LCSC |") == 2 and md.count("| CM (CT) | EMA |") == 3 and "## Time per stage" in md
     stages = json.loads((report / "stages.json").read_text())
     assert any(k.startswith("LCSC dm@") for k in stages)

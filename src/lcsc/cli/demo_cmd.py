@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     paths = write_demo_report(result, report_dir)
     write_resolved_config(report_dir / "command.json", "demo", args, {"demo": dataclasses.asdict(cfg)})
     rows = [r.to_dict() for r in result.rows]
-    print("\n" + "\n".join(verdicts(rows, cfg.iterations)).replace("**", "") + "\n")
+    print("\n" + "\n".join(verdicts(rows, cfg.iterations, cfg.search_objective)).replace("**", "") + "\n")
     print(markdown_table(rows, table_columns(cfg.inception)))
     print(f"\ntotal {sum(result.stages.values()) / 60:.1f} min (estimate {result.estimate_s / 60:.1f} min)")
     print(f"report: {paths['md']} and {paths['html']} (figures, report.json, config.json beside)")
