@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -33,10 +32,6 @@ class SpaceReport:
     def gain(self, of: str = "best", over: str = "best initial") -> float:
         """Relative improvement (over − of) / over: positive when ``of`` is better (lower)."""
         return 1.0 - self.scores[of] / self.scores[over]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"space": self.space, "searched": self.searched, "scores": self.scores,
-                "gain_vs_best_initial": self.gain() if {"best", "best initial"} <= set(self.scores) else None}
 
 
 def searched_spaces(name: str, default_space: str) -> list[str]:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lcsc.errors import ConfigError
 from lcsc.search.journal import Journal
 from lcsc.search.optimizer import Key
 
@@ -92,8 +93,6 @@ class Evaluator:
                 rec = self.done.get((index, stage))
                 if rec is not None:
                     if rec["hash"] != cand.hash:
-                        from lcsc.errors import ConfigError
-
                         raise ConfigError(f"{self.journal.path}: replaying generation {generation} gave different "
                                           "candidates; the journal was edited or written by another version")
                     cand.scores[stage] = rec["score"] if rec["status"] != "failed" else None

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from lcsc.errors import ConfigError
 from lcsc.search.basis import CoefficientSpace
 from lcsc.search.config import SearchConfig
-from lcsc.search.evaluator import FULL, RACE, Evaluator, coefficient_hash, objective_summary
+from lcsc.search.evaluator import FULL, RACE, Evaluator, _safe_score, coefficient_hash, objective_summary
 from lcsc.search.hyperplane import exact_sum_to_one
 from lcsc.search.journal import Journal
 from lcsc.search.optimizer import make_optimizer
@@ -256,8 +256,6 @@ def _revalidate(ev: Evaluator, objective: Any, k: int) -> dict[str, Any] | None:
 
 
 def _checked_score(objective: Any, state) -> float | None:
-    from lcsc.search.evaluator import _safe_score
-
     return _safe_score(objective, state)[0]
 
 
@@ -265,9 +263,7 @@ def _shrink(ev: Evaluator, space: CoefficientSpace, objective: Any, result: Sear
     """Export w = w₀ + λ(w* − w₀): part of the way from the best initial individual to the best one (shrinkage
     against fitting the search noise). Scored once on the search noise for the record (journalled; a resume reuses
     it); ``result`` is updated in place and keeps the unshrunk best in ``result.shrink``."""
-    best, first = ev.candidates[result.best_index], next(
-        (c for c in ev.candidates if c.generation == 0 and c.a is not None and np.array_equal(c.a, result.best_initial)),
-        None)
+    best, first = ev.candidates[result.best_index], _best_initial(ev)
     if first is None:
         return
     w = exact_sum_to_one(first.w.reshape(space.G, space.D) + lam * (best.w.reshape(space.G, space.D) -
@@ -285,15 +281,20 @@ def _shrink(ev: Evaluator, space: CoefficientSpace, objective: Any, result: Sear
     result.best_score = saved["score"] if saved["score"] is not None else result.best_score
 
 
+def _best_initial(ev: Evaluator):
+    """The best scored initial individual (generation 0), or None."""
+    init = [c for c in ev.candidates if c.generation == 0 and c.scores.get(FULL) is not None]
+    sign = 1.0 if ev.direction == "minimize" else -1.0
+    return min(init, key=lambda c: (sign * c.scores[FULL], c.index)) if init else None
+
+
 def _result(ev: Evaluator, space: CoefficientSpace, init, stopped: str, opt, proj_err: float,
             revalidation: dict[str, Any] | None = None) -> SearchResult:
     records = ev.journal.records
     best = ev.best()
     if revalidation is not None:
         best = ev.candidates[revalidation["candidates"][revalidation["picked"]]]
-    init = [c for c in ev.candidates if c.generation == 0 and c.scores.get(FULL) is not None]
-    sign = 1.0 if ev.direction == "minimize" else -1.0
-    first = min(init, key=lambda c: (sign * c.scores[FULL], c.index)) if init else None
+    first = _best_initial(ev)
     if best is None:
         raise ConfigError(f"every evaluation failed; first error: {records[0]['error'] if records else 'none'}")
     history, best_loss, sign = [], math.inf, 1.0 if ev.direction == "minimize" else -1.0
