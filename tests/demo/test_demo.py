@@ -22,22 +22,44 @@ def test_quick_demo_writes_a_complete_report(tmp_path, capsys):
     for name in ("report.md", "report.html", "report.json", "config.json", "stages.json", "command.json",
                  "samples.png", "coefficients.png", "search_progress.png", "loss.png"):
         assert (report / name).is_file() and (report / name).stat().st_size > 0, name
-    rows = json.loads((report / "report.json").read_text())
-    assert len(rows) == 14  # per model: EMA ×3, EMA* ×2, LCSC ×2
-    assert {(r["model"], r["method"]) for r in rows} >= {("DM", "LCSC"), ("CM (CT)", "EMA*")}
+    payload = json.loads((report / "report.json").read_text())
+    rows, cfg = payload["rows"], DemoConfig.quick()
+    main_rows = [r for r in rows if r["main"]]
+    assert len(main_rows) == 14  # per model: EMA ×3, EMA* ×2, LCSC ×2
+    assert {r["method"] for r in rows} == {"EMA", "EMA*", "LCSC"}
+    for model in ("DM", "CM (CT)"):  # EMA and EMA* at every curve point (≥ 8)
+        for method in ("EMA", "EMA*"):
+            its = {r["iteration"] for r in rows if r["model"] == model and r["method"] == method}
+            assert its >= set(cfg.points) and len(its) >= 8, (model, method)
     for r in rows:
         assert set(REPORT_KEYS) <= set(r)
-        for key in ("fd_mean", "fd_std", "fd2_mean", "fd3_mean", "kid", "precision", "recall"):
+        for key in ("fd_mean", "fd_std", "fd2_mean", "fd3_mean"):
             assert isinstance(r[key], float) and math.isfinite(r[key]), (r, key)
-        assert r["speedup"] is None or (math.isfinite(r["speedup"]) and r["speedup"] > 0)
-    lcsc = [r for r in rows if r["method"] == "LCSC"]
+        if r["main"]:
+            assert all(isinstance(r[k], float) for k in ("kid", "precision", "recall")), r
+    early = [r for r in rows if r["method"] == "LCSC" and r["iteration"] == cfg.early_point]
+    assert len(early) == 2 and all(r["speedup_iters"] > 0 and r["speedup_with_search"] > 0 for r in early)
+    assert all(r["speedup_with_search"] <= r["speedup_iters"] for r in early)
+    dm_nfes = {r["nfe"] for r in rows if r["model"] == "DM" and r["method"] == "LCSC" and r["iteration"] == 640}
+    assert dm_nfes == set(cfg.dm_nfes)
+    assert set(payload["nfe_match"]) == {"dm", "cm"} and payload["nfe_match"]["dm"]["lcsc_nfe"] == cfg.dm_nfe
+    assert {k: set(v) for k, v in payload["ema_star_interior"].items()} == \
+        {"dm": {str(p) for p in cfg.points}, "cm": {str(p) for p in cfg.points}}
+    assert all(isinstance(v, bool) for d in payload["ema_star_interior"].values() for v in d.values())
+    for d in payload["ema_grid_scores"].values():  # online EMAs and post-hoc σ_rel grid at every point
+        assert all(len(s) == len(cfg.half_lives) + len(cfg.sigma_rels) for s in d.values())
+    lcsc = [r for r in rows if r["method"] == "LCSC" and r["main"]]
     assert all(set(r["initial"]) == {"fd_mean", "fd2_mean", "fd3_mean"} for r in lcsc)
     md = (report / "report.md").read_text()
     assert md.count("Held-out gain: FD_digits (searched)") == 2 and "FD3 (never searched)" in md
     assert "FD2 (searched)" in md  # the default objective is the mean of FD_digits and FD2
-    assert md.count("| DM | LCSC |") == 2 and md.count("| CM (CT) | EMA |") == 3 and "## Time per stage" in md
+    assert "| DM | LCSC | 160 | 5 |" in md and "| DM | LCSC | 640 | 5 |" in md and "## Time per stage" in md
+    assert md.count("| CM (CT) | EMA |") == 3 and md.count("| CM (CT) | LCSC | FD") == 3  # main table; NFE table
+    assert "Training cost: EMA\\* first reaches" in md and "NFE: EMA\\* at the end of training" in md
+    for name in ("fd_vs_iteration.png", "fd_vs_nfe.png", "ema_grid.png"):
+        assert (report / name).stat().st_size > 0
     stages = json.loads((report / "stages.json").read_text())
-    assert any(k.startswith("LCSC dm@") for k in stages)
+    assert any(k.startswith("LCSC dm@") for k in stages) and stages["estimate_s"] > 0
 
 
 def test_demo_config_validation():
@@ -45,7 +67,13 @@ def test_demo_config_validation():
         DemoConfig(early_fraction=1.5)
     with pytest.raises(ConfigError, match="default_ema_fraction"):
         DemoConfig(default_ema_fraction=0.3)
-    assert DemoConfig().early_point == 800 and DemoConfig.quick().early_point == 150
+    assert DemoConfig().early_point == 800 and DemoConfig.quick().early_point == 160
+    assert DemoConfig().points == (400, 800, 1200, 1600, 2000, 2400, 2800, 3200)
+    assert len(DemoConfig().sigma_rels) >= 12
+    with pytest.raises(ConfigError, match="dm_nfes"):
+        DemoConfig(dm_nfes=(4, 6, 8))  # must hold the searched NFE 5
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        DemoConfig(iterations=3000)
     with pytest.raises(ConfigError, match="search_objective 'fd-digits3'"):
         DemoConfig(search_objective="fd-digits3")
     with pytest.raises(ConfigError, match="optimizer 'nelder'"):

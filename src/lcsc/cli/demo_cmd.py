@@ -20,7 +20,7 @@ _OVERRIDES = {"iterations": int, "window": int, "interval": int, "dm_search_eval
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the LCSC paper's headline on digits: DM + CM, EMA / EMA* / LCSC, a report")
     p.add_argument("-o", "--output", type=Path, default=Path("runs/demo"), help="output folder (resumable)")
-    p.add_argument("--quick", action="store_true", help="a ≤ 3-minute smoke version (small runs and searches)")
+    p.add_argument("--quick", action="store_true", help="a ≤ 1.5-minute smoke version (small runs and searches)")
     p.add_argument("--cd", action="store_true", help="also distil a CM from the DM (CD; adds a few minutes)")
     p.add_argument("--inception", action="store_true", help="add Inception FID on held-out samples (slow on CPU)")
     p.add_argument("--device", default="cpu")
@@ -47,7 +47,12 @@ def _on_stage(kind: str, info: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lcsc.demo.report import table_columns, verdicts, write_demo_report  # matplotlib: only when needed
+    from lcsc.demo.report import (  # matplotlib: lazily
+        report_payload,
+        table_columns,
+        verdicts,
+        write_demo_report,
+    )
     from lcsc.demo.run import run_demo
     from lcsc.report.tables import markdown_table
 
@@ -56,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
     report_dir = args.output / "report"
     paths = write_demo_report(result, report_dir)
     write_resolved_config(report_dir / "command.json", "demo", args, {"demo": dataclasses.asdict(cfg)})
-    rows = [r.to_dict() for r in result.rows]
-    print("\n" + "\n".join(verdicts(rows, cfg.iterations, cfg.search_objective)).replace("**", "") + "\n")
-    print(markdown_table(rows, table_columns(cfg.inception)))
+    payload = report_payload(result)
+    print("\n" + "\n".join(verdicts(payload)).replace("**", "").replace("\\*", "*") + "\n")
+    print(markdown_table([r for r in payload["rows"] if r["main"]], table_columns(cfg.inception)))
     print(f"\ntotal {sum(result.stages.values()) / 60:.1f} min (estimate {result.estimate_s / 60:.1f} min)")
     print(f"report: {paths['md']} and {paths['html']} (figures, report.json, config.json beside)")
     return 0

@@ -6,7 +6,16 @@ import argparse
 import sys
 
 from lcsc import __version__
-from lcsc.cli import demo_cmd, eval_cmd, inspect_cmd, merge_cmd, quickstart_cmd, search_cmd, train_cmd
+from lcsc.cli import (
+    demo_cmd,
+    ema_cmd,
+    eval_cmd,
+    inspect_cmd,
+    merge_cmd,
+    quickstart_cmd,
+    search_cmd,
+    train_cmd,
+)
 from lcsc.errors import LCSCError
 
 __all__ = ["build_parser", "main"]
@@ -16,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lcsc", description="Linear Combination of Saved Checkpoints")
     parser.add_argument("--version", action="version", version=f"lcsc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (demo_cmd, quickstart_cmd, inspect_cmd, merge_cmd, search_cmd, train_cmd, eval_cmd):
+    for module in (demo_cmd, quickstart_cmd, inspect_cmd, merge_cmd, search_cmd, train_cmd, eval_cmd, ema_cmd):
         module.register(sub)
     return parser
 

@@ -81,6 +81,10 @@ def _add_record_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ema-half-life", default=None, help="EMA half-lives in iterations H1,H2,… (default N/50,N/10)")
     g.add_argument("--ema-rate", default="", help="EMA decay rates R1,R2,… (in addition to half-lives)")
     g.add_argument("--ema-at", default="", help="extra EMA snapshot steps S1,S2,… (besides the window ends)")
+    g.add_argument("--phema-sigma-rels", default="", help="power-EMA σ_rel values S1,S2,… (e.g. 0.05,0.10) whose "
+                   "snapshots `lcsc ema` combines into any EMA length after training (default: none)")
+    g.add_argument("--phema-every", type=int, default=None, help="power-EMA snapshot interval in iterations "
+                   "(default N/32)")
     g.add_argument("--storage-dtype", choices=["float32", "float16", "bfloat16"], default="float32")
     g.add_argument("--disk-budget", default=None, help="refuse to start if recording needs more (e.g. 2GB, 500MB)")
 
@@ -145,7 +149,9 @@ def config_from_args(args: argparse.Namespace, num_classes: int = 0) -> TrainCon
     window = args.record_window or min(args.iterations, 100 * args.record_interval)
     record = RecordConfig(window=window, interval=args.record_interval, ends=_ints(args.record_at, "--record-at"),
                           storage_dtype=args.storage_dtype, disk_budget=parse_bytes(args.disk_budget),
-                          ema_steps=_ints(args.ema_at, "--ema-at"))
+                          ema_steps=_ints(args.ema_at, "--ema-at"),
+                          phema_sigma_rels=_floats(args.phema_sigma_rels, "--phema-sigma-rels"),
+                          phema_every=args.phema_every)
     optim = OptimConfig(name=args.optimizer, lr=args.lr or DEFAULT_LR[args.kind], weight_decay=args.weight_decay,
                         warmup=args.warmup, schedule=args.momentum, beta1=args.beta_init, beta_min=args.beta_min,
                         decay_steps=args.decay_steps)
@@ -181,6 +187,9 @@ def run(args: argparse.Namespace) -> int:
     for end, steps in plan.steps().items():
         print(f"window {args.output}/windows/{end}: {len(steps)} checkpoints (steps {steps[0]}…{steps[-1]})")
     print(f"EMA snapshots in {args.output}/ema/ ({', '.join(trainer.ema.rates)}), log {args.output}/log.jsonl")
+    if len(trainer.phema):
+        print(f"power-EMA snapshots in {args.output}/phema/ ({', '.join(trainer.phema.names)}, "
+              f"{len(trainer.recorder.phema_steps)} steps each); combine them with `lcsc ema {args.output}`")
     if result.samples:
         print(f"samples: {result.samples}")
     return 0

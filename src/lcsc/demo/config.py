@@ -1,4 +1,4 @@
-"""DemoConfig: every knob of ``lcsc demo`` (sizes chosen to fit 15 minutes on 2 CPU cores; ``quick()`` ≤ 3)."""
+"""DemoConfig: every knob of ``lcsc demo`` (sized for ≤ 7.5 min on 2 CPU cores, 15 on one 2× slower; ``quick()``)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from lcsc.errors import ConfigError
 
 __all__ = ["DemoConfig", "SEARCH_OBJECTIVES"]
 
+SIGMA_RELS = (0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.065, 0.08, 0.1, 0.13, 0.17, 0.21, 0.25)  # post-hoc grid (13)
 SEARCH_OBJECTIVES = ("fd-digits", "mean:fd-digits,fd-digits2")  # FD2's space is no longer unseen with the mean
 
 
@@ -19,34 +20,46 @@ class DemoConfig:
 
     A DM and a CM (improved CT; CD from the DM with ``cd``) train for ``iterations`` with online EMAs whose
     half-lives are ``ema_fractions`` of the run (the "EMA" rows use ``default_ema_fraction``, like 0.9999 at 800K
-    iterations), recording windows of ``window`` iterations every ``interval`` ending at ``early_fraction`` of the
-    run and at the end. LCSC searches each window on fixed search noise in the FD_digits space; every row is then
-    scored on ``eval_seeds`` held-out noise seeds.
+    iterations) and power-function EMAs (``phema_sigma_rels``, snapshots every ``iterations / 32``) for post-hoc
+    EMA, recording windows of ``window`` iterations every ``interval`` ending at ``early_fraction`` of the run and
+    at the end. At each of ``curve_points`` training points EMA* is the best, on ``grid_samples`` of the search
+    noise (the best ``grid_finalists`` re-scored on all ``search_samples``), of the online EMAs and the post-hoc
+    ``sigma_rels``. LCSC searches each window on the search noise; every
+    row is then scored on ``eval_seeds`` held-out noise seeds; the final DM / CM rows also at every NFE of
+    ``dm_nfes`` / ``cm_nfes``. All grids and lists are fixed here, before any held-out result is seen.
     """
 
     iterations: int = 3200
     early_fraction: float = 0.25
     window: int = 800
     interval: int = 8
-    batch_size: int = 128
+    batch_size: int = 64
     channels: int = 32
     dm_lr: float = 2e-3
     cm_lr: float = 1e-3
-    ema_fractions: tuple[float, ...] = (1 / 400, 1 / 200, 1 / 100, 1 / 40, 1 / 20, 1 / 10)
+    ema_fractions: tuple[float, ...] = (1 / 3200, 1 / 1600, 1 / 800, 1 / 400, 1 / 200, 1 / 100, 1 / 40, 1 / 20, 1 / 10, 1 / 5,
+                                        2 / 5)
     default_ema_fraction: float = 1 / 100
-    dm_nfe: int = 10
+    phema_sigma_rels: tuple[float, ...] = (0.015, 0.04, 0.1, 0.25)  # grid profile error ≤ 0.03
+    sigma_rels: tuple[float, ...] = SIGMA_RELS
+    curve_points: int = 8
+    grid_samples: int = 200
+    grid_finalists: int = 4
+    dm_nfe: int = 5
     cm_nfe: int = 1
+    dm_nfes: tuple[int, ...] = (4, 5, 6, 8, 10, 15, 20)
+    cm_nfes: tuple[int, ...] = (1, 2, 3, 4)
+    kid_subsets: int = 10
     search_samples: int = 1000
     search_objective: str = "mean:fd-digits,fd-digits2"
     search_optimizer: str = "alg1"
     search_space: str = "full"
     search_racing: bool = False
-    dm_search_evals: int = 100
-    cm_search_evals: int = 400
+    dm_search_evals: int = 70
+    cm_search_evals: int = 100
     eval_samples: int = 1000
     eval_seeds: int = 3
     cd: bool = False
-    cd_iterations: int = 1600
     inception: bool = False
     inception_samples: int = 500
     seed: int = 0
@@ -65,6 +78,16 @@ class DemoConfig:
         if self.search_objective not in SEARCH_OBJECTIVES:
             raise ConfigError(f"search_objective {self.search_objective!r}: choose one of "
                               f"{', '.join(SEARCH_OBJECTIVES)}")
+        if len(self.sigma_rels) < 3 or self.curve_points < 2 or \
+                min(self.grid_samples, self.kid_subsets, self.grid_finalists) < 1:
+            raise ConfigError("need at least 3 post-hoc sigma_rels, 2 curve points, and grid_samples, grid_finalists "
+                              "and kid_subsets >= 1")
+        if self.iterations % 32 or any(p % self.phema_every for p in self.points):
+            raise ConfigError(f"iterations {self.iterations} must be a multiple of 32 and every curve point "
+                              f"{self.points} a multiple of the power-EMA snapshot interval {self.phema_every}")
+        for name, nfes, nfe in (("dm_nfes", self.dm_nfes, self.dm_nfe), ("cm_nfes", self.cm_nfes, self.cm_nfe)):
+            if nfe not in nfes or list(nfes) != sorted(set(nfes)):
+                raise ConfigError(f"{name} {nfes} must be increasing and include the searched NFE {nfe}")
         self.search_config(1)  # validates optimizer and space names
 
     def search_config(self, evals: int):
@@ -76,10 +99,10 @@ class DemoConfig:
 
     @classmethod
     def quick(cls, **overrides: Any) -> DemoConfig:
-        """A ≤ 3-minute version for smoke tests: short runs, small windows, few evaluations and samples."""
-        base = dict(iterations=600, window=150, interval=5, channels=16, dm_nfe=5, search_samples=200,
-                    dm_search_evals=16, cm_search_evals=24, eval_samples=200, eval_seeds=3, cd_iterations=200,
-                    inception_samples=32)
+        """A ≤ 1.5-minute version for smoke tests: short runs, small windows, few evaluations and samples."""
+        base = dict(iterations=640, window=160, interval=5, channels=16, search_samples=200, grid_samples=100,
+                    dm_search_evals=16, cm_search_evals=24, eval_samples=200, eval_seeds=2, inception_samples=32,
+                    dm_nfes=(4, 5, 8), cm_nfes=(1, 2))
         return cls(**(base | overrides))
 
     @property
@@ -89,16 +112,32 @@ class DemoConfig:
 
     @property
     def half_lives(self) -> tuple[float, ...]:
-        return tuple(float(max(1, round(self.iterations * f))) for f in self.ema_fractions)
+        return tuple(dict.fromkeys(float(max(1, round(self.iterations * f))) for f in self.ema_fractions))
 
     @property
     def default_half_life(self) -> float:
         return float(max(1, round(self.iterations * self.default_ema_fraction)))
 
     @property
+    def phema_every(self) -> int:
+        """Power-EMA snapshot interval: 32 snapshots per profile over the run."""
+        return self.iterations // 32
+
+    @property
+    def points(self) -> tuple[int, ...]:
+        """Training points of the EMA / EMA* curve: ``curve_points`` evenly spaced ones, the early point, the end."""
+        even = {int(round(self.iterations * k / self.curve_points)) for k in range(1, self.curve_points + 1)}
+        return tuple(sorted(even | {self.early_point, self.iterations}))
+
+    @property
+    def lcsc_points(self) -> tuple[int, int]:
+        return (self.early_point, self.iterations)
+
+    @property
     def ema_points(self) -> tuple[int, int, int]:
-        """Steps of the EMA baseline rows: the early point, half of training, the end."""
+        """Steps of the main table's EMA rows: the early point, half of training, the end."""
         return (self.early_point, self.iterations // 2, self.iterations)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"early_point": self.early_point, "half_lives": self.half_lives}
+        return dataclasses.asdict(self) | {"early_point": self.early_point, "half_lives": self.half_lives,
+                                           "points": self.points, "phema_every": self.phema_every}

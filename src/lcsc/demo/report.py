@@ -12,20 +12,23 @@ import numpy as np
 
 from lcsc.atomic import write_json, write_text
 from lcsc.demo.run import MODEL_LABELS, DemoResult
-from lcsc.demo.stages import ema_state, lcsc_state
+from lcsc.demo.stages import ema_state_named, lcsc_state
+from lcsc.demo.verdicts import curve_table, nfe_table, speedup_table, verdicts
 from lcsc.generate import generate
 from lcsc.models import load_model
 from lcsc.objectives.base import HELD_OUT_SEED_OFFSET
 from lcsc.rates import half_life_to_rate
+from lcsc.report.headline_plots import plot_ema_grid, plot_fd_vs_iteration, plot_fd_vs_nfe
 from lcsc.report.plots import plot_coefficients, plot_curves, plot_sample_pairs, plot_search_progress
 from lcsc.report.tables import html_table, markdown_table
 from lcsc.search import ema_coefficients
 from lcsc.training.log import read_log
 
-__all__ = ["write_demo_report", "REPORT_KEYS", "table_columns", "verdicts"]
+__all__ = ["write_demo_report", "report_payload", "REPORT_KEYS", "table_columns", "verdicts", "MODEL_KEYS"]
 
 REPORT_KEYS = ("model", "method", "iteration", "nfe", "fd_mean", "fd_std", "fd2_mean", "fd3_mean", "kid", "precision",
-               "recall", "speedup")
+               "recall", "speedup_iters", "speedup_with_search", "main")
+MODEL_KEYS = {"dm": "dm", "cm-ct": "cm", "cm-cd": "cd"}  # report.json's keys for nfe_match / ema_star_interior
 
 
 def _pm(m: float, s: float, p: int) -> str:
@@ -37,37 +40,24 @@ def table_columns(with_fid: bool) -> list:
             ("Training iter", lambda r: str(r["iteration"])), ("NFE", lambda r: str(r["nfe"])),
             ("FD_digits ↓", lambda r: _pm(r["fd_mean"], r["fd_std"], 2)),
             ("FD2 ↓", lambda r: _pm(r["fd2_mean"], r["fd2_std"], 3)),
-            ("FD3 ↓", lambda r: _pm(r["fd3_mean"], r["fd3_std"], 3)), ("KID ↓", lambda r: f"{r['kid']:.4g}"),
-            ("Prec. ↑", lambda r: f"{r['precision']:.3f}"), ("Rec. ↑", lambda r: f"{r['recall']:.3f}"),
-            ("Speed-up ↑", lambda r: "—" if r["speedup"] is None else f"~{r['speedup']:.1f}×"),
+            ("FD3 ↓", lambda r: _pm(r["fd3_mean"], r["fd3_std"], 3)), ("KID ↓ (FD_digits units)", lambda r: _num(r["kid"], "{:.4g}")),
+            ("Prec. ↑", lambda r: _num(r["precision"], "{:.3f}")), ("Rec. ↑", lambda r: _num(r["recall"], "{:.3f}")),
+            ("Speed-up (all spaces) ↑", _speedup_cell),
             ("Detail", lambda r: r["detail"])]
     if with_fid:
         cols.insert(5, ("FID (Inception) ↓", lambda r: "—" if r["fid"] is None else f"{r['fid']:.2f}"))
     return cols
 
 
-def verdicts(rows: list[dict[str, Any]], final: int, objective: str = "fd-digits") -> list[str]:
-    """Plain sentences: does LCSC beat EMA* on held-out FD_digits (and is the gap outside the seed spread)?"""
-    out = []
-    for model in dict.fromkeys(r["model"] for r in rows):
-        get = {(r["method"], r["iteration"]): r for r in rows if r["model"] == model}
-        star, lcsc = get[("EMA*", final)], get[("LCSC", final)]
-        gap = star["fd_mean"] - lcsc["fd_mean"]
-        word = "beats" if gap > 0 else "does **not** beat"
-        note = _paired_note(star["fd_per_seed"], lcsc["fd_per_seed"])
-        out.append(f"- **{model}**: LCSC at {final} {word} EMA* ({star['detail']}) on held-out FD_digits: "
-                   f"{lcsc['fd_mean']:.2f} vs {star['fd_mean']:.2f} ({abs(100 * gap / star['fd_mean']):.1f} % "
-                   f"{'lower' if gap > 0 else 'higher'}{note}); "
-                   f"FD2 {lcsc['fd2_mean']:.3f} vs {star['fd2_mean']:.3f}, FD3 {lcsc['fd3_mean']:.3f} vs "
-                   f"{star['fd3_mean']:.3f}.")
-        out.append("  " + _gains_line(lcsc, star, "fd-digits2" in objective))
-        early = [r for r in rows if r["model"] == model and r["method"] == "LCSC" and r["iteration"] < final]
-        for r in early:
-            s = "matches or beats" if r["speedup"] else "does not reach"
-            out.append(f"  LCSC at {r['iteration']} {s} the full run's EMA* "
-                       f"({r['fd_mean']:.2f} vs {star['fd_mean']:.2f})"
-                       + (f": training-cost speed-up ~{r['speedup']:.1f}×." if r["speedup"] else "."))
-    return out
+def _num(v: float | None, fmt: str) -> str:
+    return "—" if v is None else fmt.format(v)
+
+
+def _speedup_cell(r: dict[str, Any]) -> str:
+    s = r.get("speedup")
+    if not s:
+        return "—"
+    return f"{'≥ ' if s['lower_bound'] else ''}{s['speedup_iters']:.2f}× ({s['speedup_with_search']:.2f}× w/ search)"
 
 
 def _gains_line(lcsc: dict[str, Any], star: dict[str, Any], fd2_searched: bool = False) -> str:
@@ -84,15 +74,7 @@ def _gains_line(lcsc: dict[str, Any], star: dict[str, Any], fd2_searched: bool =
     return "Held-out gain: " + "; ".join(parts) + "."
 
 
-def _paired_note(star: list[float], lcsc: list[float]) -> str:
-    """How consistent the difference is over the (shared) held-out seeds."""
-    if not star or len(star) != len(lcsc):
-        return ""
-    wins = sum(b < a for a, b in zip(star, lcsc))
-    return f"; lower on {wins} of {len(star)} held-out seeds"
-
-
-def _figures(res: DemoResult, out: Path) -> dict[str, Path]:
+def _figures(res: DemoResult, payload: dict[str, Any], out: Path) -> dict[str, Path]:
     cfg, figs = res.config, {}
     curves = {}
     for name, run in res.runs.items():
@@ -107,23 +89,45 @@ def _figures(res: DemoResult, out: Path) -> dict[str, Path]:
         for point, search in res.searches[name].items():
             star = res.ema_star[name][point]
             key = f"{MODEL_LABELS[name]} @ {point}"
-            scores = [r["score"] for r in _journal(search.result.journal_path)]
-            same_scale = cfg.search_objective == "fd-digits"
-            progress[key] = {"scores": scores, "ema_star": run.ema_scores[point][star] if same_scale else None,
+            progress[key] = {"scores": [r["score"] for r in _journal(search.result.journal_path)], "ema_star": None,
                              "ema_star_name": star, "ylabel": f"{cfg.search_objective} (search noise)"}
-            hl = float(star.removeprefix("hl-"))
             m = search.merger
             coeffs[key] = {"steps": m.steps, "lcsc": np.asarray(search.result.best).reshape(m.G, m.K)[0],
-                           "ema": ema_coefficients(m.K, half_life_to_rate(hl), cfg.interval),
-                           "ema_label": f"EMA* {star} in the window"}
-            for method, state in ((f"EMA* {star}", ema_state(run, hl, point)), ("LCSC", lcsc_state(search))):
+                           "ema": ema_coefficients(m.K, half_life_to_rate(cfg.default_half_life), cfg.interval),
+                           "ema_label": f"EMA hl-{cfg.default_half_life:g} in the window"}
+            for method, state in ((f"EMA* {star}", ema_state_named(run, star, point)), ("LCSC", lcsc_state(search))):
                 model.load_state_dict(state)
                 pairs[MODEL_LABELS[name]][f"{method} @ {point}"] = generate(model, 64, seed, nfe=run.nfe,
                                                                            device=cfg.device)
     figs["search"] = plot_search_progress(progress, out / "search_progress.png")
     figs["coefficients"] = plot_coefficients(coeffs, out / "coefficients.png")
     figs["samples"] = plot_sample_pairs(pairs, out / "samples.png")
+    figs.update(_headline_figures(res, payload, out))
     return figs
+
+
+def _headline_figures(res: DemoResult, payload: dict[str, Any], out: Path) -> dict[str, Path]:
+    rows, final = payload["rows"], res.config.iterations
+    curve, nfe, grid = {}, {}, {}
+    for name, run in res.runs.items():
+        label = MODEL_LABELS[name]
+        mine = [r for r in rows if r["model"] == label]
+        curve[label] = {m: [r for r in mine if r["method"] == m and r["nfe"] == run.nfe] for m in ("EMA", "EMA*",
+                                                                                                   "LCSC")}
+        nfe[label] = {m: [r for r in mine if r["method"] == m and r["iteration"] == final] for m in ("EMA*", "LCSC")}
+        nfe[label]["searched_nfe"] = run.nfe
+        grid[label] = {p: _grid_panel(scores, res.ema_star[name][p]) for p, scores in run.ema_scores.items()}
+    return {"fd_curve": plot_fd_vs_iteration(curve, out / "fd_vs_iteration.png"),
+            "nfe": plot_fd_vs_nfe(nfe, out / "fd_vs_nfe.png"),
+            "ema_grid": plot_ema_grid(grid, out / "ema_grid.png")}
+
+
+def _grid_panel(scores: dict[str, float], star: str) -> dict[str, Any]:
+    sig = {float(k.removeprefix("sigma-")): v for k, v in scores.items() if k.startswith("sigma-")}
+    hl = {float(k.removeprefix("hl-")): v for k, v in scores.items() if k.startswith("hl-")}
+    best = ("half_life", float(star.removeprefix("hl-"))) if star.startswith("hl-") else \
+        ("sigma_rel", float(star.removeprefix("sigma-")))
+    return {"sigma_rel": sig, "half_life": hl, "best": best}
 
 
 def _journal(path: Path) -> list[dict[str, Any]]:
@@ -134,26 +138,47 @@ def _journal(path: Path) -> list[dict[str, Any]]:
 
 
 def _ema_grid_md(res: DemoResult) -> str:
-    lines = ["| Model | Point | " + " | ".join(f"hl-{h:g}" for h in res.config.half_lives) + " |",
-             "|---|---|" + "---|" * len(res.config.half_lives)]
+    """Per model and point: EMA*, the best of each family on the grid prefix, the finalists on all samples."""
+    lines = ["| Model | Point | EMA* | best online (prefix score) | best post-hoc (prefix score) | finalists (full "
+             "score) |", "|---|---|---|---|---|---|"]
     for name, run in res.runs.items():
         for point, scores in run.ema_scores.items():
-            lines.append(f"| {MODEL_LABELS[name]} | {point} | " + " | ".join(f"{v:.2f}" for v in scores.values()) + " |")
+            best = {f: min((k for k in scores if k.startswith(f)), key=scores.get) for f in ("hl-", "sigma-")}
+            fin = ", ".join(f"{k} {v:.4g}" for k, v in sorted(run.ema_finalists[point].items(), key=lambda kv: kv[1]))
+            lines.append(f"| {MODEL_LABELS[name]} | {point} | {res.ema_star[name][point]} | "
+                         + " | ".join(f"{b} ({scores[b]:.4g})" for b in best.values()) + f" | {fin} |")
     return "\n".join(lines)
+
+
+def report_payload(res: DemoResult) -> dict[str, Any]:
+    """Everything report.json holds: rows, the headline objects, EMA* per point and its interior flag, the config."""
+    keys = {name: MODEL_KEYS[name] for name in res.runs}
+    return {"rows": [r.to_dict() for r in res.rows],
+            "models": {keys[n]: MODEL_LABELS[n] for n in res.runs},
+            "nfe_match": {keys[n]: m for n, m in res.nfe_match.items()},
+            "ema_star": {keys[n]: {str(p): v for p, v in d.items()} for n, d in res.ema_star.items()},
+            "ema_star_interior": {keys[n]: {str(p): v for p, v in d.items()} for n, d in res.interior.items()},
+            "ema_grid_scores": {keys[n]: {str(p): s for p, s in run.ema_scores.items()} for n, run in res.runs.items()},
+            "ema_finalist_scores": {keys[n]: {str(p): s for p, s in run.ema_finalists.items()}
+                                    for n, run in res.runs.items()},
+            "kid_units": "unbiased cubic-polynomial MMD² of FD_digits features (the feature units of FD_digits, "
+                         f"{res.config.kid_subsets} subsets of up to 1,000), not ×10³",
+            "config": res.config.to_dict()}
 
 
 def write_demo_report(res: DemoResult, out: str | Path) -> dict[str, Path]:
     """Everything a reader needs in ``out``; returns the written paths by name."""
     out = Path(out)
-    rows = [r.to_dict() for r in res.rows]
-    paths = {"json": write_json(out / "report.json", rows)}
+    payload = report_payload(res)
+    paths = {"json": write_json(out / "report.json", payload)}
     paths["config"] = write_json(out / "config.json", res.config.to_dict())
-    paths["stages"] = write_json(out / "stages.json", {"estimate_s": round(res.estimate_s, 1), **res.stages})
-    paths.update(_figures(res, out))
+    paths["stages"] = write_json(out / "stages.json", {"estimate_s": round(res.estimate_s, 1),
+                                                        "total_s": round(sum(res.stages.values()), 1), **res.stages,
+                                                        "estimate_parts": res.estimate_parts})
+    paths.update(_figures(res, payload, out))
     cols = table_columns(res.config.inception)
-    text = _markdown(res, rows, cols)
-    paths["md"] = write_text(out / "report.md", text)
-    paths["html"] = write_text(out / "report.html", _html(res, rows, cols))
+    paths["md"] = write_text(out / "report.md", _markdown(res, payload, cols))
+    paths["html"] = write_text(out / "report.html", _html(res, payload, cols))
     return paths
 
 
@@ -163,16 +188,26 @@ def _setup_lines(res: DemoResult) -> list[str]:
             f"small U-Net (channels {c.channels}); DM lr {c.dm_lr}, CM lr {c.cm_lr}; device {c.device}.",
             f"- Recorder: windows of {c.window} iterations every {c.interval} (K = {c.window // c.interval}) ending at "
             f"{c.early_point} and {c.iterations}; online EMA half-lives {', '.join(f'{h:g}' for h in c.half_lives)} "
-            f"(the EMA rows use hl-{c.default_half_life:g}).",
+            f"(the EMA rows use hl-{c.default_half_life:g}); power-function EMAs σ_rel "
+            f"{', '.join(f'{s:g}' for s in c.phema_sigma_rels)} with snapshots every {c.phema_every} iterations "
+            "(EDM2 post-hoc EMA).",
+            rf"- EMA\*: at each training point {', '.join(map(str, c.points))}, the best on the first "
+            f"{min(c.grid_samples, c.search_samples)} search-noise samples (search objective) of the "
+            f"{len(c.half_lives)} online EMAs and the post-hoc reconstructions at σ_rel "
+            f"{', '.join(f'{s:g}' for s in c.sigma_rels)}; flagged when it sits on its family's grid edge.",
             f"- Search: LCSC ({_method(c)}), {c.dm_search_evals} (DM) / {c.cm_search_evals} (CM) evaluations of "
-            f"`{c.search_objective}` on {c.search_samples} samples from fixed search noise (seed {c.seed}); DM NFE {c.dm_nfe} "
-            f"(DPM-Solver++), CM NFE {c.cm_nfe}. EMA* = best EMA half-life on the same search noise.",
-            f"- Held-out: every row on {c.eval_seeds} other noise seeds × {c.eval_samples} samples (mean ± std); "
-            "FD2 and FD3 are independent digits feature spaces (different architectures, seeds and training "
-            "recipes); FD3 is never searched, FD2 only when the search objective includes it; KID, precision and "
-            "recall in the FD_digits space.",
-            "- Speed-up (paper Tables 6–8): full training time ÷ (training time up to the LCSC point + search time), "
-            "shown only where LCSC there matches or beats the full run's EMA* on held-out FD_digits."]
+            f"`{c.search_objective}` on {c.search_samples} samples from fixed search noise (seed {c.seed}); DM NFE "
+            f"{c.dm_nfe} (DPM-Solver++), CM NFE {c.cm_nfe}.",
+            f"- Held-out: every row on {c.eval_seeds} other noise seeds × {c.eval_samples} samples (mean ± std) in "
+            "three independent digits feature spaces (different architectures, seeds and training recipes); FD3 is "
+            "never searched, FD2 only when the search objective includes it. KID (main rows): unbiased cubic-kernel "
+            f"MMD² of the FD_digits features, {c.kid_subsets} subsets, in FD_digits' feature units (not ×10³); "
+            "precision / recall (k = 3) in the same space.",
+            r"- Training-cost speed-up (paper Tables 6–8, Fig. 1): the iteration at which the EMA\* curve first "
+            "reaches LCSC's held-out FD (linear interpolation between points) ÷ LCSC's iteration; also with the "
+            r"search's wall time converted to training iterations. NFE: the NFE at which EMA\* at the end of "
+            f"training reaches LCSC searched at NFE {c.dm_nfe} (DM) / {c.cm_nfe} (CM), over NFE "
+            f"{', '.join(map(str, c.dm_nfes))} / {', '.join(map(str, c.cm_nfes))}. A claim needs every space."]
 
 
 def _method(c) -> str:
@@ -181,25 +216,39 @@ def _method(c) -> str:
         (", racing" if c.search_racing else "")
 
 
-def _markdown(res: DemoResult, rows: list[dict], cols) -> str:
+def _gains(payload: dict[str, Any], final: int, objective: str) -> list[str]:
+    out = []
+    for model in payload["models"].values():
+        get = {(r["method"], r["iteration"]): r for r in payload["rows"] if r["model"] == model and r["main"]}
+        out.append(f"- {model}: " + _gains_line(get[("LCSC", final)], get[("EMA*", final)], "fd-digits2" in objective))
+    return out
+
+
+def _markdown(res: DemoResult, payload: dict[str, Any], cols) -> str:
     times = ", ".join(f"{k} {v:.0f} s" for k, v in res.stages.items())
+    c, main = res.config, [r for r in payload["rows"] if r["main"]]
     return "\n".join([
-        "# lcsc demo: LCSC vs EMA on scikit-learn digits", "", *verdicts(rows, res.config.iterations, res.config.search_objective), "",
-        markdown_table(rows, cols), "", "## Setup", *_setup_lines(res), "",
-        "## EMA grid on the search noise (FD_digits; EMA* is the lowest)", "", _ema_grid_md(res), "",
-        "## Figures", "", "![samples](samples.png)", "", "EMA* vs LCSC samples from the same held-out noise.", "",
+        "# lcsc demo: LCSC vs EMA on scikit-learn digits", "", *verdicts(payload), "",
+        markdown_table(main, cols), "", "## Training-cost speed-up (paper Tables 6–8)", "", speedup_table(payload),
+        "", "![FD vs iteration](fd_vs_iteration.png)", "", "## NFE (paper Sec. 5.2)", "", nfe_table(payload),
+        "![FD vs NFE](fd_vs_nfe.png)", "", r"## EMA and EMA\* at every training point (held-out)", "",
+        curve_table(payload), "", "## Gains over the search's best initial individual", "",
+        *_gains(payload, c.iterations, c.search_objective), "", "## Setup", *_setup_lines(res), "",
+        r"## EMA\* grid on the search noise", "", _ema_grid_md(res), "", "![EMA* grid](ema_grid.png)", "",
+        "## Figures", "", "![samples](samples.png)", "", r"EMA\* vs LCSC samples from the same held-out noise.", "",
         "![coefficients](coefficients.png)", "", "![search progress](search_progress.png)", "",
         "![training loss](loss.png)", "",
         f"## Time per stage\n\nestimate {res.estimate_s:.0f} s; {times}; total {sum(res.stages.values()):.0f} s.", ""])
 
 
-def _html(res: DemoResult, rows: list[dict], cols) -> str:
-    verdict = "".join(f"<li>{html.escape(v.lstrip('- ').replace('**', ''))}</li>" for v in verdicts(rows, res.config.iterations,
-                                                                         res.config.search_objective))
-    setup = "".join(f"<li>{html.escape(s[2:])}</li>" for s in _setup_lines(res))
+def _html(res: DemoResult, payload: dict[str, Any], cols) -> str:
+    verdict = "".join(f"<li>{html.escape(v.lstrip('- ').replace('**', '').replace(chr(92), ''))}</li>"
+                      for v in verdicts(payload))
+    setup = "".join(f"<li>{html.escape(s[2:].replace(chr(92), ''))}</li>" for s in _setup_lines(res))
     imgs = "".join(f'<figure><img src="{n}.png" style="max-width:100%"><figcaption>{n}</figcaption></figure>'
-                   for n in ("samples", "coefficients", "search_progress", "loss"))
-    table = html_table(rows, cols, highlight=lambda r: r["method"] == "LCSC")
+                   for n in ("fd_vs_iteration", "fd_vs_nfe", "ema_grid", "samples", "coefficients",
+                             "search_progress", "loss"))
+    table = html_table([r for r in payload["rows"] if r["main"]], cols, highlight=lambda r: r["method"] == "LCSC")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>lcsc demo</title><style>body{{font-family:sans-"
             f"serif;max-width:1200px;margin:auto}}td,th{{padding:3px 8px;border-bottom:1px solid #ddd}}</style></head>"
             f"<body><h1>lcsc demo: LCSC vs EMA on digits</h1><ul>{verdict}</ul>{table}<h2>Setup</h2><ul>{setup}</ul>"

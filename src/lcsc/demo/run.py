@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -10,20 +11,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from lcsc.data import load_digits_data
 from lcsc.demo.config import DemoConfig
+from lcsc.demo.headlines import nfe_match, speedup
 from lcsc.demo.scoring import HeldOutScore, Scorer
 from lcsc.demo.stages import (
     ModelRun,
     SearchRun,
     ema_grid_scores,
-    ema_state,
+    ema_star_choice,
+    ema_state_named,
     held_out_row,
     lcsc_search,
     lcsc_state,
     train_model,
-    train_seconds_at,
 )
 from lcsc.models import ModelConfig, build_model
 from lcsc.training.ema import ema_name
@@ -35,24 +38,29 @@ MODEL_LABELS = {"dm": "DM", "cm-ct": "CM (CT)", "cm-cd": "CM (CD)"}
 
 @dataclass
 class DemoRow:
+    """One held-out row. ``main``: shown in the main table (KID, precision and recall are scored only there)."""
+
     model: str
     method: str
     iteration: int
     nfe: int
     score: HeldOutScore
-    speedup: float | None = None
     detail: str = ""
     initial: HeldOutScore | None = None  # LCSC rows: the search's best initial individual, scored the same way
+    main: bool = True
+    headline: dict[str, Any] | None = None  # LCSC at the early point: the training-cost speed-up per space
 
     def to_dict(self) -> dict[str, Any]:
-        s = self.score
-        return {"model": self.model, "method": self.method, "iteration": self.iteration, "nfe": self.nfe,
-                "fd_mean": s.fd_mean, "fd_std": s.fd_std, "fd2_mean": s.fd2_mean, "fd2_std": s.fd2_std,
-                "kid": s.kid, "precision": s.precision, "recall": s.recall, "speedup": self.speedup,
-                "fid": s.fid, "detail": self.detail, "fd_per_seed": list(s.fd_per_seed), "fd3_mean": s.fd3_mean,
-                "fd3_std": s.fd3_std, "initial": None if self.initial is None else
-                {"fd_mean": self.initial.fd_mean, "fd2_mean": self.initial.fd2_mean,
-                 "fd3_mean": self.initial.fd3_mean}}
+        s, h = self.score, self.headline or {}
+        out = {"model": self.model, "method": self.method, "iteration": self.iteration, "nfe": self.nfe,
+               "fd_mean": s.fd_mean, "fd_std": s.fd_std, "fd2_mean": s.fd2_mean, "fd2_std": s.fd2_std,
+               "fd3_mean": s.fd3_mean, "fd3_std": s.fd3_std, "kid": s.kid, "precision": s.precision,
+               "recall": s.recall, "fid": s.fid, "detail": self.detail, "fd_per_seed": list(s.fd_per_seed),
+               "main": self.main, "speedup_iters": h.get("speedup_iters"),
+               "speedup_with_search": h.get("speedup_with_search"), "speedup": h or None,
+               "initial": None if self.initial is None else
+               {"fd_mean": self.initial.fd_mean, "fd2_mean": self.initial.fd2_mean, "fd3_mean": self.initial.fd3_mean}}
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
 
 
 @dataclass
@@ -63,8 +71,11 @@ class DemoResult:
     runs: dict[str, ModelRun]
     searches: dict[str, dict[int, SearchRun]]
     ema_star: dict[str, dict[int, str]]
+    interior: dict[str, dict[int, bool]] = field(default_factory=dict)
+    nfe_match: dict[str, dict[str, Any]] = field(default_factory=dict)
     stages: dict[str, float] = field(default_factory=dict)
     estimate_s: float = 0.0
+    estimate_parts: dict[str, float] = field(default_factory=dict)
 
 
 class _Clock:
@@ -89,7 +100,8 @@ def run_demo(cfg: DemoConfig, out: str | Path, *, progress: bool = True,
     out, clock = Path(out), _Clock(on_stage)
     data = load_digits_data()
     scorer = clock.run("feature spaces and references", Scorer, cfg, data, progress)
-    estimate = clock.stages["feature spaces and references"] + clock.run("estimate", estimate_seconds, cfg, scorer)
+    parts = clock.run("estimate", estimate_parts, cfg, scorer)
+    estimate = clock.stages["feature spaces and references"] + sum(parts.values())
     if on_stage:
         on_stage("estimate", {"seconds": estimate})
     names = ["dm", "cm-ct"] + (["cm-cd"] if cfg.cd else [])
@@ -98,52 +110,98 @@ def run_demo(cfg: DemoConfig, out: str | Path, *, progress: bool = True,
         teacher = runs["dm"].run_dir / "ema" / ema_name(half_life=cfg.default_half_life) / \
             f"ema-{cfg.iterations:09d}.safetensors" if name == "cm-cd" else None
         runs[name] = clock.run(f"train {name}", train_model, name, cfg, out, data, teacher, progress)
-    ema_star, searches = {}, {}
+    ema_star, interior, searches = {}, {}, {}
     for name, run in runs.items():
-        ema_star[name] = {p: _best(clock.run(f"EMA grid {name}@{p}", ema_grid_scores, run, cfg, scorer, p))
-                          for p in (cfg.early_point, cfg.iterations)}
+        clock.run(f"EMA* grid {name}", _grids, run, cfg, scorer, progress)
+        choices = {p: ema_star_choice(cfg, finalists) for p, finalists in run.ema_finalists.items()}
+        ema_star[name] = {p: c[0] for p, c in choices.items()}
+        interior[name] = {p: c[1] for p, c in choices.items()}
         evals = cfg.dm_search_evals if name == "dm" else cfg.cm_search_evals
         searches[name] = {p: clock.run(f"LCSC {name}@{p}", lcsc_search, run, cfg, scorer, p, evals, out, progress)
-                          for p in (cfg.early_point, cfg.iterations)}
-    rows = clock.run("held-out evaluation", _rows, cfg, scorer, runs, ema_star, searches)
+                          for p in cfg.lcsc_points}
+    rows, matches = clock.run("held-out evaluation", _rows, cfg, scorer, runs, ema_star, searches, progress)
     for name, run in runs.items():  # a resumed stage reports the time it took when it ran, not the reuse
         clock.stages[f"train {name}"] = round(max(clock.stages[f"train {name}"], run.train_s), 2)
         for p, search in searches[name].items():
             clock.stages[f"LCSC {name}@{p}"] = round(max(clock.stages[f"LCSC {name}@{p}"], search.seconds), 2)
-    return DemoResult(cfg, out, rows, runs, searches, ema_star, clock.stages, estimate)
+    return DemoResult(cfg, out, rows, runs, searches, ema_star, interior, matches, clock.stages, estimate, parts)
 
 
-def _best(scores: dict[str, float]) -> str:
-    return min(scores, key=scores.get)
+def _grids(run: ModelRun, cfg: DemoConfig, scorer: Scorer, progress: bool) -> dict[int, dict[str, float]]:
+    return {p: ema_grid_scores(run, cfg, scorer, p)
+            for p in tqdm(cfg.points, desc=f"EMA* grid {run.name}", disable=not progress, leave=False)}
 
 
-def _rows(cfg: DemoConfig, scorer: Scorer, runs, ema_star, searches) -> list[DemoRow]:
+class _RowScorer:
+    """Held-out scores of named states, computed once per (candidate, point, NFE)."""
+
+    def __init__(self, run: ModelRun, cfg: DemoConfig, scorer: Scorer, bar) -> None:
+        self.run, self.cfg, self.scorer, self.bar = run, cfg, scorer, bar
+        self.cache: dict[tuple, HeldOutScore] = {}
+
+    def __call__(self, key: str, point: int, state_fn, nfe: int, full: bool) -> HeldOutScore:
+        for k in ((key, point, nfe, True), (key, point, nfe, full)):
+            if k in self.cache:
+                return self.cache[k]
+        self.cache[(key, point, nfe, full)] = held_out_row(self.run, self.cfg, self.scorer, state_fn(), nfe, full)
+        self.bar.update(1)
+        return self.cache[(key, point, nfe, full)]
+
+
+def _rows(cfg: DemoConfig, scorer: Scorer, runs, ema_star, searches, progress: bool = False):
     rows: list[DemoRow] = []
-    default = ema_name(half_life=cfg.default_half_life)
-    for name, run in runs.items():
-        label = MODEL_LABELS[name]
-        for p in cfg.ema_points:
-            score = held_out_row(run, cfg, scorer, ema_state(run, cfg.default_half_life, p))
-            rows.append(DemoRow(label, "EMA", p, run.nfe, score, detail=default))
-        for p in (cfg.early_point, cfg.iterations):
-            star = ema_star[name][p]
-            hl = float(star.removeprefix("hl-"))
-            rows.append(DemoRow(label, "EMA*", p, run.nfe, held_out_row(run, cfg, scorer, ema_state(run, hl, p)),
-                                detail=star))
-        full_star = rows[-1].score.fd_mean
-        for p, search in searches[name].items():
-            score = held_out_row(run, cfg, scorer, lcsc_state(search))
-            initial = held_out_row(run, cfg, scorer, lcsc_state(search, initial=True))
-            speedup = None
-            if p < cfg.iterations and score.fd_mean <= full_star:
-                speedup = run.train_s / (train_seconds_at(run.run_dir, p) + search.seconds)
-            rows.append(DemoRow(label, "LCSC", p, run.nfe, score, speedup,
-                                detail=f"K={search.merger.K}, {search.result.evaluations} evals", initial=initial))
+    matches: dict[str, dict[str, Any]] = {}
+    with tqdm(desc="held-out rows", disable=not progress, leave=False) as bar:
+        for name, run in runs.items():
+            score = _RowScorer(run, cfg, scorer, bar)
+            rows += _curve_rows(cfg, run, score, ema_star[name], searches[name])
+            matches[name] = _nfe_rows(cfg, run, score, ema_star[name][cfg.iterations],
+                                      searches[name][cfg.iterations], rows)
+    return rows, matches
+
+
+def _curve_rows(cfg: DemoConfig, run: ModelRun, score: _RowScorer, ema_star: dict[int, str],
+                searches: dict[int, SearchRun]) -> list[DemoRow]:
+    """EMA and EMA* at every curve point, LCSC at its points with the training-cost speed-up of the early one."""
+    label, default, rows = MODEL_LABELS[run.name], ema_name(half_life=cfg.default_half_life), []
+    for method, names, main_points in (("EMA", {p: default for p in cfg.points}, cfg.ema_points),
+                                       ("EMA*", ema_star, cfg.lcsc_points)):
+        for p in cfg.points:
+            main = p in main_points
+            state = score(names[p], p, lambda p=p, n=names[p]: ema_state_named(run, n, p), run.nfe, main)
+            rows.append(DemoRow(label, method, p, run.nfe, state, detail=names[p], main=main))
+    curve = [r.score.__dict__ for r in rows if r.method == "EMA*"]
+    for p, search in searches.items():
+        row = DemoRow(label, "LCSC", p, run.nfe, score("lcsc", p, lambda s=search: lcsc_state(s), run.nfe, True),
+                      detail=f"K={search.merger.K}, {search.result.evaluations} evals",
+                      initial=score("initial", p, lambda s=search: lcsc_state(s, initial=True), run.nfe, False))
+        if p < cfg.iterations:
+            row.headline = speedup(list(cfg.points), curve, row.score.__dict__, p,
+                                   search.seconds / (run.train_s / cfg.iterations))
+        rows.append(row)
     return rows
 
 
+def _nfe_rows(cfg: DemoConfig, run: ModelRun, score: _RowScorer, star: str, search: SearchRun,
+              rows: list[DemoRow]) -> dict[str, Any]:
+    """EMA* and LCSC at the end of training at every NFE of the model's list; where EMA* matches LCSC's NFE."""
+    label, final, nfes = MODEL_LABELS[run.name], cfg.iterations, list(cfg.dm_nfes if run.name == "dm" else cfg.cm_nfes)
+    curve = []
+    for n in nfes:
+        for method, key, fn in (("EMA*", star, lambda: ema_state_named(run, star, final)),
+                                ("LCSC", "lcsc", lambda: lcsc_state(search))):
+            s = score(key, final, fn, n, n == run.nfe)
+            if n != run.nfe:
+                rows.append(DemoRow(label, method, final, n, s, detail=star if method == "EMA*" else "searched at "
+                                    f"NFE {run.nfe}", main=False))
+            if method == "EMA*":
+                curve.append(s.__dict__)
+    lcsc = next(r for r in rows if r.model == label and r.method == "LCSC" and r.iteration == final and r.main)
+    return nfe_match(nfes, curve, lcsc.score.__dict__, run.nfe)
+
+
 def _inception_seconds(cfg: DemoConfig, scorer: Scorer) -> float:
-    """Inception FID of every held-out row: one timed batch of 8, extrapolated (0 without ``--inception``)."""
+    """Inception FID of every main-table row: one timed batch of 8, extrapolated (0 without ``--inception``)."""
     if scorer.inception is None:
         return 0.0
     x = torch.rand(8, *scorer.image_shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
@@ -154,31 +212,83 @@ def _inception_seconds(cfg: DemoConfig, scorer: Scorer) -> float:
     return (time.perf_counter() - t0) / 8 * cfg.inception_samples * rows
 
 
-def estimate_seconds(cfg: DemoConfig, scorer: Scorer) -> float:
-    """Wall time of everything after the feature spaces: a few timed training steps and one timed search evaluation
-    per model, plus the Inception FIDs with ``--inception``."""
-    from lcsc.data import load_digits_data
+def _timed(fn, repeat: int = 3, best: bool = False) -> float:
+    """Mean (or, with ``best``, minimum) seconds of ``repeat`` calls after a warm-up."""
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times) if best else sum(times) / repeat
+
+
+_EVAL_OVERHEAD_S = 0.05  # per search evaluation: merge, bookkeeping, journal (measured on 2 CPU cores)
+_CANDIDATE_OVERHEAD_S = 0.03  # per EMA* candidate: reconstruction or snapshot load
+
+
+def _unit_costs(kind: str, cfg: DemoConfig, scorer: Scorer, data) -> dict[str, float]:
+    """Seconds per training step, per sample per NFE, per sample for FD in the searched spaces / all three spaces,
+    and for one KID + precision/recall at the held-out sample count."""
+    from lcsc.generate import generate
+    from lcsc.metrics import evaluate_images
     from lcsc.training import RecordConfig, TrainConfig, Trainer
 
-    total = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        tc = TrainConfig(model=ModelConfig(kind=kind, channels=cfg.channels), iterations=64,
+                         batch_size=cfg.batch_size, record=RecordConfig(window=1, interval=1), device=cfg.device,
+                         ema_half_lives=cfg.half_lives)
+        trainer = Trainer(tc, tmp, data=data, progress=False, resume=False)
+        steps = iter(range(1, 64))
+        step_s = _timed(lambda: trainer.train_step(next(steps)), 6)
+    model = build_model(ModelConfig(kind=kind, channels=cfg.channels)).to(cfg.device)
+    n, nfe = min(cfg.eval_samples, 1000), (cfg.dm_nfe if kind == "dm" else cfg.cm_nfe)
+    gen_s = _timed(lambda: generate(model, n, 0, nfe=nfe, device=cfg.device), 2, best=True) / (n * nfe)
+    images = generate(model, n, 0, nfe=nfe, device=cfg.device)
+    fd = [_timed(lambda sp=sp, ref=ref: evaluate_images(images, ref, sp, ("fd",)), 2, best=True) / n
+          for sp, ref in ((scorer.digits, scorer.ref), (scorer.digits2, scorer.ref2), (scorer.digits3, scorer.ref3))]
+    kidpr_s = _timed(lambda: evaluate_images(images, scorer.ref, scorer.digits, ("kid", "pr"),
+                                             kid_subsets=cfg.kid_subsets), 1) * cfg.eval_samples / n
+    searched = 2 if cfg.search_objective.startswith("mean:") else 1
+    return {"step": step_s, "gen": gen_s, "fd_search": sum(fd[:searched]), "fd_all": sum(fd), "kidpr": kidpr_s}
+
+
+def _model_seconds(name: str, cfg: DemoConfig, c: dict[str, float]) -> dict[str, float]:
+    """Planned work of one model × measured unit costs, per stage."""
+    dm = name == "dm"
+    nfe, nfes, evals = (cfg.dm_nfe, cfg.dm_nfes, cfg.dm_search_evals) if dm else \
+        (cfg.cm_nfe, cfg.cm_nfes, cfg.cm_search_evals)
+
+    def sample(n: int, fd: float, fe: int = nfe) -> float:
+        return n * (c["gen"] * fe + fd)
+
+    candidates = len(cfg.points) * (len(cfg.half_lives) + len(cfg.sigma_rels))
+    grid = candidates * (sample(min(cfg.grid_samples, cfg.search_samples), c["fd_search"]) + _CANDIDATE_OVERHEAD_S)
+    if cfg.grid_samples < cfg.search_samples:
+        grid += len(cfg.points) * cfg.grid_finalists * sample(cfg.search_samples, c["fd_search"])
+    search = len(cfg.lcsc_points) * evals * (sample(cfg.search_samples, c["fd_search"]) + _EVAL_OVERHEAD_S)
+    rows = 2 * len(cfg.points) + 2 * len(cfg.lcsc_points)
+    held = rows * cfg.eval_seeds * sample(cfg.eval_samples, c["fd_all"]) + 7 * cfg.eval_seeds * c["kidpr"]
+    held += 2 * cfg.eval_seeds * sum(sample(cfg.eval_samples, c["fd_all"], n) for n in nfes if n != nfe)
+    return {f"train {name}": cfg.iterations * c["step"] * 1.08, f"EMA* grid {name}": grid,
+            f"LCSC {name}": search, f"held-out {name}": held}
+
+
+def estimate_parts(cfg: DemoConfig, scorer: Scorer) -> dict[str, float]:
+    """Seconds per stage of everything after the feature spaces: measured unit costs (a few training steps, a timed
+    generation and feature pass per model kind) times the planned work, plus the Inception FIDs with ``--inception``."""
     data = load_digits_data()
-    for kind, nfe, evals in (("dm", cfg.dm_nfe, cfg.dm_search_evals), ("cm", cfg.cm_nfe, cfg.cm_search_evals)):
-        with tempfile.TemporaryDirectory() as tmp:
-            tc = TrainConfig(model=ModelConfig(kind=kind, channels=cfg.channels), iterations=10,
-                             batch_size=cfg.batch_size, record=RecordConfig(window=1, interval=1), device=cfg.device)
-            trainer = Trainer(tc, tmp, data=data, progress=False, resume=False)
-            trainer.train_step(1)
-            t0 = time.perf_counter()
-            for step in range(2, 6):
-                trainer.train_step(step)
-            it_s = (time.perf_counter() - t0) / 4 * 1.15  # EMA updates, recording, logging
-        model = build_model(ModelConfig(kind=kind, channels=cfg.channels))
-        objective = scorer.objective(model, nfe)
-        t0 = time.perf_counter()
-        objective.score(model.state_dict())
-        eval_s = time.perf_counter() - t0
-        iterations = cfg.iterations + (cfg.cd_iterations if (kind == "cm" and cfg.cd) else 0)
-        runs = 2 if (kind == "cm" and cfg.cd) else 1
-        rows_evals = 9 * cfg.eval_seeds * cfg.eval_samples / cfg.search_samples
-        total += iterations * it_s + runs * (2 * evals + 2 * len(cfg.half_lives) + rows_evals) * eval_s
-    return total + _inception_seconds(cfg, scorer)
+    costs = {kind: _unit_costs(kind, cfg, scorer, data) for kind in ("dm", "cm")}
+    parts: dict[str, float] = {}
+    for name in ["dm", "cm-ct"] + (["cm-cd"] if cfg.cd else []):
+        parts |= _model_seconds(name, cfg, costs["dm" if name == "dm" else "cm"])
+    if cfg.cd:  # CD's loss runs the DM teacher: a step costs about a DM step more
+        parts["train cm-cd"] += cfg.iterations * costs["dm"]["step"]
+    parts["inception"] = _inception_seconds(cfg, scorer)
+    parts["figures and report"] = 8.0
+    return {k: round(v, 1) for k, v in parts.items()}
+
+
+def estimate_seconds(cfg: DemoConfig, scorer: Scorer) -> float:
+    """Total of :func:`estimate_parts`."""
+    return float(sum(estimate_parts(cfg, scorer).values()))

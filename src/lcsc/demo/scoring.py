@@ -73,18 +73,22 @@ class Scorer:
         model.load_state_dict(state)
         return generate(model, n, seed, nfe=nfe, device=self.cfg.device)
 
-    def held_out(self, model: nn.Module, state: dict[str, torch.Tensor], nfe: int) -> HeldOutScore:
-        """Score ``state`` on every held-out seed (never the search seed)."""
+    def held_out(self, model: nn.Module, state: dict[str, torch.Tensor], nfe: int, full: bool = True) -> HeldOutScore:
+        """Score ``state`` on every held-out seed (never the search seed); ``full=False``: FDs only (KID, precision
+        and recall NaN)."""
         rows = []
         for seed in self.seeds:
             images = self.samples(model, state, nfe, seed, self.cfg.eval_samples)
-            a = evaluate_images(images, self.ref, self.digits, ("fd", "kid", "pr"))
+            a = evaluate_images(images, self.ref, self.digits, ("fd", "kid", "pr") if full else ("fd",),
+                                kid_subsets=self.cfg.kid_subsets)
             b = evaluate_images(images, self.ref2, self.digits2, ("fd",))
             c = evaluate_images(images, self.ref3, self.digits3, ("fd",))
-            rows.append((a.fd, b.fd, a.kid, a.precision, a.recall, c.fd))
+            nan = float("nan")
+            rows.append((a.fd, b.fd, nan if a.kid is None else a.kid, nan if a.precision is None else a.precision,
+                         nan if a.recall is None else a.recall, c.fd))
         r = np.array(rows, dtype=np.float64)
         fid = None
-        if self.inception is not None:
+        if self.inception is not None and full:
             images = self.samples(model, state, nfe, self.seeds[0], self.cfg.inception_samples)
             fid = evaluate_images(images, self.ref_inc, self.inception, ("fd",), progress=self.progress).fd
         return HeldOutScore(fd_mean=float(r[:, 0].mean()), fd_std=float(r[:, 0].std()), fd2_mean=float(r[:, 1].mean()),

@@ -13,14 +13,16 @@ from lcsc.checkpoints import CheckpointStack
 from lcsc.data import ImageData
 from lcsc.demo.config import DemoConfig
 from lcsc.demo.scoring import HeldOutScore, Scorer
-from lcsc.merge import StackMerger
+from lcsc.merge import PosthocEMA, StackMerger
 from lcsc.models import ModelConfig, load_model
 from lcsc.search import SearchResult, run_search
 from lcsc.training import ConsistencyConfig, OptimConfig, RecordConfig, TrainConfig, Trainer
 from lcsc.training.ema import ema_name
 from lcsc.training.log import read_log
+from lcsc.training.phema import phema_name
 
-__all__ = ["ModelRun", "SearchRun", "train_model", "ema_grid_scores", "lcsc_search", "train_seconds_at"]
+__all__ = ["ModelRun", "SearchRun", "train_model", "ema_grid_scores", "ema_star_choice", "candidate_names",
+           "candidate_states", "ema_state_named", "lcsc_search", "train_seconds_at", "held_out_row"]
 
 
 @dataclass
@@ -32,6 +34,15 @@ class ModelRun:
     nfe: int
     train_s: float
     ema_scores: dict[int, dict[str, float]] = field(default_factory=dict)  # point → EMA name → search-noise FD
+    ema_finalists: dict[int, dict[str, float]] = field(default_factory=dict)  # point → finalist → full-sample score
+    _posthoc: PosthocEMA | None = field(default=None, repr=False)
+
+    @property
+    def posthoc(self) -> PosthocEMA:
+        """The run's post-hoc EMA (snapshots loaded once and kept)."""
+        if self._posthoc is None:
+            self._posthoc = PosthocEMA.open(self.run_dir)
+        return self._posthoc
 
 
 @dataclass
@@ -51,8 +62,8 @@ def train_model(name: str, cfg: DemoConfig, out: Path, data: ImageData, teacher:
         model=ModelConfig(kind=kind, channels=cfg.channels), iterations=cfg.iterations, batch_size=cfg.batch_size,
         seed=cfg.seed + {"dm": 0, "cm-ct": 1, "cm-cd": 2}[name],
         optim=OptimConfig(lr=cfg.dm_lr if kind == "dm" else cfg.cm_lr),
-        record=RecordConfig(window=cfg.window, interval=cfg.interval, ends=(cfg.early_point, cfg.iterations),
-                            ema_steps=cfg.ema_points),
+        record=RecordConfig(window=cfg.window, interval=cfg.interval, ends=cfg.lcsc_points, ema_steps=cfg.points,
+                            phema_sigma_rels=cfg.phema_sigma_rels, phema_every=cfg.phema_every),
         ema_half_lives=cfg.half_lives, consistency=consistency, device=cfg.device, log_every=cfg.interval,
         sample_nfe=cfg.dm_nfe if kind == "dm" else cfg.cm_nfe)
     trainer = Trainer(config, out / name, data=data, progress=progress)
@@ -76,13 +87,56 @@ def ema_state(run: ModelRun, half_life: float, step: int) -> dict[str, torch.Ten
     return load_file(str(run.run_dir / "ema" / ema_name(half_life=half_life) / f"ema-{step:09d}.safetensors"))
 
 
+def candidate_names(cfg: DemoConfig) -> tuple[list[str], list[str]]:
+    """The two EMA families of the EMA* grid, each in increasing averaging length: online half-lives, post-hoc σ_rel."""
+    return [ema_name(half_life=h) for h in cfg.half_lives], [phema_name(s) for s in cfg.sigma_rels]
+
+
+def candidate_states(run: ModelRun, cfg: DemoConfig, point: int) -> dict[str, dict[str, torch.Tensor]]:
+    """Every EMA* candidate's weights at ``point``: the online EMAs' snapshots and the post-hoc reconstructions."""
+    states = {ema_name(half_life=h): ema_state(run, h, point) for h in cfg.half_lives}
+    recon = run.posthoc.reconstruct_many(point, [{"sigma_rel": s} for s in cfg.sigma_rels])
+    states.update(zip((phema_name(s) for s in cfg.sigma_rels), recon))
+    return states
+
+
+def ema_state_named(run: ModelRun, name: str, point: int) -> dict[str, torch.Tensor]:
+    """One candidate's weights by name (``hl-H`` online, ``sigma-S`` post-hoc)."""
+    if name.startswith("hl-"):
+        return ema_state(run, float(name.removeprefix("hl-")), point)
+    return run.posthoc.reconstruct(point, sigma_rel=float(name.removeprefix("sigma-")))
+
+
 def ema_grid_scores(run: ModelRun, cfg: DemoConfig, scorer: Scorer, point: int) -> dict[str, float]:
-    """Search-noise FD_digits of every online EMA at ``point`` (EMA* = the lowest; paper Table 10)."""
+    """EMA* candidates at ``point`` (online EMAs and the post-hoc σ_rel grid; paper Table 10) raced on the search
+    noise: every candidate on its first ``grid_samples`` samples (returned, and kept in ``run.ema_scores``), then
+    the best ``grid_finalists`` on all ``search_samples`` (``run.ema_finalists``: EMA* is the lowest of those). A
+    mean objective is calibrated on the candidates themselves
+    (each term divided by its best candidate's value)."""
     model = load_model(run.run_dir / "last.safetensors", cfg.device)
-    objective = scorer.objective(model, run.nfe)
-    scores = {ema_name(half_life=h): objective.score(ema_state(run, h, point)) for h in cfg.half_lives}
+    full = scorer.search_objective(model, run.nfe)
+    states = candidate_states(run, cfg, point)
+    scores = _score_states(full.with_samples(min(cfg.grid_samples, cfg.search_samples)), states)
+    finalists = sorted(scores, key=scores.get)[:cfg.grid_finalists]
     run.ema_scores[point] = scores
+    run.ema_finalists[point] = _score_states(full, {n: states[n] for n in finalists}) \
+        if cfg.grid_samples < cfg.search_samples else {n: scores[n] for n in finalists}
     return scores
+
+
+def _score_states(objective, states: dict[str, dict[str, torch.Tensor]]) -> dict[str, float]:
+    names, values = list(states), list(states.values())
+    scores = objective.calibrate(values)["scores"] if hasattr(objective, "calibrate") else \
+        objective.score_many(values)
+    return {n: float(v) for n, v in zip(names, scores)}
+
+
+def ema_star_choice(cfg: DemoConfig, scores: dict[str, float]) -> tuple[str, bool]:
+    """EMA* (the lowest of ``scores``: the finalists' full-sample scores) and whether it is interior to its family's
+    grid (not its first or last value)."""
+    best = min(scores, key=scores.get)
+    family = next(f for f in candidate_names(cfg) if best in f)
+    return best, 0 < family.index(best) < len(family) - 1
 
 
 def lcsc_search(run: ModelRun, cfg: DemoConfig, scorer: Scorer, point: int, evals: int, out: Path,
@@ -104,6 +158,8 @@ def lcsc_state(search: SearchRun, initial: bool = False) -> dict[str, torch.Tens
     return search.merger.merge_many(np.asarray(a)[None])[0]
 
 
-def held_out_row(run: ModelRun, cfg: DemoConfig, scorer: Scorer, state: dict[str, torch.Tensor]) -> HeldOutScore:
+def held_out_row(run: ModelRun, cfg: DemoConfig, scorer: Scorer, state: dict[str, torch.Tensor],
+                 nfe: int | None = None, full: bool = True) -> HeldOutScore:
+    """Held-out scores of ``state`` at ``nfe`` (default: the model's); ``full=False`` skips KID and precision/recall."""
     model = load_model(run.run_dir / "last.safetensors", cfg.device)
-    return scorer.held_out(model, state, run.nfe)
+    return scorer.held_out(model, state, run.nfe if nfe is None else nfe, full=full)

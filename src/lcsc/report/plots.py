@@ -14,7 +14,8 @@ import torch  # noqa: E402
 from lcsc.atomic import atomic_path  # noqa: E402
 from lcsc.report.grid import image_grid  # noqa: E402
 
-__all__ = ["save_figure", "plot_curves", "plot_search_progress", "plot_coefficients", "plot_sample_pairs"]
+__all__ = ["save_figure", "plot_curves", "plot_search_progress", "plot_coefficients", "plot_sample_pairs",
+           "plot_sweep"]
 
 
 def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
@@ -92,3 +93,21 @@ def plot_sample_pairs(pairs: dict[str, dict[str, torch.Tensor]], path: str | Pat
             ax.axis("off")
     # ≥ 1.5 screen pixels per grid pixel, so the 2-pixel separators between samples survive resampling.
     return save_figure(fig, path, dpi=160)
+
+
+def plot_sweep(xs: list[float], ys: list[float], path: str | Path, *, best: int, xlabel: str = "σ_rel",
+               ylabel: str = "score", title: str = "") -> Path:
+    """A score against a log-scaled setting (e.g. a post-hoc EMA σ_rel sweep), the best point marked."""
+    fig, axes = _axes(1, 4.6, 3.2)
+    ax = axes[0]
+    ax.plot(xs, ys, marker="o", ms=4, lw=1)
+    ax.scatter([xs[best]], [ys[best]], s=90, facecolors="none", edgecolors="C3", lw=1.5,
+               label=f"best {xlabel} = {xs[best]:.4g}", zorder=3)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.tick_params(axis="x", which="minor", labelsize=6)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)

@@ -8,6 +8,7 @@ from typing import Any
 
 from lcsc.errors import ConfigError
 from lcsc.models.config import ModelConfig
+from lcsc.training.phema import sigma_rel_to_gamma
 
 __all__ = ["OptimConfig", "RecordConfig", "ConsistencyConfig", "TrainConfig"]
 
@@ -41,7 +42,9 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class RecordConfig:
-    """Windows of ``window`` iterations ending at ``ends`` (default: the last step), one checkpoint every ``interval``."""
+    """Windows of ``window`` iterations ending at ``ends`` (default: the last step), one checkpoint every ``interval``;
+    power-EMA snapshots (for post-hoc EMA) of each ``phema_sigma_rels`` every ``phema_every`` iterations (default
+    iterations // 32, at least 1) and at the last step."""
 
     window: int = 1000
     interval: int = 10
@@ -49,6 +52,15 @@ class RecordConfig:
     storage_dtype: str = "float32"
     disk_budget: int | None = None
     ema_steps: tuple[int, ...] = ()
+    phema_sigma_rels: tuple[float, ...] = ()
+    phema_every: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "phema_sigma_rels", tuple(float(s) for s in self.phema_sigma_rels))
+        for s in self.phema_sigma_rels:
+            sigma_rel_to_gamma(s)
+        if self.phema_every is not None and int(self.phema_every) < 1:
+            raise ConfigError(f"phema_every={self.phema_every} must be >= 1 iteration (or None for iterations // 32)")
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,7 @@ class TrainConfig:
         rec = dict(data["record"])
         rec["ends"] = tuple(rec.get("ends", ()))
         rec["ema_steps"] = tuple(rec.get("ema_steps", ()))
+        rec["phema_sigma_rels"] = tuple(rec.get("phema_sigma_rels", ()))
         data["record"] = RecordConfig(**rec)
         if data.get("consistency") is not None:
             data["consistency"] = ConsistencyConfig(**data["consistency"])

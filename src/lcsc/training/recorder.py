@@ -1,4 +1,5 @@
-"""CheckpointRecorder: raw weights every I iterations inside windows, EMA snapshots at window ends, in any loop.
+"""CheckpointRecorder: raw weights every I iterations inside windows, EMA snapshots at window ends, power-EMA
+snapshots for post-hoc EMA, in any loop.
 
     rec = CheckpointRecorder("runs/x", model, total_steps=5000, window=1000, interval=10, ema_half_lives=[200])
     for step in range(1, 5001):
@@ -19,6 +20,7 @@ from torch import nn
 from lcsc.checkpoints.format import checkpoint_name, save_checkpoint
 from lcsc.errors import ConfigError
 from lcsc.training.ema import MultiEMA
+from lcsc.training.phema import PowerEMA
 from lcsc.training.plan import RecordPlan
 
 __all__ = ["CheckpointRecorder", "STORAGE_DTYPES"]
@@ -41,7 +43,9 @@ class CheckpointRecorder:
     ``ema`` shares the trainer's :class:`MultiEMA`; otherwise ``ema_half_lives``/``ema_rates`` make one that
     :meth:`step` updates. ``config`` (default: ``model.config.to_dict()`` when present) goes into every file's
     metadata with its hash; ``metadata`` (str → str) is added to every file. EMA snapshots are written at the
-    window ends and at ``ema_steps``. Refuses to start when the planned
+    window ends and at ``ema_steps``. Power EMAs (``phema``, or one made from ``phema_sigma_rels`` that :meth:`step`
+    updates) are written as ``RUN_DIR/phema/<sigma-S>/phema-<step>.safetensors`` every ``phema_every`` steps
+    (default ``total_steps // 32``, at least 1) and at the last step. Refuses to start when the planned
     files exceed ``disk_budget`` bytes or the free space.
     """
 
@@ -63,6 +67,9 @@ class CheckpointRecorder:
         disk_budget: int | None = None,
         metadata: dict[str, str] | None = None,
         ema_steps: list[int] | tuple[int, ...] = (),
+        phema: PowerEMA | None = None,
+        phema_sigma_rels=(),
+        phema_every: int | None = None,
     ) -> None:
         if storage_dtype not in STORAGE_DTYPES:
             raise ConfigError(f"storage dtype {storage_dtype!r} must be one of {sorted(STORAGE_DTYPES)}")
@@ -82,16 +89,21 @@ class CheckpointRecorder:
         if bad:
             raise ConfigError(f"EMA snapshot steps {bad} are outside the run's steps 1..{total_steps}")
         self.ema_steps = frozenset(int(s) for s in ema_steps) | frozenset(self.plan.ends)
+        self.owns_phema = phema is None
+        self.phema = phema if phema is not None else PowerEMA(model, phema_sigma_rels)
+        phema_steps = _phema_steps(total_steps, phema_every)
+        self.phema_steps = phema_steps if len(self.phema) else frozenset()
         self.written: list[Path] = []
         self.check_disk()
 
     def bytes_needed(self) -> int:
-        """Bytes the planned raw checkpoints and EMA snapshots will take."""
+        """Bytes the planned raw checkpoints, EMA and power-EMA snapshots will take."""
         sd = self.model.state_dict()
         raw = sum(v.numel() * (self.dtype.itemsize if v.is_floating_point() else v.element_size()) for v in sd.values())
         full = sum(v.numel() * v.element_size() for v in sd.values())
         n_raw = sum(len(s) for s in self.plan.steps().values())
-        return n_raw * (raw + _HEADER_BYTES) + len(self.ema_steps) * len(self.ema) * (full + _HEADER_BYTES)
+        n_full = len(self.ema_steps) * len(self.ema) + len(self.phema_steps) * len(self.phema)
+        return n_raw * (raw + _HEADER_BYTES) + n_full * (full + _HEADER_BYTES)
 
     def check_disk(self) -> None:
         """Raise :class:`ConfigError` naming how much is needed when the budget or the free space is too small."""
@@ -107,14 +119,18 @@ class CheckpointRecorder:
             raise ConfigError(f"recording needs {_human(need)} in {self.run_dir} but only {_human(free)} is free")
 
     def step(self, step: int, images_seen: int | None = None) -> list[Path]:
-        """Call after optimizer step ``step`` (1-based). Updates an owned EMA; writes what the plan asks for."""
+        """Call after optimizer step ``step`` (1-based). Updates owned EMAs; writes what the plan asks for."""
         if self.owns_ema:
             self.ema.update()
+        if self.owns_phema:
+            self.phema.update(step)
         if images_seen is None and self.batch_size is not None:
             images_seen = step * self.batch_size
         written = self._save_raw(step, images_seen)
         if step in self.ema_steps:
             written += self._save_ema(step, images_seen)
+        if step in self.phema_steps:
+            written += self._save_phema(step, images_seen)
         self.written += written
         return written
 
@@ -138,6 +154,26 @@ class CheckpointRecorder:
                             ema_rate=rate, config=self.config, extra={**self.metadata, "ema_name": name})
             paths.append(path)
         return paths
+
+    def _save_phema(self, step: int, images_seen: int | None) -> list[Path]:
+        paths = []
+        for name, sigma_rel in self.phema.sigma_rels.items():
+            path = self.run_dir / "phema" / name / checkpoint_name(step, prefix="phema")
+            extra = {**self.metadata, "phema_name": name, "sigma_rel": repr(float(sigma_rel)),
+                     "gamma": repr(float(self.phema.gammas[name]))}
+            save_checkpoint(path, self.phema.state_dict_for(name), step=step, images_seen=images_seen,
+                            config=self.config, extra=extra)
+            paths.append(path)
+        return paths
+
+
+def _phema_steps(total_steps: int, every: int | None) -> frozenset[int]:
+    """Power-EMA snapshot steps: every ``every`` steps (default ``total_steps // 32``, at least 1) and the last."""
+    if every is None:
+        every = max(1, total_steps // 32)
+    if int(every) < 1:
+        raise ConfigError(f"power-EMA snapshot interval phema_every={every} must be >= 1 step")
+    return frozenset(range(int(every), total_steps + 1, int(every))) | {total_steps}
 
 
 def _link_or_copy(src: Path, dst: Path) -> Path:

@@ -22,6 +22,7 @@ from lcsc.training import setup
 from lcsc.training.config import TrainConfig
 from lcsc.training.ema import MultiEMA
 from lcsc.training.log import LossLog, read_log
+from lcsc.training.phema import PowerEMA
 from lcsc.training.recorder import CheckpointRecorder
 from lcsc.training.state import STATE_NAME, load_train_state, save_train_state
 
@@ -56,13 +57,15 @@ class Trainer:
         self.loss_fn = setup.make_loss(c, self.device)
         self.target = setup.make_target(c, self.model)
         self.ema = MultiEMA(self.model, c.ema_half_lives, c.ema_rates)
+        self.phema = PowerEMA(self.model, c.record.phema_sigma_rels)
         self.data_gen = torch.Generator().manual_seed(c.seed + 1)
         self.noise_gen = torch.Generator(self.device).manual_seed(c.seed + 2)
         r = c.record
         self.recorder = CheckpointRecorder(
             self.run_dir, self.model, c.iterations, window=r.window, interval=r.interval, ends=r.ends,
             ema=self.ema, config=c.model.to_dict(), batch_size=c.batch_size, storage_dtype=r.storage_dtype,
-            disk_budget=r.disk_budget, metadata=self.file_metadata(), ema_steps=r.ema_steps)
+            disk_budget=r.disk_budget, metadata=self.file_metadata(), ema_steps=r.ema_steps,
+            phema=self.phema, phema_every=r.phema_every)
         self.step = self._saved_step = 0
         if resume and (self.run_dir / "state" / STATE_NAME).exists():
             self._restore()
@@ -74,7 +77,7 @@ class Trainer:
 
     def _restore(self) -> None:
         state = load_train_state(self.run_dir / "state" / STATE_NAME)
-        saved, now = _plain(state["config"]), _plain(self.config.to_dict())
+        saved, now = _plain(_with_defaults(state["config"])), _plain(self.config.to_dict())
         changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k not in RESUMABLE_CHANGES)
         if changed:
             raise ConfigError(f"{self.run_dir}: cannot resume, the config changed in {changed}; "
@@ -82,6 +85,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.ema.load_state_dict(state["ema"])
+        self.phema.load_state_dict(state.get("phema", {}))
         if self.target is not None:
             self.target.load_state_dict(state["target"])
         self.data_gen.set_state(state["rng"]["data"])
@@ -95,6 +99,7 @@ class Trainer:
         return save_train_state(
             self.run_dir / "state" / STATE_NAME, step=self.step, config=self.config.to_dict(),
             model=self.model.state_dict(), optimizer=self.optimizer.state_dict(), ema=self.ema.state_dict(),
+            phema=self.phema.state_dict(),
             target=self.target.state_dict() if self.target is not None else None,
             rng={"data": self.data_gen.get_state(), "noise": self.noise_gen.get_state().cpu()})
 
@@ -131,6 +136,7 @@ class Trainer:
                 stats = self.train_step(step)
                 self.step = step
                 self.ema.update()
+                self.phema.update(step)
                 self.recorder.step(step)
                 acc.append(stats["loss"])
                 if step % c.log_every == 0 or step == c.iterations:
@@ -176,6 +182,14 @@ class Trainer:
         images = generate(self.sampling_model(), c.sample_count, c.seed + 10_000, nfe=c.sample_nfe,
                           solver=c.sample_solver, device=self.device)
         return save_image_grid(images, self.run_dir / "samples.png")
+
+
+def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config with settings added since it was written filled in at their defaults (so older runs resume)."""
+    try:
+        return TrainConfig.from_dict(saved).to_dict()
+    except (TypeError, KeyError, ValueError):
+        return saved
 
 
 def _plain(obj: Any) -> Any:

@@ -1,0 +1,63 @@
+"""Headline arithmetic: crossings by linear interpolation, speed-ups and NFE matches claimed only in every space."""
+
+from __future__ import annotations
+
+import pytest
+
+from lcsc.demo.headlines import crossing, holds_everywhere, nfe_match, speedup
+
+
+def _rows(fd, fd2=None, fd3=None):
+    fd2, fd3 = fd2 or fd, fd3 or fd
+    return [{"fd_mean": a, "fd2_mean": b, "fd3_mean": c} for a, b, c in zip(fd, fd2, fd3)]
+
+
+def test_crossing_interpolates_between_the_bracketing_points():
+    c = crossing([400, 800, 1200], [50.0, 40.0, 30.0], 35.0)
+    assert c.x == pytest.approx(1000.0) and not c.at_start
+    assert crossing([1, 2], [10.0, 8.0], 12.0).at_start  # already there at the first point
+    assert crossing([1, 2], [10.0, 8.0], 5.0).x is None  # never
+    assert crossing([1, 2, 3], [10.0, 4.0, 1.0], 4.0).x == pytest.approx(2.0)  # exactly at a point
+
+
+def test_crossing_takes_the_first_reach_of_a_non_monotone_curve():
+    assert crossing([1, 2, 3, 4], [10.0, 6.0, 9.0, 2.0], 7.0).x == pytest.approx(1.75)
+
+
+def test_speedup_is_the_minimum_over_spaces_and_claimed_only_if_all_exceed_one():
+    points = [400, 800, 1200, 1600]
+    curve = _rows([60.0, 40.0, 30.0, 20.0], [6.0, 4.0, 3.0, 2.0], [6.0, 4.0, 3.0, 2.0])
+    lcsc = {"fd_mean": 25.0, "fd2_mean": 3.5, "fd3_mean": 3.0}  # reached at 1400, 1000, 1200
+    s = speedup(points, curve, lcsc, 800, search_iters=200)
+    assert s["by_space"]["fd_mean"] == pytest.approx(1400 / 800)
+    assert s["by_space"]["fd2_mean"] == pytest.approx(1000 / 800)
+    assert s["speedup_iters"] == pytest.approx(1000 / 800) and s["claimed"]
+    assert s["speedup_with_search"] == pytest.approx(1000 / 1000)
+    worse = dict(lcsc, fd2_mean=4.5)  # FD2: EMA* at 800 (4.0) is already better than LCSC at 800
+    s = speedup(points, curve, worse, 800, search_iters=0)
+    assert s["by_space"]["fd2_mean"] < 1 and not s["claimed"]
+
+
+def test_speedup_never_reached_is_a_lower_bound():
+    s = speedup([400, 800], _rows([50.0, 40.0]), {"fd_mean": 1.0, "fd2_mean": 1.0, "fd3_mean": 1.0}, 400, 0)
+    assert s["lower_bound"] and s["speedup_iters"] == pytest.approx(2.0) and s["crossings"]["fd_mean"]["never"]
+    assert s["crossings"]["fd_mean"]["label"] == "> 800"
+
+
+def test_nfe_match_and_its_claim():
+    nfes = [4, 5, 6, 8, 10]
+    curve = _rows([50.0, 40.0, 34.0, 28.0, 25.0])
+    m = nfe_match(nfes, curve, {"fd_mean": 31.0, "fd2_mean": 31.0, "fd3_mean": 31.0}, 5)
+    assert m["ema_star_nfe"] == pytest.approx(7.0) and m["claimed"] and m["lcsc_nfe"] == 5
+    never = nfe_match(nfes, curve, {"fd_mean": 10.0, "fd2_mean": 10.0, "fd3_mean": 10.0}, 5)
+    assert never["ema_star_nfe"] == "> 10" and never["claimed"]
+    small = nfe_match(nfes, curve, {"fd_mean": 39.0, "fd2_mean": 39.0, "fd3_mean": 39.0}, 5)
+    assert small["ema_star_nfe"] == pytest.approx(5.17, abs=0.01) and not small["claimed"]  # less than one NFE step
+    mixed = nfe_match(nfes, curve, {"fd_mean": 31.0, "fd2_mean": 45.0, "fd3_mean": 31.0}, 5)
+    assert not mixed["claimed"] and mixed["ema_star_nfe"] == pytest.approx(4.5)
+
+
+def test_holds_everywhere():
+    base = {"fd_mean": 2.0, "fd2_mean": 2.0, "fd3_mean": 2.0}
+    assert holds_everywhere({"fd_mean": 1.0, "fd2_mean": 1.0, "fd3_mean": 1.9}, base)
+    assert not holds_everywhere({"fd_mean": 1.0, "fd2_mean": 1.0, "fd3_mean": 2.1}, base)
