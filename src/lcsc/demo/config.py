@@ -43,7 +43,7 @@ class DemoConfig:
     phema_sigma_rels: tuple[float, ...] = (0.015, 0.04, 0.1, 0.25)  # grid profile error ≤ 0.03
     sigma_rels: tuple[float, ...] = SIGMA_RELS
     curve_points: int = 8
-    grid_samples: int = 200
+    grid_samples: int = 150
     grid_finalists: int = 4
     dm_nfe: int = 5
     cm_nfe: int = 1
@@ -55,9 +55,9 @@ class DemoConfig:
     search_optimizer: str = "alg1"
     search_space: str = "full"
     search_racing: bool = False
-    dm_search_evals: int = 70
-    cm_search_evals: int = 100
-    eval_samples: int = 1000
+    dm_search_evals: int = 60
+    cm_search_evals: int = 90
+    eval_samples: int = 800
     eval_seeds: int = 3
     cd: bool = False
     inception: bool = False
