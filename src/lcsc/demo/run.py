@@ -26,7 +26,9 @@ from lcsc.demo.stages import (
     held_out_row,
     lcsc_search,
     lcsc_state,
+    parallel_training,
     train_model,
+    train_pair,
 )
 from lcsc.models import ModelConfig, build_model
 from lcsc.training.ema import ema_name
@@ -106,7 +108,9 @@ def run_demo(cfg: DemoConfig, out: str | Path, *, progress: bool = True,
         on_stage("estimate", {"seconds": estimate})
     names = ["dm", "cm-ct"] + (["cm-cd"] if cfg.cd else [])
     runs: dict[str, ModelRun] = {}
-    for name in names:
+    if parallel_training(cfg):
+        runs = clock.run("train dm ‖ cm-ct", train_pair, cfg, out, progress)
+    for name in (n for n in names if n not in runs):
         teacher = runs["dm"].run_dir / "ema" / ema_name(half_life=cfg.default_half_life) / \
             f"ema-{cfg.iterations:09d}.safetensors" if name == "cm-cd" else None
         runs[name] = clock.run(f"train {name}", train_model, name, cfg, out, data, teacher, progress)
@@ -121,7 +125,8 @@ def run_demo(cfg: DemoConfig, out: str | Path, *, progress: bool = True,
                           for p in cfg.lcsc_points}
     rows, matches = clock.run("held-out evaluation", _rows, cfg, scorer, runs, ema_star, searches, progress)
     for name, run in runs.items():  # a resumed stage reports the time it took when it ran, not the reuse
-        clock.stages[f"train {name}"] = round(max(clock.stages[f"train {name}"], run.train_s), 2)
+        if f"train {name}" in clock.stages:
+            clock.stages[f"train {name}"] = round(max(clock.stages[f"train {name}"], run.train_s), 2)
         for p, search in searches[name].items():
             clock.stages[f"LCSC {name}@{p}"] = round(max(clock.stages[f"LCSC {name}@{p}"], search.seconds), 2)
     return DemoResult(cfg, out, rows, runs, searches, ema_star, interior, matches, clock.stages, estimate, parts)
@@ -176,8 +181,9 @@ def _curve_rows(cfg: DemoConfig, run: ModelRun, score: _RowScorer, ema_star: dic
                       detail=f"K={search.merger.K}, {search.result.evaluations} evals",
                       initial=score("initial", p, lambda s=search: lcsc_state(s, initial=True), run.nfe, False))
         if p < cfg.iterations:
+            core_s_per_iter = run.train_s * run.threads / cfg.iterations  # the search's cores ÷ training's
             row.headline = speedup(list(cfg.points), curve, row.score.__dict__, p,
-                                   search.seconds / (run.train_s / cfg.iterations))
+                                   search.seconds * torch.get_num_threads() / core_s_per_iter)
         rows.append(row)
     return rows
 
@@ -241,6 +247,12 @@ def _unit_costs(kind: str, cfg: DemoConfig, scorer: Scorer, data) -> dict[str, f
         trainer = Trainer(tc, tmp, data=data, progress=False, resume=False)
         steps = iter(range(1, 64))
         step_s = _timed(lambda: trainer.train_step(next(steps)), 4)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # what each model gets when the pair trains side by side
+        try:
+            step1_s = _timed(lambda: trainer.train_step(next(steps)), 4)
+        finally:
+            torch.set_num_threads(threads)
     model = build_model(ModelConfig(kind=kind, channels=cfg.channels)).to(cfg.device)
     n, nfe = min(cfg.eval_samples, 1000), (cfg.dm_nfe if kind == "dm" else cfg.cm_nfe)
     gen_s = _timed(lambda: generate(model, n, 0, nfe=nfe, device=cfg.device), 1) / (n * nfe)
@@ -250,7 +262,7 @@ def _unit_costs(kind: str, cfg: DemoConfig, scorer: Scorer, data) -> dict[str, f
     kidpr_s = _timed(lambda: evaluate_images(images, scorer.ref, scorer.digits, ("kid", "pr"),
                                              kid_subsets=cfg.kid_subsets), 1) * cfg.eval_samples / n
     searched = 2 if cfg.search_objective.startswith("mean:") else 1
-    return {"step": step_s, "gen": gen_s, "fd_search": sum(fd[:searched]), "fd_all": sum(fd), "kidpr": kidpr_s}
+    return {"step": step_s, "step1": step1_s, "gen": gen_s, "fd_search": sum(fd[:searched]), "fd_all": sum(fd), "kidpr": kidpr_s}
 
 
 def _model_seconds(name: str, cfg: DemoConfig, c: dict[str, float]) -> dict[str, float]:
@@ -286,6 +298,9 @@ def estimate_parts(cfg: DemoConfig, scorer: Scorer) -> dict[str, float]:
         parts |= _model_seconds(name, cfg, costs["dm" if name == "dm" else "cm"])
     if cfg.cd:  # CD's loss runs the DM teacher: a step costs about a DM step more
         parts["train cm-cd"] += cfg.iterations * costs["dm"]["step"]
+    if parallel_training(cfg):
+        del parts["train dm"], parts["train cm-ct"]
+        parts["train dm ‖ cm-ct"] = cfg.iterations * max(costs[k]["step1"] for k in ("dm", "cm")) * 1.08
     parts["inception"] = _inception_seconds(cfg, scorer)
     parts["figures and report"] = 8.0
     return {k: round(v, 1) for k, v in parts.items()}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file
+from tqdm.auto import tqdm
 
 from lcsc.checkpoints import CheckpointStack
 from lcsc.data import ImageData
@@ -21,7 +23,7 @@ from lcsc.training.ema import ema_name
 from lcsc.training.log import read_log
 from lcsc.training.phema import phema_name
 
-__all__ = ["ModelRun", "SearchRun", "train_model", "ema_grid_scores", "ema_star_choice", "candidate_names",
+__all__ = ["ModelRun", "SearchRun", "train_model", "train_pair", "parallel_training", "ema_grid_scores", "ema_star_choice", "candidate_names",
            "candidate_states", "ema_state_named", "lcsc_search", "train_seconds_at", "held_out_row"]
 
 
@@ -33,6 +35,7 @@ class ModelRun:
     run_dir: Path
     nfe: int
     train_s: float
+    threads: int = 1  # torch threads training used (the search-time conversion counts core-seconds)
     ema_scores: dict[int, dict[str, float]] = field(default_factory=dict)  # point → EMA name → search-noise FD
     ema_finalists: dict[int, dict[str, float]] = field(default_factory=dict)  # point → finalist → full-sample score
     _posthoc: PosthocEMA | None = field(default=None, repr=False)
@@ -68,7 +71,47 @@ def train_model(name: str, cfg: DemoConfig, out: Path, data: ImageData, teacher:
         sample_nfe=cfg.dm_nfe if kind == "dm" else cfg.cm_nfe)
     trainer = Trainer(config, out / name, data=data, progress=progress)
     trainer.run()
-    return ModelRun(name, out / name, cfg.dm_nfe if kind == "dm" else cfg.cm_nfe, train_seconds_at(out / name))
+    return ModelRun(name, out / name, cfg.dm_nfe if kind == "dm" else cfg.cm_nfe, train_seconds_at(out / name),
+                    torch.get_num_threads())
+
+
+def _train_worker(name: str, cfg: DemoConfig, out: Path) -> ModelRun:
+    torch.set_num_threads(1)
+    from lcsc.data import load_digits_data
+
+    return train_model(name, cfg, out, load_digits_data(), None, progress=False)
+
+
+def parallel_training(cfg: DemoConfig) -> bool:
+    """Train the DM and the CT CM side by side, one thread each: on CPU with ≥ 2 threads the small models use two
+    cores better apart (≈ 1.6× one thread each) than together (≈ 1.65× on two threads for one model at a time)."""
+    return cfg.device == "cpu" and torch.get_num_threads() >= 2
+
+
+def train_pair(cfg: DemoConfig, out: Path, progress: bool = True) -> dict[str, ModelRun]:
+    """The DM and the CT CM in two spawned processes; a bar follows both logs. Errors are re-raised here."""
+    import multiprocessing
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    names = ("dm", "cm-ct")
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool, \
+            tqdm(total=2 * cfg.iterations, desc="train dm ‖ cm-ct", disable=not progress) as bar:
+        futures = {n: pool.submit(_train_worker, n, cfg, out) for n in names}
+        while not all(f.done() for f in futures.values()):
+            time.sleep(1.0)
+            bar.n = sum(_logged_step(out / n) for n in names)
+            bar.refresh()
+        return {n: f.result() for n, f in futures.items()}
+
+
+def _logged_step(run_dir: Path) -> int:
+    try:
+        lines = (run_dir / "log.jsonl").read_text().splitlines()
+        return int(json.loads(lines[-1])["step"]) if lines else 0
+    except (OSError, ValueError, KeyError):
+        return 0
 
 
 def train_seconds_at(run_dir: Path, step: int | None = None) -> float:
