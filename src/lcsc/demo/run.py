@@ -231,6 +231,8 @@ def _timed(fn, repeat: int = 3, best: bool = False) -> float:
 
 _EVAL_OVERHEAD_S = 0.05  # per search evaluation: merge, bookkeeping, journal (measured on 2 CPU cores)
 _CANDIDATE_OVERHEAD_S = 0.03  # per EMA* candidate: reconstruction or snapshot load
+_ROW_OVERHEAD_S = 0.25  # per held-out row: model and state loading, three evaluations' bookkeeping
+_PAIR_FACTOR = 1.15  # the pair training side by side vs steps timed alone (spawn, logging, contention)
 
 
 def _unit_costs(kind: str, cfg: DemoConfig, scorer: Scorer, data) -> dict[str, float]:
@@ -282,6 +284,7 @@ def _model_seconds(name: str, cfg: DemoConfig, c: dict[str, float]) -> dict[str,
     rows = 2 * len(cfg.points) + 2 * len(cfg.lcsc_points)
     held = rows * cfg.eval_seeds * sample(cfg.eval_samples, c["fd_all"]) + 7 * cfg.eval_seeds * c["kidpr"]
     held += 2 * cfg.eval_seeds * sum(sample(cfg.eval_samples, c["fd_all"], n) for n in nfes if n != nfe)
+    held += (rows + 2 * (len(nfes) - 1)) * _ROW_OVERHEAD_S
     return {f"train {name}": cfg.iterations * c["step"] * 1.08, f"EMA* grid {name}": grid,
             f"LCSC {name}": search, f"held-out {name}": held}
 
@@ -300,10 +303,17 @@ def estimate_parts(cfg: DemoConfig, scorer: Scorer) -> dict[str, float]:
         parts["train cm-cd"] += cfg.iterations * costs["dm"]["step"]
     if parallel_training(cfg):
         del parts["train dm"], parts["train cm-ct"]
-        parts["train dm ‖ cm-ct"] = cfg.iterations * max(costs[k]["step1"] for k in ("dm", "cm")) * 1.08
+        parts["train dm ‖ cm-ct"] = _pair_seconds(cfg.iterations, costs["dm"], costs["cm"]) * _PAIR_FACTOR
     parts["inception"] = _inception_seconds(cfg, scorer)
     parts["figures and report"] = 8.0
     return {k: round(v, 1) for k, v in parts.items()}
+
+
+def _pair_seconds(iterations: int, a: dict[str, float], b: dict[str, float]) -> float:
+    """Both on one thread until the faster finishes, then the slower on all threads (:func:`train_pair`)."""
+    fast, slow = sorted((a, b), key=lambda c: c["step1"])
+    first = iterations * fast["step1"]
+    return first + max(0.0, iterations - first / slow["step1"]) * slow["step"]
 
 
 def estimate_seconds(cfg: DemoConfig, scorer: Scorer) -> float:

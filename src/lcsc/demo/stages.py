@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +36,7 @@ class ModelRun:
     run_dir: Path
     nfe: int
     train_s: float
-    threads: int = 1  # torch threads training used (the search-time conversion counts core-seconds)
+    threads: float = 1.0  # mean torch threads training used (the search-time conversion counts core-seconds)
     ema_scores: dict[int, dict[str, float]] = field(default_factory=dict)  # point → EMA name → search-noise FD
     ema_finalists: dict[int, dict[str, float]] = field(default_factory=dict)  # point → finalist → full-sample score
     _posthoc: PosthocEMA | None = field(default=None, repr=False)
@@ -57,7 +58,7 @@ class SearchRun:
 
 
 def train_model(name: str, cfg: DemoConfig, out: Path, data: ImageData, teacher: Path | None = None,
-                progress: bool = True) -> ModelRun:
+                progress: bool = True, on_log=None) -> ModelRun:
     """Train the DM ("dm"), the CT CM ("cm-ct") or the CD CM ("cm-cd") with the recorder and the EMA grid."""
     kind = "dm" if name == "dm" else "cm"
     consistency = ConsistencyConfig(mode="cd", teacher=str(teacher)) if name == "cm-cd" else None
@@ -70,16 +71,32 @@ def train_model(name: str, cfg: DemoConfig, out: Path, data: ImageData, teacher:
         ema_half_lives=cfg.half_lives, consistency=consistency, device=cfg.device, log_every=cfg.interval,
         sample_nfe=cfg.dm_nfe if kind == "dm" else cfg.cm_nfe)
     trainer = Trainer(config, out / name, data=data, progress=progress)
-    trainer.run()
+    trainer.run(on_log=on_log)
     return ModelRun(name, out / name, cfg.dm_nfe if kind == "dm" else cfg.cm_nfe, train_seconds_at(out / name),
                     torch.get_num_threads())
 
 
-def _train_worker(name: str, cfg: DemoConfig, out: Path) -> ModelRun:
-    torch.set_num_threads(1)
+def _train_worker(name: str, cfg: DemoConfig, out: Path, done, threads: int) -> ModelRun:
+    """One of the pair: one thread while the other trains, all ``threads`` once it has finished (``done``)."""
     from lcsc.data import load_digits_data
 
-    return train_model(name, cfg, out, load_digits_data(), None, progress=False)
+    torch.set_num_threads(1)
+    t0, core_s = time.perf_counter(), [0.0, time.perf_counter()]  # core-seconds so far, start of this thread count
+
+    def widen(_record) -> None:
+        if torch.get_num_threads() == 1 and done.is_set():
+            core_s[0] += time.perf_counter() - core_s[1]
+            core_s[1] = time.perf_counter()
+            torch.set_num_threads(threads)
+
+    try:
+        run = train_model(name, cfg, out, load_digits_data(), None, progress=False, on_log=widen)
+    finally:
+        done.set()
+    wall = time.perf_counter() - t0
+    core_s[0] += (time.perf_counter() - core_s[1]) * torch.get_num_threads()
+    run.threads = max(1.0, core_s[0] / wall) if wall > 0 else 1  # mean threads: training's core-seconds ÷ wall
+    return run
 
 
 def parallel_training(cfg: DemoConfig) -> bool:
@@ -91,14 +108,14 @@ def parallel_training(cfg: DemoConfig) -> bool:
 def train_pair(cfg: DemoConfig, out: Path, progress: bool = True) -> dict[str, ModelRun]:
     """The DM and the CT CM in two spawned processes; a bar follows both logs. Errors are re-raised here."""
     import multiprocessing
-    import time
     from concurrent.futures import ProcessPoolExecutor
 
-    names = ("dm", "cm-ct")
+    names, threads = ("dm", "cm-ct"), torch.get_num_threads()
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool, \
+    with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool, \
             tqdm(total=2 * cfg.iterations, desc="train dm ‖ cm-ct", disable=not progress) as bar:
-        futures = {n: pool.submit(_train_worker, n, cfg, out) for n in names}
+        done = manager.Event()
+        futures = {n: pool.submit(_train_worker, n, cfg, out, done, threads) for n in names}
         while not all(f.done() for f in futures.values()):
             time.sleep(1.0)
             bar.n = sum(_logged_step(out / n) for n in names)

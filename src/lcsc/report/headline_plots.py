@@ -7,6 +7,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import ticker
 
 from lcsc.report.plots import save_figure
 
@@ -66,7 +67,7 @@ def plot_ema_grid(panels: dict[str, dict[int, dict[str, Any]]], path: str | Path
     """Search-noise score of every EMA* candidate at every curve point: post-hoc σ_rel (left), online half-life
     relative to the point (right); EMA* circled. ``panels[model][point] = {"sigma_rel": {σ: score},
     "half_life": {h: score}, "best": (family, value)}``."""
-    fig, axes = _grid(len(panels), 2)
+    fig, axes = _grid(len(panels), 2, w=4.6)
     cmap = plt.get_cmap("viridis")
     for r, (model, points) in enumerate(panels.items()):
         for i, (point, g) in enumerate(points.items()):
@@ -78,11 +79,16 @@ def plot_ema_grid(panels: dict[str, dict[int, dict[str, Any]]], path: str | Path
                 if g["best"][0] == family:
                     x = g["best"][1] / (1 if c == 0 else point)
                     ax.scatter([x], [g[family][g["best"][1]]], s=60, facecolors="none", edgecolors="r", zorder=5)
-        for c, xlabel in enumerate(("post-hoc σ_rel", "online half-life / iteration")):
+        for c, (title, xlabel) in enumerate((("post-hoc EMAs", "σ_rel"),
+                                             ("online EMAs", "half-life / training iteration"))):
             ax = axes[r][c]
-            ax.set(title=f"{model}: EMA* candidates (search noise)", xlabel=xlabel, ylabel="search objective")
+            ax.set(title=f"{model}: {title} (search noise; ○ EMA*)", xlabel=xlabel, ylabel="search objective")
             ax.set_xscale("log")
-            ax.set_yscale("log")
+            ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+            ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(ticker.NullFormatter())
             ax.grid(alpha=0.3)
+        axes[r][0].set_xticks([0.015, 0.03, 0.05, 0.1, 0.2])
         axes[r][1].legend(fontsize=6, title="iteration", title_fontsize=6, ncol=2)
     return save_figure(fig, path)
