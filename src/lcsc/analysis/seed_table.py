@@ -72,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("reports", nargs="+", type=Path)
     p.add_argument("-o", "--output", type=Path, default=None)
     args = p.parse_args(argv)
-    text = seed_table([json.loads(Path(r).read_text()) for r in args.reports])
+    text = ("# lcsc demo: seed robustness\n\nOne row per training seed and model, from the report.json of `lcsc demo "
+            "--seed S` runs (held-out FD means; a headline counts only where it holds in FD_digits, FD2 and FD3). "
+            "Made with `python -m lcsc.analysis.seed_table REPORT.json … -o seeds.md`.\n\n"
+            + seed_table([json.loads(Path(r).read_text()) for r in args.reports]))
     if args.output:
         write_text(args.output, text)
     else:
