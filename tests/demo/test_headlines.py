@@ -61,3 +61,24 @@ def test_holds_everywhere():
     base = {"fd_mean": 2.0, "fd2_mean": 2.0, "fd3_mean": 2.0}
     assert holds_everywhere({"fd_mean": 1.0, "fd2_mean": 1.0, "fd3_mean": 1.9}, base)
     assert not holds_everywhere({"fd_mean": 1.0, "fd2_mean": 1.0, "fd3_mean": 2.1}, base)
+
+
+def test_ema_star_choice_flags_the_edges_of_each_family():
+    from lcsc.demo.config import DemoConfig
+    from lcsc.demo.stages import candidate_names, ema_star_choice
+
+    cfg = DemoConfig()
+    online, posthoc = candidate_names(cfg)
+    assert len(online) == len(cfg.half_lives) and len(posthoc) == len(cfg.sigma_rels) >= 12
+    scores = {n: 2.0 for n in online + posthoc}
+    assert ema_star_choice(cfg, scores | {posthoc[3]: 1.0}) == (posthoc[3], True)
+    assert ema_star_choice(cfg, scores | {online[0]: 1.0}) == (online[0], False)  # the shortest half-life
+    assert ema_star_choice(cfg, scores | {posthoc[-1]: 1.0}) == (posthoc[-1], False)  # the widest σ_rel
+
+
+def test_pair_training_estimate_widens_the_slower_model_once_the_faster_is_done():
+    from lcsc.demo.run import _pair_seconds
+
+    fast, slow = {"step1": 0.02, "step": 0.015}, {"step1": 0.04, "step": 0.025}
+    # the fast one ends at 100 × 0.02 = 2 s, when the slow one has done 50 steps; its other 50 take 50 × 0.025
+    assert _pair_seconds(100, slow, fast) == pytest.approx(2.0 + 50 * 0.025)
