@@ -68,3 +68,12 @@ def _isolated_lcsc_cache(tmp_path_factory):
         os.environ.pop("LCSC_CACHE_DIR", None)
     else:
         os.environ["LCSC_CACHE_DIR"] = old
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: tiny models gain nothing from more, and they stall when the cores are busy."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -8,12 +8,14 @@ import re
 
 import pytest
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file
 
+from lcsc.checkpoints.format import read_metadata
 from lcsc.cli.main import main
 from lcsc.merge import PosthocEMA
 from lcsc.models import load_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 ITERATIONS = 48
 OBJECTIVE = """
@@ -40,19 +42,6 @@ def run_dir(tmp_path_factory):
     return out
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-def _meta(path) -> dict[str, str]:
-    with safe_open(str(path), framework="pt") as fh:
-        return fh.metadata()
-
-
 def test_train_records_phema_snapshots(run_dir):
     for name in ("sigma-0.050", "sigma-0.100"):
         assert sorted(p.name for p in (run_dir / "phema" / name).iterdir()) == \
@@ -67,7 +56,7 @@ def test_sigma_rel_writes_a_loadable_checkpoint(run_dir, tmp_path, capsys):
     assert main(["ema", str(run_dir), "--sigma-rel", "0.07", "-o", str(out)]) == 0
     line = capsys.readouterr().out
     assert line.count("\n") == 1 and "profile error" in line and "Σx = " in line
-    meta = _meta(out)
+    meta = read_metadata(out)
     assert meta["step"] == str(ITERATIONS) and float(meta["posthoc_sigma_rel"]) == 0.07
     assert float(meta["profile_error"]) < 0.05 and len(json.loads(meta["snapshots"])) == 2 * ITERATIONS // 4
     assert json.loads(meta["config"])["kind"] == "dm" and "data" in meta
@@ -85,14 +74,14 @@ def test_stored_sigma_rel_is_exact(run_dir, tmp_path):
     assert main(["ema", str(run_dir), "--sigma-rel", "0.05", "--step", "12", "-o", str(out)]) == 0
     got, stored = load_file(out), load_file(run_dir / "phema/sigma-0.050/phema-000000012.safetensors")
     assert got.keys() == stored.keys() and all(torch.equal(got[k], stored[k]) for k in stored)
-    assert _meta(out)["step"] == "12" and float(_meta(out)["profile_error"]) == 0.0
+    assert read_metadata(out)["step"] == "12" and float(read_metadata(out)["profile_error"]) == 0.0
 
 
 def test_half_life_inside_the_range(run_dir, tmp_path):
     lo, hi = PosthocEMA.open(run_dir).half_life_range(ITERATIONS)
     out = tmp_path / "hl.safetensors"
     assert main(["ema", str(run_dir), "--half-life", f"{(lo * hi) ** 0.5:.3f}", "-o", str(out)]) == 0
-    assert float(_meta(out)["posthoc_half_life"]) == pytest.approx((lo * hi) ** 0.5, rel=1e-3)
+    assert float(read_metadata(out)["posthoc_half_life"]) == pytest.approx((lo * hi) ** 0.5, rel=1e-3)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file
 
+from lcsc.checkpoints.format import read_metadata
 from lcsc.data import load_digits_data
 from lcsc.errors import ConfigError
 from lcsc.models import ModelConfig
@@ -17,19 +17,7 @@ from lcsc.training import CheckpointRecorder, PowerEMA, RecordConfig, TrainConfi
 from lcsc.training.phema import SIGMA_REL_MAX, gamma_to_sigma_rel, phema_name, sigma_rel_to_gamma
 from lcsc.training.state import STATE_NAME, load_train_state, save_train_state
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny models gain nothing from more, and they stall when the cores are busy."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-def _meta(path) -> dict[str, str]:
-    with safe_open(str(path), framework="pt") as fh:
-        return fh.metadata()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("sigma_rel", [0.002, 0.01, 0.05, 0.0712, 0.1, 0.2, 0.28, 0.2886])
@@ -122,7 +110,7 @@ def test_recorder_writes_snapshots_at_the_right_steps(tmp_path):
         got = sorted(p.name for p in (tmp_path / "phema" / name).iterdir())
         assert got == [f"phema-{s:09d}.safetensors" for s in (4, 8, 10)]
     path = tmp_path / "phema/sigma-0.100/phema-000000008.safetensors"
-    meta = _meta(path)
+    meta = read_metadata(path)
     assert meta["step"] == "8" and meta["images_seen"] == "32" and meta["data"] == "x"
     assert float(meta["sigma_rel"]) == 0.1 and float(meta["gamma"]) == pytest.approx(6.9372, abs=1e-4)
     assert meta["config"] == '{"kind": "toy"}' and meta["phema_name"] == "sigma-0.100"

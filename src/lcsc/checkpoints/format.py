@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from lcsc.atomic import atomic_path
+from lcsc.errors import CheckpointError
 
-__all__ = ["checkpoint_name", "config_hash", "save_checkpoint"]
+__all__ = ["checkpoint_name", "config_hash", "save_checkpoint", "read_metadata"]
 
 
 def checkpoint_name(step: int, prefix: str = "ckpt") -> str:
@@ -56,3 +58,15 @@ def save_checkpoint(
     with atomic_path(path, suffix=".safetensors") as tmp:
         save_file(tensors, str(tmp), metadata=meta)
     return path
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The safetensors metadata of a checkpoint file (a clear error for a missing or unreadable file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return dict(fh.metadata() or {})
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc

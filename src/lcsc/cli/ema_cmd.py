@@ -10,11 +10,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from lcsc.atomic import write_json
-from lcsc.checkpoints.format import save_checkpoint
+from lcsc.checkpoints.format import read_metadata, save_checkpoint
 from lcsc.cli.common import write_resolved_config
 from lcsc.errors import ConfigError
 from lcsc.merge.posthoc import PROFILE_TOL, PosthocEMA, Reconstruction
@@ -71,14 +70,9 @@ def _floats(text: str, flag: str) -> list[float]:
     return values
 
 
-def _snapshot_meta(path: Path) -> dict[str, str]:
-    with safe_open(str(path), framework="pt") as fh:
-        return fh.metadata() or {}
-
-
 def _save(path: Path, ph: PosthocEMA, rec: Reconstruction) -> Path:
     """Write the reconstruction with its target, error and snapshot list; model config and data from the snapshots."""
-    meta = _snapshot_meta(rec.paths[-1])
+    meta = read_metadata(rec.paths[-1])
     config = json.loads(meta["config"]) if "config" in meta else None
     snaps = [{"path": str(p), "weight": float(w)} for p, w in zip(rec.paths, rec.weights)]
     extra = {k: meta[k] for k in ("data",) if k in meta}

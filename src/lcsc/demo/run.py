@@ -102,7 +102,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, *, progress: bool = True,
     out, clock = Path(out), _Clock(on_stage)
     data = load_digits_data()
     scorer = clock.run("feature spaces and references", Scorer, cfg, data, progress)
-    parts = clock.run("estimate", estimate_parts, cfg, scorer)
+    parts = clock.run("estimate", estimate_parts, cfg, scorer, data)
     estimate = clock.stages["feature spaces and references"] + sum(parts.values())
     if on_stage:
         on_stage("estimate", {"seconds": estimate})
@@ -289,10 +289,10 @@ def _model_seconds(name: str, cfg: DemoConfig, c: dict[str, float]) -> dict[str,
             f"LCSC {name}": search, f"held-out {name}": held}
 
 
-def estimate_parts(cfg: DemoConfig, scorer: Scorer) -> dict[str, float]:
+def estimate_parts(cfg: DemoConfig, scorer: Scorer, data=None) -> dict[str, float]:
     """Seconds per stage of everything after the feature spaces: measured unit costs (a few training steps, a timed
     generation and feature pass per model kind) times the planned work, plus the Inception FIDs with ``--inception``."""
-    data = load_digits_data()
+    data = load_digits_data() if data is None else data
     rounds = [{kind: _unit_costs(kind, cfg, scorer, data) for kind in ("dm", "cm")} for _ in range(2)]
     # the first timings of a fresh process run up to 1.7× slow (allocator, thread pools): the faster of two rounds
     costs = {kind: {k: min(r[kind][k] for r in rounds) for k in rounds[0][kind]} for kind in ("dm", "cm")}

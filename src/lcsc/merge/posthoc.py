@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file
 
+from lcsc.checkpoints.format import read_metadata
 from lcsc.errors import CheckpointError, ConfigError
 from lcsc.merge.profiles import (
     exponential_inner,
@@ -62,8 +62,7 @@ class Reconstruction:
 
 
 def _read_snapshot(path: Path) -> Snapshot:
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
+    meta = read_metadata(path)
     try:
         return Snapshot(path, int(meta["step"]), float(meta["sigma_rel"]), float(meta["gamma"]))
     except (KeyError, ValueError) as exc:

@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from lcsc.checkpoints.format import config_hash
+from lcsc.checkpoints.format import config_hash, read_metadata
 from lcsc.errors import CheckpointError, ConfigError
 from lcsc.models.config import ModelConfig
 from lcsc.models.diffusers_unet import DiffusersUNet
@@ -39,18 +38,6 @@ def build_model(config: ModelConfig) -> GenerativeModel:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The safetensors metadata of a checkpoint file (a clear error for a missing or unreadable file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            return dict(fh.metadata() or {})
-    except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
 
 
 def read_data_info(path: str | Path) -> dict | None:

@@ -9,7 +9,7 @@ from torch import nn
 from lcsc.errors import ConfigError
 from lcsc.rates import half_life_to_rate
 
-__all__ = ["MultiEMA", "half_life_to_rate", "ema_name"]
+__all__ = ["ShadowWeights", "MultiEMA", "half_life_to_rate", "ema_name"]
 
 
 def ema_name(half_life: float | None = None, rate: float | None = None) -> str:
@@ -19,11 +19,46 @@ def ema_name(half_life: float | None = None, rate: float | None = None) -> str:
     return f"rate-{rate:g}"
 
 
-class MultiEMA:
-    """EMAs θ̄ ← γθ̄ + (1−γ)θ of every floating-point tensor of ``model.state_dict()``, one per rate.
+class ShadowWeights:
+    """Shadow copies ("averages") of every floating-point tensor of ``model.state_dict()``, one list per name; the
+    subclasses say how they move. Non-float entries (counters) are copied from the model when a state dict is
+    requested."""
 
-    Non-float entries (counters) are copied from the model when a state dict is requested.
-    """
+    kind = "EMA"
+
+    def __init__(self, model: nn.Module, names) -> None:
+        self.model = model
+        self.keys = [k for k, v in model.state_dict().items() if v.is_floating_point()]
+        self.shadows = {name: [v.detach().clone() for v in self._live()] for name in names}
+
+    def _live(self) -> list[torch.Tensor]:
+        sd = self.model.state_dict()
+        return [sd[k].detach() for k in self.keys]
+
+    def __len__(self) -> int:
+        return len(self.shadows)
+
+    def state_dict_for(self, name: str) -> dict[str, torch.Tensor]:
+        """A full model state dict holding average ``name``'s weights."""
+        sd = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        sd.update(zip(self.keys, self.shadows[name]))
+        return sd
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Flat tensors for a training-state file: ``<name>/<key>``."""
+        return {f"{n}/{k}": t for n, ts in self.shadows.items() for k, t in zip(self.keys, ts)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        missing = [f"{n}/{k}" for n in self.shadows for k in self.keys if f"{n}/{k}" not in state]
+        if missing:
+            raise ConfigError(f"{self.kind} state lacks {len(missing)} tensors (first: {missing[0]})")
+        for name, shadows in self.shadows.items():
+            for k, t in zip(self.keys, shadows):
+                t.copy_(state[f"{name}/{k}"])
+
+
+class MultiEMA(ShadowWeights):
+    """EMAs θ̄ ← γθ̄ + (1−γ)θ of every floating-point tensor of ``model.state_dict()``, one per rate."""
 
     def __init__(self, model: nn.Module, half_lives=(), rates=()) -> None:
         self.rates: dict[str, float] = {}
@@ -33,16 +68,7 @@ class MultiEMA:
             if not 0.0 <= float(r) < 1.0:
                 raise ConfigError(f"EMA rate {r} must be in [0, 1)")
             self.rates[ema_name(rate=float(r))] = float(r)
-        self.model = model
-        self.keys = [k for k, v in model.state_dict().items() if v.is_floating_point()]
-        self.shadows = {name: [v.detach().clone() for v in self._live()] for name in self.rates}
-
-    def _live(self) -> list[torch.Tensor]:
-        sd = self.model.state_dict()
-        return [sd[k].detach() for k in self.keys]
-
-    def __len__(self) -> int:
-        return len(self.rates)
+        super().__init__(model, self.rates)
 
     @torch.no_grad()
     def update(self) -> None:
@@ -52,18 +78,3 @@ class MultiEMA:
         live = self._live()
         for name, rate in self.rates.items():
             torch._foreach_lerp_(self.shadows[name], live, 1.0 - rate)
-
-    def state_dict_for(self, name: str) -> dict[str, torch.Tensor]:
-        """A full model state dict holding EMA ``name``'s weights."""
-        sd = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        sd.update(zip(self.keys, self.shadows[name]))
-        return sd
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """Flat tensors for a training-state file: ``<ema name>/<key>``."""
-        return {f"{n}/{k}": t for n, ts in self.shadows.items() for k, t in zip(self.keys, ts)}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        for name, shadows in self.shadows.items():
-            for k, t in zip(self.keys, shadows):
-                t.copy_(state[f"{name}/{k}"])

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from lcsc.errors import ConfigError
+from lcsc.training.ema import ShadowWeights
 
 __all__ = ["PowerEMA", "SIGMA_REL_MAX", "gamma_to_sigma_rel", "phema_name", "sigma_rel_to_gamma"]
 
@@ -58,12 +59,14 @@ def phema_name(sigma_rel: float) -> str:
     return f"sigma-{float(sigma_rel):.3f}"
 
 
-class PowerEMA:
+class PowerEMA(ShadowWeights):
     """Power-function EMAs of every floating-point tensor of ``model.state_dict()``, one per σ_rel.
 
     :meth:`update` needs the 1-based step (β depends on it). Non-float entries (counters) are copied from the
     model when a state dict is requested.
     """
+
+    kind = "power EMA"
 
     def __init__(self, model: nn.Module, sigma_rels=()) -> None:
         self.sigma_rels: dict[str, float] = {}
@@ -74,20 +77,11 @@ class PowerEMA:
                 raise ConfigError(f"power EMA sigma_rels {list(sigma_rels)}: two of them are both {name}")
             self.gammas[name] = sigma_rel_to_gamma(float(s))
             self.sigma_rels[name] = float(s)
-        self.model = model
-        self.keys = [k for k, v in model.state_dict().items() if v.is_floating_point()]
-        self.shadows = {name: [v.detach().clone() for v in self._live()] for name in self.sigma_rels}
+        super().__init__(model, self.sigma_rels)
 
     @property
     def names(self) -> list[str]:
         return list(self.sigma_rels)
-
-    def _live(self) -> list[torch.Tensor]:
-        sd = self.model.state_dict()
-        return [sd[k].detach() for k in self.keys]
-
-    def __len__(self) -> int:
-        return len(self.sigma_rels)
 
     @staticmethod
     def beta(step: int, gamma: float) -> float:
@@ -104,21 +98,3 @@ class PowerEMA:
         live = self._live()
         for name, gamma in self.gammas.items():
             torch._foreach_lerp_(self.shadows[name], live, 1.0 - self.beta(int(step), gamma))
-
-    def state_dict_for(self, name: str) -> dict[str, torch.Tensor]:
-        """A full model state dict holding power EMA ``name``'s weights."""
-        sd = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        sd.update(zip(self.keys, self.shadows[name]))
-        return sd
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """Flat tensors for a training-state file: ``<name>/<key>``."""
-        return {f"{n}/{k}": t for n, ts in self.shadows.items() for k, t in zip(self.keys, ts)}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        missing = [f"{n}/{k}" for n in self.shadows for k in self.keys if f"{n}/{k}" not in state]
-        if missing:
-            raise ConfigError(f"power EMA state lacks {len(missing)} tensors (first: {missing[0]})")
-        for name, shadows in self.shadows.items():
-            for k, t in zip(self.keys, shadows):
-                t.copy_(state[f"{name}/{k}"])
