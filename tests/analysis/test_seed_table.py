@@ -26,3 +26,15 @@ def test_seed_table_counts_what_holds_on_every_seed():
     assert "LCSC beats EMA* in every space on 2 of 3" in text
     assert "training-cost speed-up claimed on 2 of 3" in text and "NFE reduction claimed on 3 of 3" in text
     assert "EMA* interior at every point on 2 of 3" in text and "edge at 3200" in text
+
+
+def test_seed_table_cli_refuses_a_file_that_is_not_a_demo_report(tmp_path, capsys):
+    import pytest
+
+    from lcsc.analysis.seed_table import main
+
+    bad = tmp_path / "x.json"
+    bad.write_text('{"rows": []}')
+    with pytest.raises(SystemExit) as exc:
+        main([str(bad)])
+    assert exc.value.code == 2 and "not a readable lcsc demo report.json" in capsys.readouterr().err

@@ -72,10 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("reports", nargs="+", type=Path)
     p.add_argument("-o", "--output", type=Path, default=None)
     args = p.parse_args(argv)
+    payloads = []
+    for path in args.reports:
+        try:
+            payload = json.loads(Path(path).read_text())
+            payload["rows"], payload["models"], payload["nfe_match"]  # noqa: B018 - the keys a demo report has
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            p.error(f"{path}: not a readable lcsc demo report.json ({type(exc).__name__}: {exc})")
+        payloads.append(payload)
     text = ("# lcsc demo: seed robustness\n\nOne row per training seed and model, from the report.json of `lcsc demo "
             "--seed S` runs (held-out FD means; a headline counts only where it holds in FD_digits, FD2 and FD3). "
             "Made with `python -m lcsc.analysis.seed_table REPORT.json … -o seeds.md`.\n\n"
-            + seed_table([json.loads(Path(r).read_text()) for r in args.reports]))
+            + seed_table(payloads))
     if args.output:
         write_text(args.output, text)
     else:
