@@ -8,18 +8,13 @@ The quickstart trains on 80% of the digits; this objective searches on half of t
 
 import torch
 
-from lcsc.demo.quickstart import digits_split, quickstart_model
+from lcsc.demo.quickstart import quickstart_model, search_and_held_out
 from lcsc.objectives import ValidationLossObjective
-
-
-def _halves():
-    _, _, x, y = digits_split(seed=0)
-    return (x[: len(x) // 2], y[: len(y) // 2]), (x[len(x) // 2 :], y[len(y) // 2 :])
 
 
 def make_objective() -> ValidationLossObjective:
     """Zero-argument factory: `lcsc search` calls it once and scores every candidate with the result."""
-    search_split, _ = _halves()
+    search_split, _ = search_and_held_out(seed=0)
     return ValidationLossObjective(
         quickstart_model(), torch.nn.functional.cross_entropy, search_split, name="digits_val_loss"
     )
@@ -27,7 +22,7 @@ def make_objective() -> ValidationLossObjective:
 
 def held_out_loss(state_dict) -> float:
     """Loss on the half of the test split the search never saw."""
-    _, held_out = _halves()
+    _, held_out = search_and_held_out(seed=0)
     return ValidationLossObjective(quickstart_model(), torch.nn.functional.cross_entropy, held_out).score(
         state_dict
     )

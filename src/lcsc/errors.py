@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["LCSCError", "CheckpointError", "CoefficientError", "ConfigError", "DataError", "TrainingError"]
+__all__ = [
+    "LCSCError", "CheckpointError", "CoefficientError", "ConfigError", "DataError", "DiskFullError", "TrainingError",
+]
 
 
 class LCSCError(Exception):
@@ -27,3 +29,8 @@ class DataError(LCSCError, ValueError):
 
 class TrainingError(LCSCError, RuntimeError):
     """Training went wrong in a way the user must act on (e.g. the loss became NaN/Inf)."""
+
+
+class DiskFullError(LCSCError, OSError):
+    """A write ran out of disk space (ENOSPC) or quota (EDQUOT). The message names the file; the previous file at
+    that name, if any, is unchanged. Also an :class:`OSError` (``errno`` is set), so ``except OSError`` still works."""

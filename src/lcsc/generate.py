@@ -89,7 +89,7 @@ def generate(model: nn.Module, n: int, generator: torch.Generator | int, *, nfe:
              inputs: SamplingInputs | None = None) -> torch.Tensor:
     """``n`` samples (CPU float32 in [−1, 1]). Randomness comes from ``inputs`` or is drawn from ``generator``
     on the CPU first, so the same seed gives the same images on CPU and GPU. CMs ignore ``solver``."""
-    nfe = nfe or default_nfe(model)
+    nfe = default_nfe(model) if nfe is None else nfe  # (0 is refused, not taken as the default)
     _check(model, nfe, solver)
     if inputs is None:
         inputs = draw_inputs(model.config, n, generator, nfe=nfe, batch_size=batch_size, labels=labels)
@@ -113,7 +113,7 @@ def generate_many(model: nn.Module, states: list[dict[str, torch.Tensor]], input
     (``torch.func.vmap`` over the stacked parameters). Equals :func:`generate` per state up to float rounding."""
     from lcsc.models.stacked import StackedModel
 
-    nfe = nfe or default_nfe(model)
+    nfe = default_nfe(model) if nfe is None else nfe  # (0 is refused, not taken as the default)
     _check(model, nfe, solver)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     stacked = StackedModel(model, states, device)

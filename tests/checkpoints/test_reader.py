@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,7 @@ from safetensors.torch import save_file
 
 from lcsc.checkpoints import CheckpointStack, load_checkpoint, read_step
 from lcsc.errors import CheckpointError
+from lcsc.training.state import load_train_state
 from tests.conftest import make_states, write_states
 
 
@@ -75,9 +79,33 @@ def test_code_running_pickle_is_refused(tmp_path: Path, monkeypatch) -> None:
     marker = tmp_path / "marker"
     monkeypatch.setenv("LCSC_TEST_MARKER", str(marker))
     torch.save({"weight": torch.zeros(2), "evil": _Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(CheckpointError, match="weights_only=False"):
-        load_checkpoint(tmp_path / "evil.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no library warning reaches the user either
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(tmp_path / "evil.pt")
     assert not marker.exists()
+    message = str(info.value)
+    assert "\n" not in message and "\x1b" not in message and "Weights only load failed" not in message
+    assert message.startswith(f"{tmp_path / 'evil.pt'}: refused: loading it needs a pickled object (")
+    assert "could run arbitrary code" in message and "convert it to safetensors" in message
+
+
+def test_pickled_training_state_is_refused_in_one_line(tmp_path: Path) -> None:
+    torch.save({"step": 3, "evil": _Evil()}, tmp_path / "state.pt")
+    with pytest.raises(CheckpointError, match=r"state\.pt: refused: .* could run arbitrary code") as info:
+        load_train_state(tmp_path / "state.pt")
+    assert "\n" not in str(info.value) and "Weights only" not in str(info.value)
+
+
+def test_cli_pickle_refusal_is_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    for step in (1, 2):
+        torch.save({"weight": torch.zeros(2), "evil": _Evil()}, folder / f"ckpt-{step:09d}.pt")
+    proc = subprocess.run([sys.executable, "-m", "lcsc", "inspect", str(folder)], capture_output=True,
+                          text=True, env={**os.environ, "LCSC_TEST_MARKER": str(tmp_path / "marker")})
+    assert proc.returncode == 2 and not (tmp_path / "marker").exists()
+    assert len(proc.stderr.strip().splitlines()) == 1 and "refused: loading it needs a pickled object" in proc.stderr
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"\x00" * 100])

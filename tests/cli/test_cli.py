@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
 from lcsc.cli.main import main
+from lcsc.demo.quickstart import candidate_coefficients
 
 
 def _coeffs(path: Path, steps, values) -> Path:
@@ -98,6 +100,13 @@ def test_quickstart_small(tmp_path: Path, capsys) -> None:
     )
     results = json.loads((out / "results.json").read_text())
     assert len(results["rows"]) == 4 and results["stack"]["K"] == 3
+    rows = results["rows"]  # chosen on the search split, reported on the held-out one
+    assert [r["chosen"] for r in rows] == [r["search_loss"] == min(x["search_loss"] for x in rows) for r in rows]
+    assert all(r["search_loss"] != r["held_out_loss"] for r in rows)
+    saved = json.loads((out / "best_coefficients.json").read_text())["coefficients"]
+    name = next(r["candidate"] for r in rows if r["chosen"])
+    assert np.allclose(saved, candidate_coefficients(3)[name])
+    assert "chosen (*) on the search split" in capsys.readouterr().out
     assert all(abs(r["sum"] - 1) < 1e-9 for r in results["rows"])
     assert (out / "merged.safetensors").is_file() and (out / "config.json").is_file()
     assert (

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from lcsc.cli.main import main
+from lcsc.objectives.base import HELD_OUT_SEED_OFFSET
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +30,21 @@ def test_eval_run_folder_table_json_and_grids(run_dir, capsys):
     assert (run_dir / "eval-samples").is_dir() and (run_dir / "eval.config.json").is_file()
 
 
-def test_eval_held_out_seed_changes_scores(run_dir, tmp_path):
-    ckpt = run_dir / "last.safetensors"
-    assert main(["eval", str(ckpt), "--samples", "64", "--nfe", "1", "-o", str(tmp_path / "a.json")]) == 0
-    assert main(["eval", str(ckpt), "--samples", "64", "--nfe", "1", "--held-out", "-o", str(tmp_path / "b.json")]) == 0
-    a, b = (json.loads((tmp_path / f"{n}.json").read_text())["rows"][0]["fd"] for n in "ab")
-    assert a != b
+def test_eval_defaults_to_held_out_noise_and_warns_on_search_noise(run_dir, tmp_path, capsys):
+    ckpt, common = run_dir / "last.safetensors", ["--samples", "64", "--nfe", "1"]
+    assert main(["eval", str(ckpt), *common, "-o", str(tmp_path / "default.json")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(["eval", str(ckpt), *common, "--held-out", "-o", str(tmp_path / "held.json")]) == 0
+    assert main(["eval", str(ckpt), *common, "--search-noise", "-o", str(tmp_path / "search.json")]) == 0
+    err = capsys.readouterr().err
+    assert sum("warning" in line for line in err.splitlines()) == 1 and "scoring on the search noise (seed 0)" in err
+    default, held, search = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("default", "held", "search"))
+    assert default["noise"] == "held-out" and default["noise_seed"] == HELD_OUT_SEED_OFFSET
+    assert search["noise"] == "search" and search["noise_seed"] == 0
+    assert default["rows"][0]["fd"] == held["rows"][0]["fd"] != search["rows"][0]["fd"]
+    assert default["noise_sha"] != search["noise_sha"]
+    with pytest.raises(SystemExit):
+        main(["eval", str(ckpt), "--held-out", "--search-noise"])
 
 
 def test_eval_bad_input(run_dir, tmp_path, capsys):
@@ -50,3 +60,17 @@ def test_search_window_with_no_objective_flag(run_dir, tmp_path, capsys):
                  "--nfe", "1", "-o", str(out)]) == 0
     card = (out / "provenance.json").read_text()
     assert "fd_digits" in card
+
+
+def test_eval_reports_kid_x1e3_with_its_feature_space(run_dir, tmp_path, capsys, monkeypatch):
+    import lcsc.metrics.evaluate
+
+    monkeypatch.setattr(lcsc.metrics.evaluate, "kernel_inception_distance", lambda *a, **k: (0.00123, 0.0004))
+    out = tmp_path / "kid.json"
+    assert main(["eval", str(run_dir / "last.safetensors"), "--samples", "32", "--nfe", "1", "--metrics", "kid",
+                 "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "KID×10³" in printed and "(all in digits)" in printed and "    1.230 " in printed
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["kid_x1e3"] == pytest.approx(1.23) and row["kid_std_x1e3"] == pytest.approx(0.4)
+    assert row["kid_features"] == "digits" and "kid" not in row and row["fd"] is None

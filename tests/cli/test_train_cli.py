@@ -10,7 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lcsc.cli.main import main
+from lcsc.cli.main import build_parser, main
+from lcsc.cli.train_cmd import config_from_args
 from lcsc.models import load_model
 
 TINY = ["--iterations", "12", "--batch-size", "16", "--channels", "8", "--record-window", "6",
@@ -90,3 +91,17 @@ def test_faster_training_flags(tmp_path):
     assert saved["optim"]["schedule"] == "mdlrc" and saved["optim"]["beta_min"] == 0.7
     assert saved["optim"]["decay_steps"] == 5
     assert main(["train", "dm", *TINY, "--momentum", "adamw-ish", "-o", str(tmp_path / "bad")]) == 2
+
+
+def test_target_ema_flag_reaches_the_config(tmp_path, capsys):
+    """--target-ema MU sets ConsistencyConfig.target_ema (default 0); out of range, or on a DM, exits 2 in one line."""
+    args = build_parser().parse_args(["train", "cm", "--target-ema", "0.95", "-o", str(tmp_path)])
+    assert config_from_args(args).consistency.target_ema == 0.95
+    default = build_parser().parse_args(["train", "cm", "-o", str(tmp_path)])
+    assert config_from_args(default).consistency.target_ema == 0.0
+    for kind, value, message in [("cm", "1.5", "--target-ema) 1.5 must be in [0, 1)"),
+                                 ("cm", "-0.1", "must be in [0, 1)"), ("dm", "0.9", "--target-ema is for")]:
+        assert main(["train", kind, *TINY, "--target-ema", value, "-o", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "run").exists()

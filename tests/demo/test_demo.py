@@ -6,16 +6,62 @@ import json
 import math
 
 import pytest
+import torch
 
+import lcsc.generate
+import lcsc.objectives.generative
 from lcsc.cli.main import main
+from lcsc.demo import run as demo_run
 from lcsc.demo.config import DemoConfig
 from lcsc.demo.report import REPORT_KEYS
+from lcsc.demo.scoring import check_seed_separation
 from lcsc.errors import ConfigError
+from lcsc.objectives.base import noise_fingerprint
 
 
-def test_quick_demo_writes_a_complete_report(tmp_path, capsys):
-    out = tmp_path / "demo"
+class _NoiseRecorder:
+    """Records the noise of every sampling run (as a fingerprint) with the demo stage it happened in, and which
+    finalist scores EMA* was chosen from."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.phase, self.draws, self.grid_finalists, self.chosen_from = "other", [], [], []
+        for module in (lcsc.generate, lcsc.objectives.generative):
+            monkeypatch.setattr(module, "draw_inputs", self._recording(module.draw_inputs))
+        monkeypatch.setattr(demo_run, "ema_grid_scores", self._phase("grid", demo_run.ema_grid_scores))
+        monkeypatch.setattr(demo_run, "lcsc_search", self._phase("search", demo_run.lcsc_search))
+        choice = demo_run.ema_star_choice
+        monkeypatch.setattr(demo_run, "ema_star_choice", lambda cfg, s: (self.chosen_from.append(s), choice(cfg, s))[1])
+
+    def _recording(self, fn):
+        def draw(config, n, generator, **kw):
+            g = torch.Generator().manual_seed(generator) if isinstance(generator, int) else generator
+            clone = torch.Generator()
+            clone.set_state(g.get_state())
+            self.draws.append((self.phase, noise_fingerprint(clone)))
+            return fn(config, n, g, **kw)
+        return draw
+
+    def _phase(self, name: str, fn):
+        def wrapped(run, cfg, *args, **kw):
+            self.phase = name
+            try:
+                return fn(run, cfg, *args, **kw)
+            finally:
+                self.phase = "other"
+                if name == "grid":
+                    self.grid_finalists.extend(run.ema_finalists.values())
+        return wrapped
+
+
+def test_quick_demo_writes_a_complete_report(tmp_path, capsys, monkeypatch):
+    out, recorder = tmp_path / "demo", _NoiseRecorder(monkeypatch)
     assert main(["demo", "--quick", "-o", str(out)]) == 0
+    noise = check_seed_separation(DemoConfig.quick())
+    chosen_on = {fp for phase, fp in recorder.draws if phase in ("grid", "search")}
+    assert chosen_on and chosen_on <= noise["search"], "EMA* and LCSC must be chosen on search noise only"
+    reported_on = {fp for phase, fp in recorder.draws if phase == "other"}
+    assert noise["held_out"] <= reported_on and not noise["held_out"] & chosen_on
+    assert recorder.chosen_from and all(any(c is g for g in recorder.grid_finalists) for c in recorder.chosen_from)
     printed = capsys.readouterr().out
     assert "LCSC" in printed and "EMA*" in printed
     report = out / "report"
@@ -36,7 +82,7 @@ def test_quick_demo_writes_a_complete_report(tmp_path, capsys):
         for key in ("fd_mean", "fd_std", "fd2_mean", "fd3_mean"):
             assert isinstance(r[key], float) and math.isfinite(r[key]), (r, key)
         if r["main"]:
-            assert all(isinstance(r[k], float) for k in ("kid", "precision", "recall")), r
+            assert all(isinstance(r[k], float) for k in ("kid_x1e3", "precision", "recall")), r
     early = [r for r in rows if r["method"] == "LCSC" and r["iteration"] == cfg.early_point]
     assert len(early) == 2 and all(r["speedup_iters"] > 0 and r["speedup_with_search"] > 0 for r in early)
     assert all(r["speedup_with_search"] <= r["speedup_iters"] for r in early)
@@ -81,3 +127,13 @@ def test_demo_config_validation():
     cfg = DemoConfig(search_optimizer="sep-cmaes", search_space="ema-basis:8", search_racing=True)
     sc = cfg.search_config(40)
     assert (sc.evals, sc.optimizer, sc.space, sc.racing, sc.seed) == (40, "sep-cmaes", "ema-basis:8", True, 0)
+
+
+def test_demo_search_noise_never_meets_held_out_noise(monkeypatch):
+    for seed in range(4):
+        for cfg in (DemoConfig(seed=seed), DemoConfig.quick(seed=seed)):
+            noise = check_seed_separation(cfg)
+            assert len(noise["held_out"]) == cfg.eval_seeds and not noise["search"] & noise["held_out"]
+    monkeypatch.setattr("lcsc.demo.scoring.HELD_OUT_SEED_OFFSET", 2**32)  # another integer, the same noise
+    with pytest.raises(ConfigError, match="draws the same noise as a search seed"):
+        check_seed_separation(DemoConfig())

@@ -70,3 +70,22 @@ def test_subset_size_is_capped_and_errors():
         kernel_inception_distance(a[:1], b)
     with pytest.raises(ConfigError, match="4 vs 5"):
         kernel_inception_distance(a, rng.standard_normal((7, 5)))
+
+
+def test_eval_result_reports_kid_x1e3_and_its_feature_space():
+    from lcsc.data import ImageData
+    from lcsc.metrics import CallableFeatures, evaluate_images, reference_set
+
+    gen = torch.Generator().manual_seed(0)
+    real = ImageData(torch.rand(300, 1, 4, 4, generator=gen) * 2 - 1, torch.zeros(300, dtype=torch.long), 1, "rand")
+    fake = (torch.rand(200, 1, 4, 4, generator=gen) * 1.6 - 0.6).clamp(-1, 1)
+    space = CallableFeatures(lambda x: x.flatten(1), "pixels", id="pixels-v1")
+    ref = reference_set(real, space, cache=False)
+    r = evaluate_images(fake, ref, space, ("kid",), kid_subsets=7, kid_subset_size=150, seed=3)
+    raw, raw_std = kernel_inception_distance(ref.features, space(fake).numpy(), 7, 150, seed=3)
+    assert r.kid == pytest.approx(raw, rel=1e-12) and r.kid_std == pytest.approx(raw_std, rel=1e-12)  # library: raw
+    d = r.to_dict()
+    assert d["kid_x1e3"] == pytest.approx(1000 * raw, rel=1e-12) and d["kid_std_x1e3"] == pytest.approx(1000 * raw_std)
+    assert d["kid_features"] == "pixels" and "kid" not in d and "kid_std" not in d and raw > 0
+    none = evaluate_images(fake, ref, space, ("fd",)).to_dict()
+    assert none["kid_x1e3"] is None and none["kid_features"] is None

@@ -7,6 +7,7 @@ import torch
 
 from lcsc.errors import ConfigError
 from lcsc.objectives import FunctionObjective, SeededObjective, ValidationLossObjective, load_objective
+from lcsc.objectives.base import VALIDATION_SEED_OFFSET, check_noise_separation, noise_fingerprint
 
 
 def test_validation_loss_matches_direct_computation() -> None:
@@ -68,5 +69,17 @@ def test_seeded_objective_same_noise_twice_and_held_out_differs() -> None:
     assert obj.score({}) == obj.score({})
     held = obj.held_out()
     assert held.role == "held_out" and obj.role == "search" and held.score({}) != obj.score({})
-    with pytest.raises(ConfigError, match="must differ"):
+    with pytest.raises(ConfigError, match="draws the same noise"):
         _Sampler(noise_seed=1, held_out_seed=1)
+
+
+def test_noise_guard_compares_the_noise_not_the_seed_integers() -> None:
+    """CPU seeds alias modulo 2**32: seed s + 2**32 is another integer but the same noise."""
+    same = [noise_fingerprint(torch.Generator().manual_seed(s)) for s in (7, 7 + 2**32, 7 + 2 * 2**32)]
+    assert len(set(same)) == 1 and noise_fingerprint(torch.Generator().manual_seed(8)) != same[0]
+    with pytest.raises(ConfigError, match="draws the same noise as the search seed 7"):
+        _Sampler(noise_seed=7, held_out_seed=7 + 2**32)
+    aliased_validation = _Sampler(noise_seed=7, held_out_seed=7 + VALIDATION_SEED_OFFSET)  # held-out = validation
+    with pytest.raises(ConfigError, match="validation noise .* identical to the held-out noise"):
+        check_noise_separation(aliased_validation)
+    check_noise_separation(_Sampler(noise_seed=7))

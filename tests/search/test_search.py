@@ -175,6 +175,26 @@ def test_held_out_objective_is_refused(merger: StackMerger, tmp_path: Path) -> N
         run_search(merger, held, SearchConfig(evals=8), tmp_path, progress=False)
 
 
+class _AliasedHeldOut(_Noise):
+    """A held-out copy whose seed differs from the search seed by 2**32: another integer, the same CPU noise."""
+
+    def held_out(self):
+        other = super().held_out()
+        other.noise_seed = self.noise_seed + 2**32
+        return other
+
+
+def test_search_refuses_held_out_noise_equal_to_its_own_noise(merger: StackMerger, tmp_path: Path) -> None:
+    obj = _AliasedHeldOut(noise_seed=3)
+    assert obj.held_out().noise_seed != obj.noise_seed and obj.held_out().score({}) == obj.score({})
+    with pytest.raises(ConfigError, match="held-out noise .* is identical to the search noise"):
+        run_search(merger, obj, SearchConfig(evals=8), tmp_path / "a", progress=False)
+    assert not (tmp_path / "a" / "journal.jsonl").exists()
+    run_search(merger, _Noise(noise_seed=3), SearchConfig(evals=8), tmp_path / "b", progress=False)
+    header = Journal.load(tmp_path / "b" / "journal.jsonl").header
+    assert header["objective"]["noise_sha"] == _Noise(noise_seed=3).noise_fingerprint()
+
+
 def test_max_time_stops_early(merger: StackMerger, tmp_path: Path) -> None:
     import time
 

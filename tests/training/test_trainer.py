@@ -14,6 +14,7 @@ from lcsc.errors import CheckpointError, ConfigError
 from lcsc.models import ModelConfig
 from lcsc.training import RecordConfig, TrainConfig, Trainer, train
 from lcsc.training.log import read_log
+from lcsc.training.state import restore_generator
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +134,36 @@ def test_faster_training_plugins_survive_resume(tmp_path, digits):
     assert resumed.optimizer.param_groups[0]["betas"] == full.optimizer.param_groups[0]["betas"]
     log = read_log(tmp_path / "part/log.jsonl")
     assert log[-1]["beta1"] < 0.9 and log[-1]["lr"] < 1e-3
+
+
+class _CudaLikeGenerator:
+    """Stands in for a CUDA generator: like torch's, ``set_state`` takes only a CPU uint8 tensor."""
+
+    device = torch.device("cuda")
+
+    def __init__(self) -> None:
+        self.state = None
+
+    def set_state(self, state: torch.Tensor) -> None:
+        if state.device.type != "cpu" or state.dtype != torch.uint8:
+            raise TypeError("RNG state must be a torch.ByteTensor")
+        self.state = state
+
+
+def test_resume_on_cuda_hands_the_generator_a_cpu_state(tmp_path, digits, monkeypatch):
+    """The CUDA resume bug: the saved state was moved to the GPU before set_state, which CUDA generators refuse."""
+    cfg = _config(iterations=5)
+    trainer = Trainer(cfg, tmp_path, data=digits, progress=False)
+    trainer.run()
+    saved = trainer.noise_gen.get_state()
+    trainer.noise_gen, trainer.device = _CudaLikeGenerator(), torch.device("cuda")
+    trainer._restore()
+    assert torch.equal(trainer.noise_gen.state, saved) and trainer.step == 5
+
+
+def test_resume_with_another_generator_kind_is_one_clear_error(tmp_path):
+    cuda_state = torch.zeros(16, dtype=torch.uint8)  # a CUDA (Philox) state: seed and offset
+    with pytest.raises(CheckpointError, match=r"state\.pt: the saved random-generator state does not fit this run's "
+                                              r"cpu generator .*; resume on the device") as info:
+        restore_generator(torch.Generator(), cuda_state, tmp_path / "state.pt")
+    assert "\n" not in str(info.value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
+from lcsc.checkpoints.safe_load import safe_torch_load
 from lcsc.errors import CheckpointError
 
 __all__ = [
@@ -135,24 +135,24 @@ def _load_safetensors(path: Path, key: str | None) -> tuple[dict[str, torch.Tens
 
 def _torch_load(path: Path) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"{path}: refused: this pickle needs weights_only=False, i.e. it would run arbitrary code to load "
-            f"({str(exc).splitlines()[0][:200]}). Re-save it as a plain state dict or as safetensors."
-        ) from None
+        return safe_torch_load(path, mmap=True)
+    except CheckpointError:
+        raise
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         # mmap=True fails on legacy (non-zip) files: retry without it before calling the file corrupt.
         if "mmap" in str(exc) or "zip" in str(exc).lower():
             try:
-                return torch.load(path, map_location="cpu", weights_only=True)
-            except pickle.UnpicklingError as exc2:
-                raise CheckpointError(f"{path}: refused: needs weights_only=False ({exc2})") from None
+                return safe_torch_load(path)
+            except CheckpointError:
+                raise
             except Exception as exc2:  # noqa: BLE001 - any failure here means the file is unusable
-                raise CheckpointError(
-                    f"{path}: corrupt, truncated or not a PyTorch checkpoint ({exc2})"
-                ) from None
-        raise CheckpointError(f"{path}: corrupt, truncated or not a PyTorch checkpoint ({exc})") from None
+                raise CheckpointError(f"{path}: corrupt, truncated or not a PyTorch checkpoint "
+                                      f"({_first_line(exc2)})") from None
+        raise CheckpointError(f"{path}: corrupt, truncated or not a PyTorch checkpoint ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _unwrap(path: Path, obj: Any, key: str | None) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
-from lcsc.atomic import atomic_path
+from lcsc.atomic import STALE_TEMP_AGE_S, atomic_path, remove_stale_temps
 from lcsc.checkpoints.build import STORAGE_DTYPES, BuildResult, build_rows, npy_header, numpy_view
 from lcsc.checkpoints.cache import (
     CacheFiles,
@@ -24,7 +25,7 @@ from lcsc.checkpoints.cache import (
 )
 from lcsc.checkpoints.layout import Layout
 from lcsc.checkpoints.reader import discover_checkpoints, read_step, weights_file
-from lcsc.errors import CheckpointError
+from lcsc.errors import CheckpointError, DiskFullError
 
 __all__ = ["CheckpointStack"]
 
@@ -106,15 +107,25 @@ class CheckpointStack:
             matrix = matrix_box[0] if order == sorted(order) else matrix_box[0][order].contiguous()
             return cls._assemble(result, order, matrix, None, "in memory (no cache)")
         files = cache_files(paths, key, storage, Path(cache_dir) if cache_dir else default_cache_dir(paths))
-        if files.exists():
-            with contextlib.suppress(OSError, ValueError, KeyError):
+        if files.exists():  # a complete cache (the sidecar is written last); an unreadable one is rebuilt
+            with contextlib.suppress(OSError, ValueError, KeyError, SafetensorError):
                 return cls._from_cache(files, dtype)
-        return cls._build_cache(paths, files, key, dtype, progress)
+        try:
+            return cls._build_cache(paths, files, key, dtype, progress)
+        except DiskFullError as exc:
+            err = DiskFullError(f"{exc} (or open the stack without a cache file: --no-cache / cache=False, or "
+                                "put the cache on another disk: --cache-dir / cache_dir= / LCSC_CACHE_DIR)")
+            err.errno = exc.errno
+            raise err from exc
 
     @classmethod
     def _build_cache(
         cls, paths: list[Path], files: CacheFiles, key: str | None, dtype: torch.dtype, progress: bool
     ):
+        """Write the matrix, then the extras, then the sidecar that marks the cache complete. A build that fails
+        leaves no cache files; one that was killed leaves no sidecar (so the next open rebuilds) and temp files
+        that a later build deletes once they are :data:`~lcsc.atomic.STALE_TEMP_AGE_S` old."""
+        remove_stale_temps(files.matrix.parent, older_than_s=STALE_TEMP_AGE_S)
         with atomic_path(files.matrix) as tmp:
             with open(tmp, "wb") as fh:
 
@@ -126,8 +137,14 @@ class CheckpointStack:
             order = _step_order(result)
             if order != sorted(order):
                 _reorder_rows(tmp, order)
-        stack = cls._assemble(result, order, map_matrix(files.matrix, dtype), files, "built")
-        write_sidecar(files, stack._sidecar_info(), stack.extras)
+        try:
+            stack = cls._assemble(result, order, map_matrix(files.matrix, dtype), files, "built")
+            write_sidecar(files, stack._sidecar_info(), stack.extras)
+        except BaseException:
+            for path in (files.sidecar, files.extras, files.matrix):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            raise
         remove_stale(files)
         return stack
 

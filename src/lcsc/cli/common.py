@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lcsc import __version__
-from lcsc.atomic import write_json
+from lcsc.atomic import check_writable, write_json
 from lcsc.checkpoints import CheckpointStack
 
 __all__ = ["add_stack_options", "open_stack", "human_bytes", "write_resolved_config"]
@@ -32,6 +32,8 @@ def add_stack_options(p: argparse.ArgumentParser) -> None:
 
 
 def open_stack(args: argparse.Namespace) -> CheckpointStack:
+    if args.cache_dir is not None and not args.no_cache:
+        check_writable(args.cache_dir, folder=True)
     return CheckpointStack.open(
         args.checkpoints,
         key=args.key,

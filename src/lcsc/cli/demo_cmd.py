@@ -7,6 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from lcsc.atomic import check_writable
 from lcsc.cli.common import write_resolved_config
 from lcsc.demo.config import DemoConfig
 
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from lcsc.report.tables import markdown_table
 
     cfg = config_from_args(args)
+    check_writable(args.output, folder=True)
     result = run_demo(cfg, args.output, progress=sys.stderr.isatty(), on_stage=_on_stage)
     report_dir = args.output / "report"
     paths = write_demo_report(result, report_dir)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from lcsc.atomic import write_json
+from lcsc.atomic import check_writable, write_json
 from lcsc.checkpoints.format import read_metadata, save_checkpoint
 from lcsc.cli.common import write_resolved_config
 from lcsc.errors import ConfigError
@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         return _sweep(args, ph, step)
     if args.output.suffix != ".safetensors":
         raise ConfigError(f"{args.output}: output must end in .safetensors")
+    check_writable(args.output)
     rec = ph.coefficients(step, sigma_rel=args.sigma_rel, half_life=args.half_life)
     _save(args.output, ph, rec)
     config_path = args.output.with_name(args.output.stem + ".config.json")
@@ -154,6 +155,7 @@ def _scores(objective, ph: PosthocEMA, recs: list[Reconstruction]) -> list[float
 
 def _sweep(args: argparse.Namespace, ph: PosthocEMA, step: int) -> int:
     """Reconstruct and score every σ_rel of the grid; write sweep.json, sweep.png, best.safetensors."""
+    check_writable(args.output, folder=True)
     grid = _grid(args, ph, step)
     recs = [ph.coefficients(step, sigma_rel=s) for s in grid]  # every bad value fails before any scoring
     objective = _objective(args, [recs[-1].paths[-1]])

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from lcsc.atomic import write_json
+import torch
+
+from lcsc.atomic import check_writable, write_json
 from lcsc.cli.common import write_resolved_config
 from lcsc.metrics.checkpoint_eval import evaluate_checkpoints, expand_targets
 from lcsc.metrics.spaces import FEATURE_SPACES
-from lcsc.objectives.base import HELD_OUT_SEED_OFFSET
+from lcsc.objectives.base import HELD_OUT_SEED_OFFSET, noise_fingerprint
 from lcsc.report.grid import save_image_grid
 
 __all__ = ["register"]
@@ -26,8 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--features", choices=FEATURE_SPACES, default=None,
                    help="feature space (default: digits for digits runs, inception otherwise)")
     p.add_argument("--data", default=None, help="reference data (default: what the checkpoint was trained on)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (the search seed; see --held-out)")
-    p.add_argument("--held-out", action="store_true", help=f"use the held-out seed (seed + {HELD_OUT_SEED_OFFSET})")
+    p.add_argument("--seed", type=int, default=0,
+                   help=f"the search's --seed; scores use its held-out noise (seed + {HELD_OUT_SEED_OFFSET})")
+    noise = p.add_mutually_exclusive_group()
+    noise.add_argument("--search-noise", action="store_true",
+                       help="score on the search noise itself (biased for a searched merge; prints a warning)")
+    noise.add_argument("--held-out", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old scripts
     p.add_argument("--device", default="cpu")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="JSON results (default: RUN/eval.json for a run folder, else ./eval.json)")
@@ -38,7 +45,7 @@ def _row(name: str, r) -> str:
     def f(v, w=9, p=4):
         return f"{'—':>{w}}" if v is None else f"{v:>{w}.{p}f}"
 
-    return (f"{name:<44} {f(r.fd, 10, 3)} {f(r.kid, 9, 5)} {f(r.precision, 6, 3)} {f(r.recall, 6, 3)} "
+    return (f"{name:<44} {f(r.fd, 10, 3)} {f(r.kid_x1e3, 9, 3)} {f(r.precision, 6, 3)} {f(r.recall, 6, 3)} "
             f"{f(r.inception_score, 6, 3)}")
 
 
@@ -52,22 +59,27 @@ def _display_name(path: Path, targets: list[Path]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     paths = expand_targets(args.targets)
-    seed = args.seed + HELD_OUT_SEED_OFFSET if args.held_out else args.seed
+    out = args.output or (args.targets[0] / "eval.json" if args.targets[0].is_dir() else Path("eval.json"))
+    check_writable(out)  # before sampling: a bad output path fails now, not after the evaluation
+    seed = args.seed if args.search_noise else args.seed + HELD_OUT_SEED_OFFSET
+    if args.search_noise:
+        print(f"lcsc eval: warning: scoring on the search noise (seed {seed}); a merge searched on this noise scores "
+              "better here than it generalises — omit --search-noise to report held-out noise", file=sys.stderr)
     evals = evaluate_checkpoints(paths, features=args.features, metrics=args.metrics, num_samples=args.samples,
                                  nfe=args.nfe, solver=args.solver, seed=seed, data=args.data, device=args.device,
                                  progress=True)
     space = evals[0].result.features
-    out = args.output or (args.targets[0] / "eval.json" if args.targets[0].is_dir() else Path("eval.json"))
-    print(f"\n{len(paths)} checkpoint(s), {args.samples} samples each, features {space}, seed {seed}"
-          f"{' (held-out)' if args.held_out else ''}")
-    print(f"{'checkpoint':<44} {'FD':>10} {'KID':>9} {'prec':>6} {'recall':>6} {'IS':>6}")
+    role = "search" if args.search_noise else "held-out"
+    print(f"\n{len(paths)} checkpoint(s), {args.samples} samples each, features {space}, {role} noise (seed {seed})")
+    print(f"{'checkpoint':<44} {'FD':>10} {'KID×10³':>9} {'prec':>6} {'recall':>6} {'IS':>6}  (all in {space})")
     rows = []
     for e in evals:
         name = _display_name(e.path, args.targets)
         print(_row(name[-44:], e.result))
         grid = save_image_grid(e.samples, out.parent / f"{out.stem}-samples" / f"{e.path.parent.name}-{e.path.stem}.png")
         rows.append({"checkpoint": str(e.path), "step": e.step, **e.result.to_dict(), "samples_png": str(grid)})
-    write_json(out, {"seed": seed, "held_out": args.held_out, "rows": rows})
+    write_json(out, {"seed": args.seed, "noise_seed": seed, "noise": role,
+                     "noise_sha": noise_fingerprint(torch.Generator().manual_seed(seed)), "rows": rows})
     write_resolved_config(out.with_suffix(".config.json"), "eval", args)
     print(f"wrote {out} and sample grids in {out.parent / (out.stem + '-samples')}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lcsc.atomic import check_writable
 from lcsc.cli.common import add_stack_options, human_bytes, open_stack, write_resolved_config
 from lcsc.errors import ConfigError
 from lcsc.merge import Coefficients, merge_coefficients, save_merged
@@ -28,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.output.suffix != ".safetensors":
         raise ConfigError(f"{args.output}: output must end in .safetensors")
+    check_writable(args.output)
     coeffs = Coefficients.load(args.coeffs, renormalize=args.renormalize)
     stack = open_stack(args)
     merged = merge_coefficients(stack, coeffs, device=args.device)

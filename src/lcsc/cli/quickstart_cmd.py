@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lcsc.atomic import write_json
+from lcsc.atomic import check_writable, write_json
 from lcsc.cli.common import human_bytes, write_resolved_config
 from lcsc.demo.quickstart import QuickstartConfig, run_quickstart
 
@@ -27,18 +27,19 @@ def run(args: argparse.Namespace) -> int:
     cfg = QuickstartConfig(
         iterations=args.iterations, window=args.window, interval=args.interval, seed=args.seed
     )
-    res = run_quickstart(cfg, args.output)
+    res = run_quickstart(cfg, check_writable(args.output, folder=True))
     s = res.stack_summary
     print(f"\nrecorded {s['K']} checkpoints (steps {s['steps'][0]}…{s['steps'][-1]}) in {res.checkpoint_dir}")
     print(
         f"stack: K={s['K']} × P={s['P']:,} {s['storage']}, {human_bytes(s['stack_bytes'])}, cache {s['cache_state']}"
     )
     print(f"merged {len(res.rows)} candidates in one pass: {res.timings['merge_many_s'] * 1e3:.1f} ms\n")
-    print(f"{'candidate':<40} {'held-out loss':>13} {'accuracy':>9} {'min a_k':>8}")
+    print("chosen (*) on the search split's loss; reported on the held-out split, which chose nothing")
+    print(f"{'candidate':<42} {'search loss':>11} {'held-out loss':>13} {'accuracy':>9} {'min a_k':>8}")
     for r in res.rows:
-        print(
-            f"{r['candidate']:<40} {r['held_out_loss']:>13.4f} {r['held_out_accuracy']:>9.3f} {r['min_coefficient']:>8.3f}"
-        )
+        name = ("* " if r["chosen"] else "  ") + r["candidate"]
+        print(f"{name:<42} {r['search_loss']:>11.4f} {r['held_out_loss']:>13.4f} {r['held_out_accuracy']:>9.3f} "
+              f"{r['min_coefficient']:>8.3f}")
     write_json(args.output / "results.json", {"rows": res.rows, "stack": s, "timings": res.timings})
     write_resolved_config(args.output / "config.json", "quickstart", args, {"quickstart": vars(cfg)})
     print(f"\nwrote {args.output}/results.json, best_coefficients.json, merged.safetensors, config.json")

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lcsc.atomic import write_json
+from lcsc.atomic import check_writable, write_json
 from lcsc.cli.common import add_stack_options, open_stack
+from lcsc.devices import check_device
 from lcsc.errors import ConfigError
 from lcsc.merge import Coefficients, StackMerger, groups_by_prefix
+from lcsc.metrics.evaluate import KID_SCALE, kid_label
 from lcsc.objectives import builtin_objective, is_builtin, load_objective
 from lcsc.objectives.cross_space import cross_space_objectives, cross_space_report
 from lcsc.search import SearchConfig, run_search, write_search_outputs
@@ -21,6 +23,8 @@ __all__ = ["register"]
 
 _SAVED = "search_args.json"
 _RESUME_KEPT = ("optimizer", "space", "popsize", "racing", "race_fraction", "race_keep")  # refused if changed
+_RESUME_TAKEN = ("objective", "direction", "generation_size", "parents", "sigma", "mix_prob", "convex", "groups", "seed",
+                 "half_lives", "interval", "key", "storage", "device")  # always the saved values
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -105,17 +109,15 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     if args.resume is None:
         if not args.checkpoints or not args.output:
             raise ConfigError("search needs CKPT_DIR and -o OUT_DIR (or --resume OUT_DIR)")
+        check_writable(args.output, folder=True)
         args.objective = args.objective or "auto"
         args.evals = args.evals if args.evals is not None else SearchConfig().evals
         _fill_defaults(args)
         return args
-    saved_path = args.resume / _SAVED
-    if not saved_path.is_file():
-        raise ConfigError(f"{args.resume}: no {_SAVED}; is this a search output folder?")
-    saved = json.loads(saved_path.read_text())
-    for key in ("objective", "direction", "generation_size", "parents", "sigma", "mix_prob", "convex", "groups",
-                "seed", "half_lives", "interval", "key", "storage", "device"):  # fmt: skip
+    saved = _read_saved(args.resume)
+    for key in _RESUME_TAKEN:
         setattr(args, key, saved[key])
+    check_device(args.device)  # the saved one: this machine may lack it
     for key, default in (("samples", 1000), ("nfe", None), ("solver", "dpm-solver"), ("data", None),
                          ("noise_seed", 0)):
         setattr(args, key, saved.get(key, default))
@@ -130,6 +132,23 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     args.init_coeffs = [Path(p) for p in saved["init_coeffs"]]
     args.output = args.resume
     return args
+
+
+def _read_saved(folder: Path) -> dict:
+    """The options a search saved in ``folder`` (a clear error when they are missing or damaged)."""
+    path = folder / _SAVED
+    if not path.is_file():
+        raise ConfigError(f"{folder}: no {_SAVED}; is this a search output folder?")
+    try:
+        saved = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc}); the saved search options are damaged") from None
+    required = (*_RESUME_TAKEN, "evals", "checkpoints", "init_coeffs")
+    missing = [k for k in required if k not in saved] if isinstance(saved, dict) else list(required)
+    if missing:
+        raise ConfigError(f"{path}: saved search options lack {', '.join(missing)}; the file is damaged or not "
+                          "written by lcsc search")
+    return saved
 
 
 def _resumed(args: argparse.Namespace, saved: dict, key: str, default):
@@ -152,8 +171,10 @@ def _groups(spec: str | None, stack) -> dict[str, list[str]] | None:
     if spec is None:
         return None
     if spec.startswith("prefix"):
-        depth = int(spec.split(":")[1]) if ":" in spec else 1
-        return groups_by_prefix(stack.layout, depth)
+        depth = spec.partition(":")[2] or "1"
+        if not depth.isdigit() or int(depth) < 1:
+            raise ConfigError(f"--groups {spec!r}: expected prefix or prefix:DEPTH with an integer DEPTH >= 1")
+        return groups_by_prefix(stack.layout, int(depth))
     try:
         groups = json.loads(Path(spec).read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -183,8 +204,27 @@ def _objective(args: argparse.Namespace):
                              progress=sys.stderr.isatty(), batched=bool(getattr(args, "batched_sampling", False)))
 
 
-def _on_event(kind: str, info: dict) -> None:
-    if kind == "estimate":
+def _half_lives(text) -> tuple[float, ...] | None:
+    if not isinstance(text, str):
+        return text  # None, or the saved list of a resumed search
+    try:
+        return tuple(float(h) for h in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--half-lives {text!r}: expected comma-separated numbers of iterations") from None
+
+
+def _save_args(args: argparse.Namespace) -> None:
+    """What ``--resume`` needs; written once every setting has been checked (a refused search writes nothing)."""
+    args.output.mkdir(parents=True, exist_ok=True)
+    saved = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
+    saved.update(checkpoints=[str(p) for p in args.checkpoints], init_coeffs=[str(p) for p in args.init_coeffs])
+    write_json(args.output / _SAVED, saved)
+
+
+def _on_event(kind: str, info: dict, args: argparse.Namespace) -> None:
+    if kind == "ready" and args.resume is None:
+        _save_args(args)
+    elif kind == "estimate":
         print(
             f"estimated time for the rest: {info['total_s'] / 60:.1f} min ({info['seconds_per_eval']:.2f} s/eval)",
             file=sys.stderr,
@@ -193,11 +233,7 @@ def _on_event(kind: str, info: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     args = _resolve(args)
-    half_lives = (
-        tuple(float(h) for h in args.half_lives.split(","))
-        if isinstance(args.half_lives, str)
-        else args.half_lives
-    )
+    half_lives = _half_lives(args.half_lives)
     config = SearchConfig(
         evals=args.evals, generation_size=args.generation_size, parents=args.parents, sigma=args.sigma,
         mix_prob=args.mix_prob, convex=args.convex, seed=args.seed, max_time=args.max_time,
@@ -210,15 +246,8 @@ def run(args: argparse.Namespace) -> int:
     stack = open_stack(args)
     merger = StackMerger(stack, _groups(args.groups, stack), device=args.device)
     initial = _initial(args.init_coeffs, merger)
-    if args.resume is None:
-        args.output.mkdir(parents=True, exist_ok=True)
-        saved = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
-        saved.update(
-            checkpoints=[str(p) for p in args.checkpoints], init_coeffs=[str(p) for p in args.init_coeffs]
-        )
-        write_json(args.output / _SAVED, saved)
     result = run_search(merger, objective, config, args.output, initial=initial, resume=args.resume is not None,
-                        progress=True, on_event=_on_event)  # fmt: skip
+                        progress=True, on_event=lambda kind, info: _on_event(kind, info, args))  # fmt: skip
     _report(result, objective)
     held = _held_out_report(args, merger, result) if is_builtin(args.objective) else None
     if held is not None:
@@ -256,6 +285,9 @@ def _report(result, objective) -> None:
           f"({result.objective_calls} objective calls, stopped by {result.stopped}, {result.wall_time_s:.1f} s)")  # fmt: skip
     for name, score in result.init_scores.items():
         print(f"  initial {name:<22} {'failed' if score is None else f'{score:.6g}'}")
+    if getattr(objective, "metric", "") == "kid":
+        print(f"  (KID scores are raw MMD² in {objective.features.name} features, the journal's units; best as "
+              f"{kid_label(objective.features.name)}: {KID_SCALE * result.best_score:.4g})")
     if result.failures:
         print(
             f"  {len(result.failures)} failed evaluations; first: #{result.failures[0]['index']}: {result.failures[0]['error']}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lcsc.atomic import check_writable
 from lcsc.cli.common import write_resolved_config
 from lcsc.data import load_data
 from lcsc.errors import ConfigError
@@ -97,6 +98,8 @@ def _add_cm_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--s1", type=int, default=1280, help="CT curriculum: final discretisation steps")
     g.add_argument("--num-scales", type=int, default=18, help="CD: discretisation steps N")
     g.add_argument("--solver", choices=["euler", "heun"], default="heun", help="CD: teacher ODE step")
+    g.add_argument("--target-ema", type=float, default=0.0, metavar="MU", help="CD/CT target network θ⁻ as an EMA "
+                   "of θ with rate μ (original CD, e.g. 0.95); 0 = θ⁻ = stop-grad(θ), the default")
 
 
 def _floats(text: str | None, flag: str) -> tuple[float, ...]:
@@ -158,9 +161,11 @@ def config_from_args(args: argparse.Namespace, num_classes: int = 0) -> TrainCon
     consistency = None
     if args.kind == "cm":
         consistency = ConsistencyConfig(mode=args.mode, teacher=args.teacher, s0=args.s0, s1=args.s1,
-                                        num_scales=args.num_scales, solver=args.solver)
+                                        num_scales=args.num_scales, solver=args.solver, target_ema=args.target_ema)
     elif args.teacher:
         raise ConfigError("--teacher is for `lcsc train cm --mode cd`")
+    elif args.target_ema:
+        raise ConfigError("--target-ema is for `lcsc train cm`")
     return TrainConfig(model=model, data=args.data, resolution=args.resolution, iterations=args.iterations,
                        batch_size=args.batch_size, seed=args.seed, optim=optim, record=record,
                        ema_half_lives=half_lives, ema_rates=_floats(args.ema_rate, "--ema-rate"),
@@ -174,6 +179,7 @@ def config_from_args(args: argparse.Namespace, num_classes: int = 0) -> TrainCon
 def run(args: argparse.Namespace) -> int:
     if args.no_resume and (args.output / "state" / STATE_NAME).exists():
         raise ConfigError(f"{args.output} already holds a training state; drop --no-resume or pick a new folder")
+    check_writable(args.output, folder=True)
     data = load_data(args.data, args.resolution)
     config = config_from_args(args, data.num_classes or 0)
     trainer = Trainer(config, args.output, data=data)

@@ -18,6 +18,13 @@ class SamplerOutput:
     prev_sample: torch.Tensor
 
 
+# Why not diffusers' CMStochasticIterativeScheduler (checked in tests/consistency/test_sampling_exact.py): with
+# num_train_timesteps = n + 1 its σ levels are ours and, fed the raw output F = (f − c_skip·x)/c_out, it gives our
+# samples up to float32 rounding. But (1) its step() applies its own boundary c_skip/c_out (σ_data from its config) to
+# the raw network output, while ConsistencyModel.forward already returns f(x, σ), so every call would need that lossy
+# inversion; (2) it draws re-noising inside step() from a generator (also at the last step, times 0) and cannot take
+# pre-drawn noise, which generate()'s SamplingInputs.step_noise needs (prefix-exact samples, the same on CPU and GPU);
+# (3) its timesteps are c_noise = 250·ln σ, not σ, and it clamps x̂₀ to [−1, 1] by default.
 class ConsistencySampler:
     """σ_max → σ_{n−1} … levels: x₀ = f(x, σ_i); x ← x₀ + √(σ_{i+1}² − σ_min²)·z between steps."""
 

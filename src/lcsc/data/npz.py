@@ -25,7 +25,12 @@ def _read_archive(path: Path) -> dict[str, np.ndarray]:
         loaded = np.load(path, allow_pickle=False)
     except FileNotFoundError as exc:
         raise DataError(f"npz file {path} does not exist") from exc
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except ValueError as exc:  # numpy reads bytes that are neither zip nor .npy as a refused pickle
+        if "pickled" in str(exc):
+            raise DataError(f"cannot read npz file {path}: not an .npz archive (neither a zip of arrays nor .npy; "
+                            "object arrays are refused)") from exc
+        raise DataError(f"cannot read npz file {path}: {exc}") from exc
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"cannot read npz file {path}: {exc}") from exc
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         raise DataError(f"{path} holds a single .npy array, not an .npz archive")

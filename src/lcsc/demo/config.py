@@ -66,6 +66,11 @@ class DemoConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        from lcsc.models.config import ModelConfig
+
+        if self.iterations < 32 or self.interval < 1:
+            raise ConfigError(f"iterations {self.iterations} must be >= 32 and interval {self.interval} >= 1")
+        ModelConfig(kind="dm", channels=self.channels)  # validates channels before any stage starts
         if not 0 < self.early_fraction < 1:
             raise ConfigError(f"early_fraction {self.early_fraction} must be in (0, 1)")
         if self.early_point < self.interval * 2 or self.window < 2 * self.interval:
@@ -88,7 +93,12 @@ class DemoConfig:
         for name, nfes, nfe in (("dm_nfes", self.dm_nfes, self.dm_nfe), ("cm_nfes", self.cm_nfes, self.cm_nfe)):
             if nfe not in nfes or list(nfes) != sorted(set(nfes)):
                 raise ConfigError(f"{name} {nfes} must be increasing and include the searched NFE {nfe}")
-        self.search_config(1)  # validates optimizer and space names
+        init = self.search_config(1).init_count  # (validates optimizer and space names)
+        for name in ("dm_search_evals", "cm_search_evals"):
+            if getattr(self, name) < init:
+                raise ConfigError(f"{name} {getattr(self, name)} must be >= {init}, the search's initial individuals")
+        if self.inception and self.inception_samples < 2:
+            raise ConfigError(f"inception_samples {self.inception_samples} must be >= 2 (FID needs a covariance)")
 
     def search_config(self, evals: int):
         """The demo's LCSC search settings for a budget of ``evals``."""

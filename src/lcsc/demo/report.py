@@ -26,7 +26,7 @@ from lcsc.training.log import read_log
 
 __all__ = ["write_demo_report", "report_payload", "REPORT_KEYS", "table_columns", "verdicts", "MODEL_KEYS"]
 
-REPORT_KEYS = ("model", "method", "iteration", "nfe", "fd_mean", "fd_std", "fd2_mean", "fd3_mean", "kid", "precision",
+REPORT_KEYS = ("model", "method", "iteration", "nfe", "fd_mean", "fd_std", "fd2_mean", "fd3_mean", "kid_x1e3", "precision",
                "recall", "speedup_iters", "speedup_with_search", "main")
 MODEL_KEYS = {"dm": "dm", "cm-ct": "cm", "cm-cd": "cd"}  # report.json's keys for nfe_match / ema_star_interior
 
@@ -40,7 +40,7 @@ def table_columns(with_fid: bool) -> list:
             ("Training iter", lambda r: str(r["iteration"])), ("NFE", lambda r: str(r["nfe"])),
             ("FD_digits ↓", lambda r: _pm(r["fd_mean"], r["fd_std"], 2)),
             ("FD2 ↓", lambda r: _pm(r["fd2_mean"], r["fd2_std"], 3)),
-            ("FD3 ↓", lambda r: _pm(r["fd3_mean"], r["fd3_std"], 3)), ("KID ↓ (FD_digits units)", lambda r: _num(r["kid"], "{:.4g}")),
+            ("FD3 ↓", lambda r: _pm(r["fd3_mean"], r["fd3_std"], 3)), ("KID×10³ ↓ (FD_digits)", lambda r: _num(r["kid_x1e3"], "{:.4g}")),
             ("Prec. ↑", lambda r: _num(r["precision"], "{:.3f}")), ("Rec. ↑", lambda r: _num(r["recall"], "{:.3f}")),
             ("Speed-up (all spaces) ↑", _speedup_cell),
             ("Detail", lambda r: r["detail"])]
@@ -161,8 +161,8 @@ def report_payload(res: DemoResult) -> dict[str, Any]:
             "ema_grid_scores": {keys[n]: {str(p): s for p, s in run.ema_scores.items()} for n, run in res.runs.items()},
             "ema_finalist_scores": {keys[n]: {str(p): s for p, s in run.ema_finalists.items()}
                                     for n, run in res.runs.items()},
-            "kid_units": "unbiased cubic-polynomial MMD² of FD_digits features (the feature units of FD_digits, "
-                         f"{res.config.kid_subsets} subsets of up to 1,000), not ×10³",
+            "kid_units": "kid_x1e3 = 1,000 × the unbiased cubic-polynomial MMD² (KID) of the FD_digits features "
+                         f"({res.config.kid_subsets} subsets of up to 1,000); not Inception KID",
             "config": res.config.to_dict()}
 
 
@@ -200,8 +200,8 @@ def _setup_lines(res: DemoResult) -> list[str]:
             f"{c.dm_nfe} (DPM-Solver++), CM NFE {c.cm_nfe}.",
             f"- Held-out: every row on {c.eval_seeds} other noise seeds × {c.eval_samples} samples (mean ± std) in "
             "three independent digits feature spaces (different architectures, seeds and training recipes); FD3 is "
-            "never searched, FD2 only when the search objective includes it. KID (main rows): unbiased cubic-kernel "
-            f"MMD² of the FD_digits features, {c.kid_subsets} subsets, in FD_digits' feature units (not ×10³); "
+            "never searched, FD2 only when the search objective includes it. KID×10³ (main rows): 1,000 × the unbiased "
+            f"cubic-kernel MMD² of the FD_digits features (not Inception features), {c.kid_subsets} subsets; "
             "precision / recall (k = 3) in the same space.",
             r"- Training-cost speed-up (paper Tables 6–8, Fig. 1): the iteration at which the EMA\* curve first "
             "reaches LCSC's held-out FD (linear interpolation between points) ÷ LCSC's iteration; also with the "

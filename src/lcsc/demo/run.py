@@ -30,6 +30,7 @@ from lcsc.demo.stages import (
     train_model,
     train_pair,
 )
+from lcsc.metrics.evaluate import KID_SCALE
 from lcsc.models import ModelConfig, build_model
 from lcsc.training.ema import ema_name
 
@@ -56,7 +57,7 @@ class DemoRow:
         s, h = self.score, self.headline or {}
         out = {"model": self.model, "method": self.method, "iteration": self.iteration, "nfe": self.nfe,
                "fd_mean": s.fd_mean, "fd_std": s.fd_std, "fd2_mean": s.fd2_mean, "fd2_std": s.fd2_std,
-               "fd3_mean": s.fd3_mean, "fd3_std": s.fd3_std, "kid": s.kid, "precision": s.precision,
+               "fd3_mean": s.fd3_mean, "fd3_std": s.fd3_std, "kid_x1e3": KID_SCALE * s.kid, "precision": s.precision,
                "recall": s.recall, "fid": s.fid, "detail": self.detail, "fd_per_seed": list(s.fd_per_seed),
                "main": self.main, "speedup_iters": h.get("speedup_iters"),
                "speedup_with_search": h.get("speedup_with_search"), "speedup": h or None,

@@ -11,13 +11,32 @@ from torch import nn
 
 from lcsc.data import ImageData
 from lcsc.demo.config import DemoConfig
+from lcsc.errors import ConfigError
 from lcsc.generate import generate
 from lcsc.metrics import evaluate_images, reference_set
 from lcsc.metrics.spaces import feature_space
 from lcsc.objectives import FDObjective, MeanObjective
-from lcsc.objectives.base import HELD_OUT_SEED_OFFSET
+from lcsc.objectives.base import HELD_OUT_SEED_OFFSET, VALIDATION_SEED_OFFSET, noise_fingerprint
 
-__all__ = ["Scorer", "HeldOutScore"]
+__all__ = ["Scorer", "HeldOutScore", "held_out_seeds", "check_seed_separation"]
+
+
+def held_out_seeds(cfg: DemoConfig) -> tuple[int, ...]:
+    """The demo's held-out noise seeds (``cfg.eval_seeds`` of them)."""
+    return tuple(HELD_OUT_SEED_OFFSET + cfg.seed + i for i in range(cfg.eval_seeds))
+
+
+def check_seed_separation(cfg: DemoConfig) -> dict[str, set[str]]:
+    """Noise fingerprints of the search (and its validation) seeds and of the held-out seeds; a ConfigError if any
+    held-out noise equals a search noise (compared as noise, not as seed integers)."""
+    fp = {s: noise_fingerprint(torch.Generator().manual_seed(s)) for s in
+          (cfg.seed, cfg.seed + VALIDATION_SEED_OFFSET, *held_out_seeds(cfg))}
+    search = {fp[cfg.seed], fp[cfg.seed + VALIDATION_SEED_OFFSET]}
+    held = {fp[s] for s in held_out_seeds(cfg)}
+    if search & held or len(held) != cfg.eval_seeds:
+        raise ConfigError(f"demo seed {cfg.seed}: a held-out noise seed {held_out_seeds(cfg)} draws the same noise as "
+                          "a search seed or another held-out seed; choose another --seed")
+    return {"search": search, "held_out": held}
 
 
 @dataclass(frozen=True)
@@ -52,7 +71,8 @@ class Scorer:
         self.ref3 = reference_set(data, self.digits3)
         self.inception = feature_space("inception", cfg.device) if cfg.inception else None
         self.ref_inc = reference_set(data, self.inception, progress=progress) if self.inception else None
-        self.seeds = tuple(HELD_OUT_SEED_OFFSET + cfg.seed + i for i in range(cfg.eval_seeds))
+        check_seed_separation(cfg)
+        self.seeds = held_out_seeds(cfg)
         self.image_shape = tuple(data.images.shape[1:])
 
     def objective(self, model: nn.Module, nfe: int) -> FDObjective:

@@ -117,6 +117,8 @@ class Coefficients:
             obj = json.loads(path.read_text())
         except FileNotFoundError:
             raise CoefficientError(f"{path}: no such coefficient file") from None
+        except OSError as exc:  # a folder, no permission, …
+            raise CoefficientError(f"{path}: cannot read the coefficient file ({exc.strerror or exc})") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CoefficientError(f"{path}: not valid JSON ({exc})") from None
         coeffs = cls.from_json(obj, source=str(path))

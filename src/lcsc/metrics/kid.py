@@ -1,6 +1,11 @@
 # Kernel Inception Distance (Bińkowski et al. 2018, unbiased MMD² with a cubic polynomial kernel).
 """KID: the unbiased estimate of MMD² between two feature sets under k(x, y) = (x·y / d + 1)³, averaged over
-random subsets (as in the paper's reference code, torch-fidelity and clean-fid)."""
+random subsets (as in the paper's reference code, torch-fidelity and clean-fid).
+
+:func:`kernel_inception_distance` returns the raw MMD² (the library value, what torch-fidelity and clean-fid return),
+in the squared-kernel units of whatever feature space it is given. Everything lcsc shows people (``lcsc eval``, the
+demo report, their JSON) scales it at reporting time to KID×10³ (``kid_x1e3``, see
+:data:`lcsc.metrics.evaluate.KID_SCALE`) and names the feature space, since the value means nothing without both."""
 
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ def polynomial_mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
 
 def kernel_inception_distance(features_a: Any, features_b: Any, num_subsets: int = 100, subset_size: int = 1000,
                               seed: int = 0) -> tuple[float, float]:
-    """(mean, std) over ``num_subsets`` subsets of the unbiased polynomial-kernel MMD².
+    """(mean, std) over ``num_subsets`` subsets of the unbiased polynomial-kernel MMD² (raw, not ×10³).
 
     Each subset takes min(``subset_size``, len(a), len(b)) rows of ``a`` and, independently, of ``b``, drawn
     without replacement by ``np.random.default_rng(seed)``; computed in float64. Passing one finite set as both

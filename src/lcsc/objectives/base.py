@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Callable
 from typing import Literal, Protocol, runtime_checkable
 
@@ -11,7 +12,7 @@ import torch
 from lcsc.errors import ConfigError
 
 __all__ = ["Direction", "Objective", "FunctionObjective", "SeededObjective", "HELD_OUT_SEED_OFFSET",
-           "VALIDATION_SEED_OFFSET"]
+           "VALIDATION_SEED_OFFSET", "noise_fingerprint", "check_noise_separation"]
 
 Direction = Literal["minimize", "maximize"]
 HELD_OUT_SEED_OFFSET = 1_000_003
@@ -29,6 +30,36 @@ class Objective(Protocol):
     direction: Direction
 
     def score(self, state_dict: dict[str, torch.Tensor]) -> float: ...
+
+
+def noise_fingerprint(generator: torch.Generator, draws: int = 256) -> str:
+    """SHA-256 (16 hex digits) of the first ``draws`` N(0, 1) values ``generator`` produces (it is advanced).
+
+    Two seeds that draw the same noise have the same fingerprint, whatever their integers: PyTorch's CPU generator
+    keeps only the low 32 bits of a seed, so seeds that differ by a multiple of 2**32 draw identical noise.
+    """
+    values = torch.randn(draws, generator=generator, dtype=torch.float64)
+    return hashlib.sha256(values.numpy().tobytes()).hexdigest()[:16]
+
+
+def check_noise_separation(objective: object) -> None:
+    """Refuse an objective whose search noise equals its held-out (or validation) noise, comparing the noise.
+
+    Objectives without ``noise_fingerprint`` / ``held_out`` (plain functions, deterministic metrics) pass.
+    """
+    if not (hasattr(objective, "noise_fingerprint") and hasattr(objective, "held_out")):
+        return
+    others = {"search": objective, "held-out": objective.held_out()}
+    if hasattr(objective, "validation"):
+        others["validation"] = objective.validation()
+    seen: dict[str, str] = {}
+    for role, obj in others.items():
+        fp = obj.noise_fingerprint()
+        if fp in seen:
+            raise ConfigError(f"the {role} noise (seed {getattr(obj, 'noise_seed', '?')}) is identical to the "
+                              f"{seen[fp]} noise (seed {getattr(others[seen[fp]], 'noise_seed', '?')}; CPU seeds "
+                              "alias modulo 2**32): choose seeds whose noise differs")
+        seen[fp] = role
 
 
 def _check_direction(direction: str) -> Direction:
@@ -68,12 +99,17 @@ class SeededObjective:
         self.held_out_seed = int(
             held_out_seed if held_out_seed is not None else noise_seed + HELD_OUT_SEED_OFFSET
         )
-        if self.held_out_seed == self.noise_seed:
-            raise ConfigError(f"held-out seed {self.held_out_seed} must differ from the search noise seed")
+        if _seed_noise(self.held_out_seed) == _seed_noise(self.noise_seed):
+            raise ConfigError(f"held-out seed {self.held_out_seed} draws the same noise as the search seed "
+                              f"{self.noise_seed} (CPU seeds alias modulo 2**32): choose another held-out seed")
 
     def generator(self) -> torch.Generator:
         """A fresh CPU generator on this objective's seed (CPU so CPU and GPU runs see the same noise)."""
         return torch.Generator(device="cpu").manual_seed(self.noise_seed)
+
+    def noise_fingerprint(self) -> str:
+        """A hash of the first draws of this objective's noise (equal noise ⇔ equal fingerprint)."""
+        return noise_fingerprint(self.generator())
 
     def held_out(self) -> SeededObjective:
         """The same objective on the held-out seed, for reporting only."""
@@ -92,3 +128,7 @@ class SeededObjective:
 
     def _on_seed_change(self) -> None:
         """Subclasses regenerate cached noise here."""
+
+
+def _seed_noise(seed: int) -> str:
+    return noise_fingerprint(torch.Generator(device="cpu").manual_seed(seed))

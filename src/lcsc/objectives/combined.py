@@ -52,6 +52,9 @@ class MeanObjective:
     def held_out_seed(self) -> int:
         return self.terms[0].held_out_seed
 
+    def noise_fingerprint(self) -> str:
+        return self.terms[0].noise_fingerprint()
+
     @property
     def num_samples(self) -> int:
         return self.terms[0].num_samples

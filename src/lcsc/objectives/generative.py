@@ -121,7 +121,12 @@ class FIDObjective(FDObjective):
 
 
 class KIDObjective(GenerativeObjective):
-    """Kernel Inception Distance (unbiased MMD², cubic kernel) in the given feature space; subsets fixed by seed."""
+    """Kernel Inception Distance (unbiased MMD², cubic kernel) in the given feature space; subsets fixed by seed.
+
+    The score is the raw MMD² (not ×10³): the search is invariant to the scale, and journals and the calibrated
+    mean's normalisers store scores, so a resumed search must keep the units it started with. Reports scale it
+    (``lcsc search`` prints the best as KID×10³ with its feature space).
+    """
 
     metric = "kid"
 

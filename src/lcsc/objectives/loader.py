@@ -59,7 +59,11 @@ def load_objective(spec: str, direction: Direction | None = None) -> Objective:
             if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
         if not params:
-            obj = obj()
+            try:
+                obj = obj()
+            except Exception as exc:  # the user's factory: one line naming it, not a traceback
+                raise ConfigError(f"--objective {spec!r}: calling {spec.rpartition(':')[2]}() failed: "
+                                  f"{type(exc).__name__}: {exc}") from None
     if hasattr(obj, "score"):
         if direction is not None:
             obj.direction = direction

@@ -19,11 +19,13 @@ __all__ = ["save_figure", "plot_curves", "plot_search_progress", "plot_coefficie
 
 
 def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
-    """Write ``fig`` as PNG atomically and close it."""
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    """Write ``fig`` as PNG atomically and close it (also when the write fails)."""
+    try:
+        fig.tight_layout()
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return Path(path)
 
 

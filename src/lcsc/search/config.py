@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from lcsc.errors import ConfigError
@@ -64,7 +65,7 @@ class SearchConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
         parse_space(self.space)
-        if self.max_time is not None and self.max_time <= 0:
+        if self.max_time is not None and not self.max_time > 0:  # (NaN too)
             raise ConfigError(f"max_time={self.max_time}: must be > 0 seconds")
         if self.max_samples is not None and self.max_samples < 1:
             raise ConfigError(f"max_samples={self.max_samples}: must be >= 1")
@@ -84,8 +85,18 @@ class SearchConfig:
             raise ConfigError(f"revalidate={self.revalidate}: must be >= 0 (0 turns it off)")
         if self.popsize is not None and self.popsize < 2:
             raise ConfigError(f"popsize={self.popsize}: must be >= 2")
+        self._check_alg1()
         if self.half_lives is not None:
             object.__setattr__(self, "half_lives", tuple(float(h) for h in self.half_lives))
+            if not all(0 < h < math.inf for h in self.half_lives):
+                raise ConfigError(f"half_lives={self.half_lives}: need finite half-lives > 0 iterations")
+
+    def _check_alg1(self) -> None:
+        """Algorithm 1's knobs, checked here too so that a bad value is refused before the search writes anything."""
+        if self.parents < 1 or self.generation_size < 1:
+            raise ConfigError(f"parents={self.parents}, generation_size={self.generation_size}: both must be >= 1")
+        if not 0.0 <= self.mix_prob <= 1.0:
+            raise ConfigError(f"mix_prob={self.mix_prob}: must be in [0, 1]")
 
     def optimizer_settings(self) -> dict:
         """What must not change when a journal is resumed (everything but the budgets and the final revalidation,

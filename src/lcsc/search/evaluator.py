@@ -35,6 +35,8 @@ def objective_summary(objective: Any) -> dict[str, Any]:
     for key in ("noise_seed", "held_out_seed", "num_samples", "nfe", "normalizers"):
         if getattr(objective, key, None) is not None:
             info[key] = getattr(objective, key)
+    if hasattr(objective, "noise_fingerprint"):
+        info["noise_sha"] = objective.noise_fingerprint()
     return info
 
 

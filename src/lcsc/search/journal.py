@@ -1,12 +1,20 @@
-"""The search journal: one JSON line per evaluated candidate, appended atomically (flush + fsync), resumable."""
+"""The search journal: one JSON line per evaluated candidate, appended atomically (flush + fsync), resumable.
+
+Crash safety: the header is written atomically (a journal file always starts with a complete header); each record
+is appended in one write and fsynced, and an append that fails (a full disk, raised as
+:class:`~lcsc.errors.DiskFullError`; an interrupt) is cut back off. Only a hard kill mid-append leaves a torn last
+line (bytes without the final newline): :meth:`Journal.load` drops it silently and truncates it away, and the
+resumed search re-evaluates that candidate, so it ends as an uninterrupted search would. A damaged line that does
+end in a newline is not something lcsc writes; it is refused with an error naming the line.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from lcsc.atomic import append_record, write_text
 from lcsc.errors import ConfigError
 
 __all__ = ["Journal", "TIMING_FIELDS"]
@@ -24,18 +32,24 @@ class Journal:
     @classmethod
     def create(cls, path: str | Path, header: dict[str, Any]) -> Journal:
         path = Path(path)
-        if path.exists():
+        cls.check_new(path)
+        journal = cls(path, {"type": "header", **header}, [])
+        write_text(path, _line(journal.header).decode())
+        return journal
+
+    @staticmethod
+    def check_new(path: str | Path) -> None:
+        """Refuse (a :class:`ConfigError`) when ``path`` already holds a journal that :meth:`create` would replace."""
+        path = Path(path)
+        if path.exists() and _first_line(path).endswith(b"\n"):
             raise ConfigError(
                 f"{path}: a journal already exists; resume it with --resume or choose another folder"
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        journal = cls(path, {"type": "header", **header}, [])
-        journal._write_line(journal.header)
-        return journal
+        # (a file without one complete line is a header torn by a kill in an older lcsc: nothing to keep)
 
     @classmethod
     def load(cls, path: str | Path) -> Journal:
-        """Read a journal; a torn last line (killed mid-write) is dropped and truncated away."""
+        """Read a journal; a torn last line (killed mid-write: no final newline) is dropped and truncated away."""
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: no journal to resume")
@@ -53,7 +67,10 @@ class Journal:
                 complete.append(json.loads(line))
             except json.JSONDecodeError:
                 raise ConfigError(f"{path}: line {n + 1} is not valid JSON; the journal is damaged") from None
-        if not complete or complete[0].get("type") != "header":
+        if not complete:
+            raise ConfigError(f"{path}: holds no complete header line (the search was killed while starting); "
+                              "start it again without --resume")
+        if complete[0].get("type") != "header":
             raise ConfigError(f"{path}: not an lcsc search journal (no header line)")
         records = [_upgrade(r) for r in complete[1:] if r.get("type") == "eval"]
         return cls(path, complete[0], records, [r for r in complete[1:] if r.get("type") != "eval"])
@@ -80,11 +97,18 @@ class Journal:
         return next((m for m in self.meta if m["type"] == kind), None)
 
     def _write_line(self, obj: dict[str, Any]) -> None:
-        data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
-        with open(self.path, "ab") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        with open(self.path, "ab", buffering=0) as fh:
+            append_record(fh.fileno(), _line(obj), self.path,
+                          hint="the journal keeps every record before this one; free some space and resume")
+
+
+def _first_line(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.readline()
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
 
 
 def _upgrade(record: dict[str, Any]) -> dict[str, Any]:

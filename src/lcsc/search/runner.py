@@ -13,7 +13,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lcsc.atomic import remove_stale_temps
 from lcsc.errors import ConfigError
+from lcsc.objectives.base import check_noise_separation
 from lcsc.search.basis import CoefficientSpace
 from lcsc.search.config import SearchConfig
 from lcsc.search.evaluator import FULL, RACE, Evaluator, _safe_score, coefficient_hash, objective_summary
@@ -97,7 +99,8 @@ def _header(merger, objective, cfg: SearchConfig, init: dict[str, np.ndarray], s
 def _open_journal(path: Path, header: dict, resume: bool) -> Journal:
     if not resume:
         return Journal.create(path, header)
-    journal = Journal.load(path)
+    journal = Journal.load(path)  # (drops a record torn by a kill; that candidate is evaluated again)
+    remove_stale_temps(path.parent)  # outputs a killed run was writing (one search per folder)
     journal.check_checkpoints(header["steps"], header["hashes"])
     old = {**SearchConfig().optimizer_settings(), **journal.header.get("config", {})}
     old["half_lives"] = tuple(old["half_lives"]) if old.get("half_lives") is not None else None
@@ -131,10 +134,12 @@ def run_search(merger: Merger, objective: Any, config: SearchConfig, out_dir: st
 
     ``initial`` adds caller-given individuals (e.g. a post-hoc EMA) to the EMA initial population. With
     ``resume=True`` the journal in ``out_dir`` is continued; the result equals that of an uninterrupted run.
-    ``on_event(kind, info)`` receives ``"estimate"`` (after the first generation) and ``"generation"`` events.
+    ``on_event(kind, info)`` receives ``"ready"`` (every setting checked; nothing written yet: the moment to save
+    what a resume needs), ``"estimate"`` (after the first generation) and ``"generation"`` events.
     """
     if getattr(objective, "role", "search") != "search":
         raise ConfigError("refusing to search with a held-out objective: held-out noise is for reporting only")
+    check_noise_separation(objective)
     if config.revalidate and not hasattr(objective, "validation"):
         raise ConfigError("--revalidate needs an objective with validation() (another noise seed), like the "
                           "built-in generative objectives")
@@ -145,12 +150,15 @@ def run_search(merger: Merger, objective: Any, config: SearchConfig, out_dir: st
     if config.evals < len(init):
         raise ConfigError(f"evals={config.evals} is smaller than the {len(init)} initial individuals")
     objectives = _objectives(objective, config)
-    journal = _open_journal(Path(out_dir) / "journal.jsonl", _header(merger, objective, config, init, sigma, space),
-                            resume)
+    emit, path = on_event or (lambda *_: None), Path(out_dir) / "journal.jsonl"
+    if not resume:
+        Journal.check_new(path)
+    emit("ready", {"out_dir": Path(out_dir)})
+    journal = _open_journal(path, _header(merger, objective, config, init, sigma, space), resume)
     bar = tqdm(total=config.evals, desc="LCSC search", unit="cand", disable=not progress)
     ev = Evaluator(merger, objectives, journal, space.to_coefficients, space.kind != "full", bar, config.max_time)
     try:
-        stopped, opt, proj_err = _loop(ev, space, init, config, sigma, on_event or (lambda *_: None))
+        stopped, opt, proj_err = _loop(ev, space, init, config, sigma, emit)
         revalidation = _revalidate(ev, objective, config.revalidate) if config.revalidate else None
         result = _result(ev, space, init, stopped, opt, proj_err, revalidation)
         if config.shrink != 1.0:

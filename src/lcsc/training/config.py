@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,8 +35,11 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if self.name not in ("adam", "adamw"):
             raise ConfigError(f"optimizer {self.name!r} must be 'adam' or 'adamw'")
-        if self.lr <= 0 or not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
-            raise ConfigError(f"need lr > 0 and betas in [0, 1) (got lr={self.lr}, betas={self.beta1}, {self.beta2})")
+        if not 0 < self.lr < math.inf or not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
+            raise ConfigError(f"need a finite lr > 0 and betas in [0, 1) (got lr={self.lr}, betas={self.beta1}, "
+                              f"{self.beta2})")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ConfigError(f"weight decay {self.weight_decay} must be a finite number >= 0")
         if self.warmup < 0 or (self.grad_clip is not None and self.grad_clip <= 0):
             raise ConfigError("warmup must be >= 0 and grad_clip > 0 (or None)")
 
@@ -88,7 +92,8 @@ class ConsistencyConfig:
         if not 2 <= self.s0 <= self.s1 or self.num_scales < 2:
             raise ConfigError(f"need 2 <= s0 <= s1 and num_scales >= 2 (got {self.s0}, {self.s1}, {self.num_scales})")
         if not 0.0 <= self.target_ema < 1.0:
-            raise ConfigError(f"target EMA {self.target_ema} must be in [0, 1)")
+            raise ConfigError(f"target EMA rate μ (--target-ema) {self.target_ema} must be in [0, 1); "
+                              "0 means θ⁻ = stop-grad(θ)")
 
 
 @dataclass(frozen=True)
@@ -123,8 +128,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.batch_size < 1:
             raise ConfigError(f"iterations ({self.iterations}) and batch size ({self.batch_size}) must be >= 1")
-        if self.log_every < 1 or self.save_every < 1 or self.sample_count < 0:
-            raise ConfigError("log_every and save_every must be >= 1, sample_count >= 0")
+        if self.log_every < 1 or self.save_every < 1:
+            raise ConfigError(f"log_every ({self.log_every}) and save_every ({self.save_every}) must be >= 1")
+        if self.sample_count < 0:
+            raise ConfigError(f"sample_count {self.sample_count} (--sample-count) must be >= 0 (0: no samples.png)")
+        if self.sample_nfe is not None and self.sample_nfe < 1:
+            raise ConfigError(f"sample_nfe {self.sample_nfe} (--sample-nfe) must be >= 1")
         if self.model.kind == "cm" and self.consistency is None:
             object.__setattr__(self, "consistency", ConsistencyConfig())
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from lcsc.atomic import append_record, write_text
 
 __all__ = ["LossLog", "read_log"]
 
@@ -25,20 +26,21 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
 
 
 class LossLog:
-    """Append-only JSONL; ``resume_step`` keeps only records with ``step <= resume_step``."""
+    """Append-only JSONL; ``resume_step`` keeps only records with ``step <= resume_step``.
+
+    Reopening rewrites the log atomically with the kept records (which also drops a torn last line left by a
+    kill); an append that fails (e.g. a full disk, raised as :class:`~lcsc.errors.DiskFullError`) is cut back off.
+    """
 
     def __init__(self, path: str | Path, resume_step: int = 0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = [r for r in read_log(self.path) if r.get("step", 0) <= resume_step] if resume_step else []
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-        os.replace(tmp, self.path)
-        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - closed in close()
 
     def write(self, record: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(record) + "\n")
-        self._fh.flush()
+        append_record(self._fh.fileno(), (json.dumps(record) + "\n").encode(), self.path, fsync=False,
+                      hint="the log up to the last step is kept; free some space and resume")
 
     def close(self) -> None:
         self._fh.close()

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lcsc.atomic import atomic_path, remove_stale_temps
 from lcsc.checkpoints.format import checkpoint_name, save_checkpoint
 from lcsc.errors import ConfigError
 from lcsc.training.ema import MultiEMA
@@ -47,6 +48,10 @@ class CheckpointRecorder:
     updates) are written as ``RUN_DIR/phema/<sigma-S>/phema-<step>.safetensors`` every ``phema_every`` steps
     (default ``total_steps // 32``, at least 1) and at the last step. Refuses to start when the planned
     files exceed ``disk_budget`` bytes or the free space.
+
+    Every file is written atomically: a run killed or out of disk space mid-write leaves the files before it intact
+    and no part-written file under a final name (a full disk raises :class:`~lcsc.errors.DiskFullError`). Temp
+    files a killed run left behind are deleted when the next recorder on ``run_dir`` starts (``removed_temps``).
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class CheckpointRecorder:
         phema_steps = _phema_steps(total_steps, phema_every)
         self.phema_steps = phema_steps if len(self.phema) else frozenset()
         self.written: list[Path] = []
+        self.removed_temps = _remove_stale_temps(self.run_dir)
         self.check_disk()
 
     def bytes_needed(self) -> int:
@@ -167,6 +173,15 @@ class CheckpointRecorder:
         return paths
 
 
+def _remove_stale_temps(run_dir: Path) -> list[Path]:
+    """Temp files a killed run left in its folder (one run writes a run folder, so none is live); stack caches
+    beside the checkpoints are left to their own clean-up."""
+    removed = remove_stale_temps(run_dir)
+    for sub in ("windows", "ema", "phema", "state"):
+        removed += remove_stale_temps(run_dir / sub, recursive=True, skip={".lcsc-cache"})
+    return removed
+
+
 def _phema_steps(total_steps: int, every: int | None) -> frozenset[int]:
     """Power-EMA snapshot steps: every ``every`` steps (default ``total_steps // 32``, at least 1) and the last."""
     if every is None:
@@ -177,14 +192,15 @@ def _phema_steps(total_steps: int, every: int | None) -> frozenset[int]:
 
 
 def _link_or_copy(src: Path, dst: Path) -> Path:
-    """Hard-link ``src`` to ``dst`` (a step shared by overlapping windows), copying where links are refused."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        dst.unlink()
-    try:
-        os.link(src, dst)
-    except OSError:
-        tmp = dst.with_name(f".{dst.name}.tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+    """Hard-link ``src`` to ``dst`` (a step shared by overlapping windows), copying where links are refused; either
+    way through a temp name renamed over ``dst``, so ``dst`` is never missing or part-written."""
+    with contextlib.suppress(OSError):
+        if os.path.samefile(src, dst):
+            return dst
+    with atomic_path(dst, suffix=src.suffix) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
     return dst

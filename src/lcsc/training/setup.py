@@ -14,7 +14,7 @@ from lcsc.consistency.teacher import EDMTeacher
 from lcsc.data import ImageData
 from lcsc.diffusion.loss import DDPMLoss
 from lcsc.errors import CheckpointError, ConfigError
-from lcsc.models import GenerativeModel, build_model, load_model, read_model_config
+from lcsc.models import GenerativeModel, build_model, load_model, read_metadata, read_model_config
 from lcsc.training.config import TrainConfig
 from lcsc.training.plugins import LOSS_WEIGHTINGS, OPTIM_SCHEDULES, TIMESTEP_SAMPLERS, make_plugin
 
@@ -46,15 +46,25 @@ def build_training_model(config: TrainConfig, device: torch.device) -> Generativ
         torch.manual_seed(config.seed)
         model = build_model(config.model)
     if config.init_from:
-        state = load_file(config.init_from) if str(config.init_from).endswith(".safetensors") else None
-        if state is None:
-            raise CheckpointError(f"{config.init_from}: --init-from needs a .safetensors checkpoint")
-        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{config.init_from}: weights do not fit the model ({str(exc)[:300]})") from exc
+        _load_init(model, config.init_from)
     return model.to(device).train()
+
+
+def _load_init(model: nn.Module, path: str) -> None:
+    """``--init-from``: the weights of a checkpoint of the same architecture (one-line errors otherwise)."""
+    if not str(path).endswith(".safetensors"):
+        raise CheckpointError(f"{path}: --init-from needs a .safetensors checkpoint")
+    read_metadata(path)  # a missing or unreadable file: a CheckpointError naming it
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(path).items()}
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shapes differ; torch's message spans lines
+        raise CheckpointError(f"{path}: weights do not fit the model ({' '.join(str(exc).split())[:300]}); "
+                              "--init-from needs a checkpoint of the same --model and --channels") from None
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not fit the model ({len(missing)} missing such as {missing[:3]}, "
+                              f"{len(unexpected)} unexpected such as {unexpected[:3]}); --init-from needs a "
+                              "checkpoint of the same --model and --channels")
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

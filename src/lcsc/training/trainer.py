@@ -24,7 +24,7 @@ from lcsc.training.ema import MultiEMA
 from lcsc.training.log import LossLog, read_log
 from lcsc.training.phema import PowerEMA
 from lcsc.training.recorder import CheckpointRecorder
-from lcsc.training.state import STATE_NAME, load_train_state, save_train_state
+from lcsc.training.state import STATE_NAME, load_train_state, restore_generator, save_train_state
 
 __all__ = ["Trainer", "TrainResult", "train", "RESUMABLE_CHANGES"]
 
@@ -88,9 +88,9 @@ class Trainer:
         self.phema.load_state_dict(state.get("phema", {}))
         if self.target is not None:
             self.target.load_state_dict(state["target"])
-        self.data_gen.set_state(state["rng"]["data"])
-        self.noise_gen.set_state(state["rng"]["noise"].to(self.noise_gen.device) if self.device.type != "cpu"
-                                 else state["rng"]["noise"])
+        source = self.run_dir / "state" / STATE_NAME
+        restore_generator(self.data_gen, state["rng"]["data"], source)
+        restore_generator(self.noise_gen, state["rng"]["noise"], source)  # CUDA generators take CPU state too
         self.step = self._saved_step = int(state["step"])
 
     def save_state(self) -> Path:
