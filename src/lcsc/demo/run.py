@@ -311,10 +311,8 @@ def estimate_parts(cfg: DemoConfig, scorer: Scorer, data=None) -> dict[str, floa
 
 
 def _pair_seconds(iterations: int, a: dict[str, float], b: dict[str, float]) -> float:
-    """Both on one thread until the faster finishes, then the slower on all threads (:func:`train_pair`)."""
-    fast, slow = sorted((a, b), key=lambda c: c["step1"])
-    first = iterations * fast["step1"]
-    return first + max(0.0, iterations - first / slow["step1"]) * slow["step"]
+    """Both on one thread from start to end (:func:`train_pair`): the slower one's time."""
+    return iterations * max(a["step1"], b["step1"])
 
 
 def estimate_seconds(cfg: DemoConfig, scorer: Scorer) -> float:

@@ -76,26 +76,15 @@ def train_model(name: str, cfg: DemoConfig, out: Path, data: ImageData, teacher:
                     torch.get_num_threads())
 
 
-def _train_worker(name: str, cfg: DemoConfig, out: Path, done, threads: int) -> ModelRun:
-    """One of the pair: one thread while the other trains, all ``threads`` once it has finished (``done``)."""
+def _train_worker(name: str, cfg: DemoConfig, out: Path) -> ModelRun:
+    """One of the pair, on one thread from start to end: the thread count never depends on timing, so the weights
+    are the same on every run (a model that switched thread counts when the other finished would change its
+    floating-point reductions at a time-dependent step, and its FDs by several per cent from run to run)."""
     from lcsc.data import load_digits_data
 
     torch.set_num_threads(1)
-    t0, core_s = time.perf_counter(), [0.0, time.perf_counter()]  # core-seconds so far, start of this thread count
-
-    def widen(_record) -> None:
-        if torch.get_num_threads() == 1 and done.is_set():
-            core_s[0] += time.perf_counter() - core_s[1]
-            core_s[1] = time.perf_counter()
-            torch.set_num_threads(threads)
-
-    try:
-        run = train_model(name, cfg, out, load_digits_data(), None, progress=False, on_log=widen)
-    finally:
-        done.set()
-    wall = time.perf_counter() - t0
-    core_s[0] += (time.perf_counter() - core_s[1]) * torch.get_num_threads()
-    run.threads = max(1.0, core_s[0] / wall) if wall > 0 else 1  # mean threads: training's core-seconds ÷ wall
+    run = train_model(name, cfg, out, load_digits_data(), None, progress=False)
+    run.threads = 1
     return run
 
 
@@ -110,12 +99,10 @@ def train_pair(cfg: DemoConfig, out: Path, progress: bool = True) -> dict[str, M
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    names, threads = ("dm", "cm-ct"), torch.get_num_threads()
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool, \
+    names, ctx = ("dm", "cm-ct"), multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool, \
             tqdm(total=2 * cfg.iterations, desc="train dm ‖ cm-ct", disable=not progress) as bar:
-        done = manager.Event()
-        futures = {n: pool.submit(_train_worker, n, cfg, out, done, threads) for n in names}
+        futures = {n: pool.submit(_train_worker, n, cfg, out) for n in names}
         while not all(f.done() for f in futures.values()):
             time.sleep(1.0)
             bar.n = sum(_logged_step(out / n) for n in names)
