@@ -7,6 +7,7 @@ import sys
 
 from lcsc import __version__
 from lcsc.cli import (
+    analyze_cmd,
     demo_cmd,
     ema_cmd,
     eval_cmd,
@@ -33,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lcsc", description="Linear Combination of Saved Checkpoints")
     parser.add_argument("--version", action="version", version=f"lcsc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (demo_cmd, quickstart_cmd, inspect_cmd, merge_cmd, search_cmd, train_cmd, eval_cmd, ema_cmd):
+    for module in (demo_cmd, quickstart_cmd, inspect_cmd, merge_cmd, search_cmd, train_cmd, eval_cmd, ema_cmd,
+                   analyze_cmd):
         module.register(sub)
     return parser
 

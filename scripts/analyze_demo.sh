@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Every `lcsc analyze` on a finished `lcsc demo` run, at default sizes: docs/analysis is made with this.
+#   bash scripts/analyze_demo.sh [RUN=runs/demo] [OUT=docs/analysis]
+# It first exports the models the analyses compare: the DM's LCSC merge at 3200 (the search's best coefficients),
+# the DM's and the CM's EMA* at 3200 (the report's choice; a post-hoc σ_rel is reconstructed with `lcsc ema`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN=${1:-runs/demo}
+OUT=${2:-docs/analysis}
+L=.venv/bin/lcsc
+M=$OUT/models
+mkdir -p "$M"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # the small models sample fastest on one thread per process
+t0=$SECONDS
+stamp() { echo "== $1 done at $((SECONDS - t0)) s"; }
+
+$L analyze coefficients "$RUN"/search/dm-800 "$RUN"/search/dm-3200 "$RUN"/search/cm-ct-800 "$RUN"/search/cm-ct-3200 \
+  --ema-star "$RUN"/report/report.json -o "$OUT"/coefficients
+stamp coefficients
+
+# the exported models: LCSC (DM and CM at 3200) and EMA* (both at 3200)
+.venv/bin/python - "$OUT" "$RUN" <<'PY'
+import json, sys
+from pathlib import Path
+out, run = Path(sys.argv[1]), Path(sys.argv[2])
+for s in json.loads((out / "coefficients/coefficients.json").read_text())["searches"]:
+    (out / "models" / f"lcsc-{s['name']}.json").write_text(json.dumps({"steps": s["steps"],
+                                                                        "coefficients": s["coefficients"]}))
+star = json.loads((run / "report/report.json").read_text())["ema_star"]
+(out / "models/ema-star.txt").write_text(f"{star['dm']['3200']} {star['cm']['3200']}\n")
+PY
+read -r DM_STAR CM_STAR < "$M"/ema-star.txt
+export_star() {  # RUN_DIR NAME OUT_FILE
+  if [[ $2 == hl-* ]]; then cp "$1/ema/$2/ema-000003200.safetensors" "$3"
+  else $L ema "$1" --sigma-rel "${2#sigma-}" --step 3200 -o "$3" > /dev/null; fi
+}
+export_star "$RUN"/dm "$DM_STAR" "$M"/dm-ema-star.safetensors
+export_star "$RUN"/cm-ct "$CM_STAR" "$M"/cm-ema-star.safetensors
+$L merge "$RUN"/dm/windows/3200 --coeffs "$M"/lcsc-dm-3200.json -o "$M"/dm-lcsc.safetensors > /dev/null
+$L merge "$RUN"/cm-ct/windows/3200 --coeffs "$M"/lcsc-cm-ct-3200.json -o "$M"/cm-lcsc.safetensors > /dev/null
+stamp "model export"
+
+$L analyze landscape "$RUN"/dm/windows/800 --points lcsc="$RUN"/search/dm-800,ema=ema:200,last=last -o "$OUT"/landscape
+stamp landscape
+$L analyze ema-grid "$RUN"/dm -o "$OUT"/ema-grid-dm
+$L analyze ema-grid "$RUN"/cm-ct -o "$OUT"/ema-grid-cm
+stamp ema-grid
+$L analyze ablation-search "$RUN"/dm/windows/800 -o "$OUT"/ablation-search
+stamp ablation-search
+$L analyze consistency dm-last="$RUN"/dm/last.safetensors dm-ema-star="$M"/dm-ema-star.safetensors \
+  dm-lcsc="$M"/dm-lcsc.safetensors cm-last="$RUN"/cm-ct/last.safetensors cm-ema-star="$M"/cm-ema-star.safetensors \
+  cm-lcsc="$M"/cm-lcsc.safetensors -o "$OUT"/consistency
+stamp consistency
+$L analyze loss-landscape --pair "$RUN"/dm/last.safetensors,"$M"/dm-ema-star.safetensors \
+  --pair "$M"/dm-ema-star.safetensors,"$M"/dm-lcsc.safetensors -o "$OUT"/loss-landscape
+$L analyze loss-landscape --pair "$RUN"/dm/last.safetensors,"$M"/dm-ema-star.safetensors \
+  --pair "$M"/dm-ema-star.safetensors,"$M"/dm-lcsc.safetensors --timesteps clts -o "$OUT"/loss-landscape-clts
+stamp loss-landscape
+$L analyze hessian "$RUN"/dm/last.safetensors "$M"/dm-ema-star.safetensors "$M"/dm-lcsc.safetensors -o "$OUT"/hessian
+stamp hessian
