@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Every `lcsc analyze` on a finished `lcsc demo` run, at default sizes: docs/analysis is made with this.
 #   bash scripts/analyze_demo.sh [RUN=runs/demo] [OUT=docs/analysis]
-# It first exports the models the analyses compare: the DM's LCSC merge at 3200 (the search's best coefficients),
-# the DM's and the CM's EMA* at 3200 (the report's choice; a post-hoc σ_rel is reconstructed with `lcsc ema`).
+# It first exports the models the analyses compare into $SCRATCH (default runs/analysis): each model's last weights,
+# its LCSC merge at 3200 (the search's best coefficients) and its EMA* at 3200 (the report's choice; a post-hoc
+# σ_rel is reconstructed with `lcsc ema`). Search journals and stack caches stay in $SCRATCH too; OUT gets the
+# json/png/md of each analysis. About 5 minutes on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:-runs/demo}
 OUT=${2:-docs/analysis}
 L=.venv/bin/lcsc
-M=$OUT/models
-mkdir -p "$M"
+M=${SCRATCH:-runs/analysis}
+mkdir -p "$M" "$OUT"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # the small models sample fastest on one thread per process
 t0=$SECONDS
 stamp() { echo "== $1 done at $((SECONDS - t0)) s"; }
@@ -19,15 +21,14 @@ $L analyze coefficients "$RUN"/search/dm-800 "$RUN"/search/dm-3200 "$RUN"/search
 stamp coefficients
 
 # the exported models: LCSC (DM and CM at 3200) and EMA* (both at 3200)
-.venv/bin/python - "$OUT" "$RUN" <<'PY'
+.venv/bin/python - "$OUT" "$RUN" "$M" <<'PY'
 import json, sys
 from pathlib import Path
-out, run = Path(sys.argv[1]), Path(sys.argv[2])
+out, run, models = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 for s in json.loads((out / "coefficients/coefficients.json").read_text())["searches"]:
-    (out / "models" / f"lcsc-{s['name']}.json").write_text(json.dumps({"steps": s["steps"],
-                                                                        "coefficients": s["coefficients"]}))
+    (models / f"lcsc-{s['name']}.json").write_text(json.dumps({"steps": s["steps"], "coefficients": s["coefficients"]}))
 star = json.loads((run / "report/report.json").read_text())["ema_star"]
-(out / "models/ema-star.txt").write_text(f"{star['dm']['3200']} {star['cm']['3200']}\n")
+(models / "ema-star.txt").write_text(f"{star['dm']['3200']} {star['cm']['3200']}\n")
 PY
 read -r DM_STAR CM_STAR < "$M"/ema-star.txt
 export_star() {  # RUN_DIR NAME OUT_FILE
@@ -36,6 +37,8 @@ export_star() {  # RUN_DIR NAME OUT_FILE
 }
 export_star "$RUN"/dm "$DM_STAR" "$M"/dm-ema-star.safetensors
 export_star "$RUN"/cm-ct "$CM_STAR" "$M"/cm-ema-star.safetensors
+cp "$RUN"/dm/last.safetensors "$M"/dm-last.safetensors
+cp "$RUN"/cm-ct/last.safetensors "$M"/cm-last.safetensors
 $L merge "$RUN"/dm/windows/3200 --coeffs "$M"/lcsc-dm-3200.json -o "$M"/dm-lcsc.safetensors > /dev/null
 $L merge "$RUN"/cm-ct/windows/3200 --coeffs "$M"/lcsc-cm-ct-3200.json -o "$M"/cm-lcsc.safetensors > /dev/null
 stamp "model export"
@@ -45,16 +48,18 @@ stamp landscape
 $L analyze ema-grid "$RUN"/dm -o "$OUT"/ema-grid-dm
 $L analyze ema-grid "$RUN"/cm-ct -o "$OUT"/ema-grid-cm
 stamp ema-grid
-$L analyze ablation-search "$RUN"/dm/windows/800 -o "$OUT"/ablation-search
+$L analyze ablation-search "$RUN"/dm/windows/800 -o "$M"/ablation-search
+mkdir -p "$OUT"/ablation-search
+cp "$M"/ablation-search/ablation-search.{json,png,md,config.json} "$OUT"/ablation-search/
+# do searches with different seeds agree? (the default setting's three search seeds, same window)
+$L analyze coefficients "$M"/ablation-search/searches/default/seed-{0,1,2} -o "$OUT"/coefficients-seeds
 stamp ablation-search
-$L analyze consistency dm-last="$RUN"/dm/last.safetensors dm-ema-star="$M"/dm-ema-star.safetensors \
-  dm-lcsc="$M"/dm-lcsc.safetensors cm-last="$RUN"/cm-ct/last.safetensors cm-ema-star="$M"/cm-ema-star.safetensors \
-  cm-lcsc="$M"/cm-lcsc.safetensors -o "$OUT"/consistency
+$L analyze consistency "$M"/{dm,cm}-{last,ema-star,lcsc}.safetensors -o "$OUT"/consistency
 stamp consistency
-$L analyze loss-landscape --pair "$RUN"/dm/last.safetensors,"$M"/dm-ema-star.safetensors \
+$L analyze loss-landscape --pair "$M"/dm-last.safetensors,"$M"/dm-ema-star.safetensors \
   --pair "$M"/dm-ema-star.safetensors,"$M"/dm-lcsc.safetensors -o "$OUT"/loss-landscape
-$L analyze loss-landscape --pair "$RUN"/dm/last.safetensors,"$M"/dm-ema-star.safetensors \
+$L analyze loss-landscape --pair "$M"/dm-last.safetensors,"$M"/dm-ema-star.safetensors \
   --pair "$M"/dm-ema-star.safetensors,"$M"/dm-lcsc.safetensors --timesteps clts -o "$OUT"/loss-landscape-clts
 stamp loss-landscape
-$L analyze hessian "$RUN"/dm/last.safetensors "$M"/dm-ema-star.safetensors "$M"/dm-lcsc.safetensors -o "$OUT"/hessian
+$L analyze hessian "$M"/dm-last.safetensors "$M"/dm-ema-star.safetensors "$M"/dm-lcsc.safetensors -o "$OUT"/hessian
 stamp hessian
