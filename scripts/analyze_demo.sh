@@ -63,3 +63,13 @@ $L analyze loss-landscape --pair "$M"/dm-last.safetensors,"$M"/dm-ema-star.safet
 stamp loss-landscape
 $L analyze hessian "$M"/dm-last.safetensors "$M"/dm-ema-star.safetensors "$M"/dm-lcsc.safetensors -o "$OUT"/hessian
 stamp hessian
+
+# optional: uniform vs CLTS *training* — a DM trained as the demo's but with CLTS timesteps, e.g.
+#   lcsc train dm --iterations 3200 --batch-size 64 --channels 32 --seed 0 --timesteps clts --record-window 800 \
+#     --record-interval 100 --ema-half-life 160 --sample-count 0 -o runs/dm-clts;  CLTS_RUN=runs/dm-clts bash …
+if [[ -n ${CLTS_RUN:-} ]]; then
+  $L analyze hessian "$M"/dm-last.safetensors "$CLTS_RUN"/last.safetensors -o "$OUT"/hessian-training-timesteps
+  $L analyze loss-landscape --pair "$M"/dm-last.safetensors,"$CLTS_RUN"/last.safetensors \
+    -o "$OUT"/loss-landscape-training-timesteps
+  stamp "uniform vs CLTS training"
+fi
