@@ -13,7 +13,7 @@ from lcsc.analysis.fixed_loss import load_checkpoint, make_fixed_loss
 from lcsc.analysis.loss_landscape import analyze_loss_landscape, summarize, t_grid
 from lcsc.cli.main import main
 from lcsc.errors import ConfigError
-from tests.analysis.test_hessian import tiny_dm_checkpoint
+from tests.analysis.tiny_models import tiny_dm_checkpoint
 
 
 @pytest.fixture
