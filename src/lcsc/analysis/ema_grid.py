@@ -154,6 +154,8 @@ def ema_grid(run_dir: str | Path, points: list[int] | None = None, settings: Gri
 def plot_ema_grid(data: dict[str, Any]):
     """FD vs EMA length per family (online half-life, post-hoc σ_rel): one colour per point, solid = search
     noise, dashed = held-out."""
+    from matplotlib.ticker import NullFormatter
+
     from lcsc.report.plots import plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -168,6 +170,9 @@ def plot_ema_grid(data: dict[str, Any]):
             ax.plot(x, [r["held_out_fd"] for r in rows], marker="s", ms=3, ls="--", color=f"C{i}",
                     label=f"{p} held-out")
         ax.set(xscale="log", xlabel=label, ylabel="FD_digits", title=f"{family} EMA ({data['kind']}, NFE {data['nfe']})")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # log minor labels (2×10⁻², 3×10⁻², …) overlap
+        if family == "posthoc":
+            ax.set_xticks([0.015, 0.02, 0.03, 0.05, 0.1, 0.2], ["0.015", "0.02", "0.03", "0.05", "0.1", "0.2"])
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
