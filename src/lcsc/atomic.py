@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lcsc.errors import ConfigError, DiskFullError
+from lcsc.units import human_bytes
 
 __all__ = [
     "STALE_TEMP_AGE_S",
@@ -50,14 +51,6 @@ STALE_TEMP_AGE_S = 3600.0  # a temp file untouched this long in a shared folder 
 _KEPT = "the previous file, if any, is unchanged; free some space and run again"
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
 @contextlib.contextmanager
 def disk_full_as_error(path: str | os.PathLike, hint: str = _KEPT) -> Iterator[None]:
     """Turn an error raised inside that reports ENOSPC/EDQUOT (see :func:`_disk_full_errno`) into one
@@ -73,7 +66,7 @@ def disk_full_as_error(path: str | os.PathLike, hint: str = _KEPT) -> Iterator[N
         folder = Path(path).parent
         free = ""
         with contextlib.suppress(OSError):
-            free = f" ({_human(shutil.disk_usage(folder).free)} free in {folder})"
+            free = f" ({human_bytes(shutil.disk_usage(folder).free)} free in {folder})"
         err = DiskFullError(f"{path}: cannot write: {os.strerror(code).lower()}{free}; {hint}")
         err.errno = code
         raise err from exc

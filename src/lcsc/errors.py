@@ -4,7 +4,13 @@ from __future__ import annotations
 
 __all__ = [
     "LCSCError", "CheckpointError", "CoefficientError", "ConfigError", "DataError", "DiskFullError", "TrainingError",
+    "first_line",
 ]
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of a library exception's text (its type name when empty), for a one-line message."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
 
 
 class LCSCError(Exception):

@@ -11,7 +11,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from lcsc.checkpoints.safe_load import safe_torch_load
-from lcsc.errors import CheckpointError
+from lcsc.errors import CheckpointError, first_line
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
@@ -147,12 +147,8 @@ def _torch_load(path: Path) -> Any:
                 raise
             except Exception as exc2:  # noqa: BLE001 - any failure here means the file is unusable
                 raise CheckpointError(f"{path}: corrupt, truncated or not a PyTorch checkpoint "
-                                      f"({_first_line(exc2)})") from None
-        raise CheckpointError(f"{path}: corrupt, truncated or not a PyTorch checkpoint ({_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                                      f"({first_line(exc2)})") from None
+        raise CheckpointError(f"{path}: corrupt, truncated or not a PyTorch checkpoint ({first_line(exc)})") from None
 
 
 def _unwrap(path: Path, obj: Any, key: str | None) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lcsc import __version__
+from lcsc import __version__, units
 from lcsc.atomic import check_writable, write_json
 from lcsc.checkpoints import CheckpointStack
 
@@ -45,11 +45,8 @@ def open_stack(args: argparse.Namespace) -> CheckpointStack:
 
 
 def human_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
+    """Byte counts in CLI output, in binary units (KiB, MiB, …)."""
+    return units.human_bytes(n, binary=True)
 
 
 def _jsonable(value: Any) -> Any:

@@ -23,19 +23,12 @@ from lcsc.errors import ConfigError
 from lcsc.training.ema import MultiEMA
 from lcsc.training.phema import PowerEMA
 from lcsc.training.plan import RecordPlan
+from lcsc.units import human_bytes
 
 __all__ = ["CheckpointRecorder", "STORAGE_DTYPES"]
 
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _HEADER_BYTES = 64 * 1024
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 class CheckpointRecorder:
@@ -115,14 +108,14 @@ class CheckpointRecorder:
         """Raise :class:`ConfigError` naming how much is needed when the budget or the free space is too small."""
         need = self.bytes_needed()
         if self.disk_budget is not None and need > self.disk_budget:
-            raise ConfigError(f"recording needs {_human(need)} in {self.run_dir} but the disk budget is "
-                              f"{_human(self.disk_budget)}; raise the interval, shorten the windows or store float16")
+            raise ConfigError(f"recording needs {human_bytes(need)} in {self.run_dir} but the disk budget is "
+                              f"{human_bytes(self.disk_budget)}; raise the interval, shorten the windows or store float16")
         probe = self.run_dir
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
         free = shutil.disk_usage(probe).free
         if need > free:
-            raise ConfigError(f"recording needs {_human(need)} in {self.run_dir} but only {_human(free)} is free")
+            raise ConfigError(f"recording needs {human_bytes(need)} in {self.run_dir} but only {human_bytes(free)} is free")
 
     def step(self, step: int, images_seen: int | None = None) -> list[Path]:
         """Call after optimizer step ``step`` (1-based). Updates owned EMAs; writes what the plan asks for."""

@@ -10,7 +10,7 @@ import torch
 
 from lcsc.atomic import atomic_path
 from lcsc.checkpoints.safe_load import safe_torch_load
-from lcsc.errors import CheckpointError
+from lcsc.errors import CheckpointError, first_line
 
 __all__ = ["restore_generator", "STATE_NAME", "save_train_state", "load_train_state"]
 
@@ -38,7 +38,7 @@ def load_train_state(path: str | Path) -> dict[str, Any]:
     except CheckpointError:
         raise
     except Exception as exc:  # noqa: BLE001 - report any unpickling failure as a bad file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc)
         raise CheckpointError(f"{path}: cannot read training state ({first}); the file is damaged or not an lcsc "
                               "training state") from None
     if not isinstance(state, dict) or "step" not in state:
@@ -53,7 +53,7 @@ def restore_generator(generator: torch.Generator, saved: torch.Tensor, source: s
     try:
         generator.set_state(saved.detach().to("cpu", torch.uint8))
     except (RuntimeError, TypeError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc)
         raise CheckpointError(f"{source}: the saved random-generator state does not fit this run's "
                               f"{generator.device.type} generator ({first}); resume on the device the run was "
                               "trained on (--device)") from None
