@@ -10,6 +10,8 @@ Measures, on a synthetic set of K safetensors checkpoints of P float32 numbers e
 Each measurement runs in its own subprocess (this script with a hidden ``--phase``), so peak RSS is per phase.
 The last line printed is one JSON object with the figures above.
 
+With ``--device cuda`` a last phase times ``merge`` / ``merge_many`` on the GPU and checks them against the CPU.
+
 Run:  python benchmarks/merge.py [--K 100 --P 5000000 --B 16 --workdir DIR --keep]   (or --quick: K=20, P=500000)
 """
 
@@ -32,6 +34,8 @@ import torch
 from safetensors.torch import load_file
 
 from lcsc.checkpoints import CheckpointStack, checkpoint_name, save_checkpoint
+from lcsc.devices import check_device
+from lcsc.errors import ConfigError
 from lcsc.merge import merge, merge_many
 
 GB = 1e9
@@ -209,13 +213,43 @@ def phase_naive(folder: Path, args: argparse.Namespace) -> dict:
     }
 
 
-PHASES = {"build": phase_build, "merge": phase_merge, "rss": phase_rss, "naive": phase_naive}
+def sync(dev: torch.device) -> None:
+    """Wait for the accelerator's queued work (timings of asynchronous kernels)."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def phase_device(folder: Path, args: argparse.Namespace) -> dict:
+    """``--device cuda``: one merge and merge_many(B) on the accelerator (stack resident there when it fits),
+    synchronised, and the largest difference of its rows from the CPU merge."""
+    dev = torch.device(args.device)
+    stack = CheckpointStack.open(folder, progress=False)
+    A = coefficients(stack.K, args.B, seed=4)
+
+    def timed(fn) -> float:
+        fn()  # warm-up: copies the stack to the device once, loads the kernels
+        sync(dev)
+        t0 = time.perf_counter()
+        for _ in range(args.repeats):
+            fn()
+        sync(dev)
+        return (time.perf_counter() - t0) / args.repeats
+
+    one_s = timed(lambda: merge(stack, A[0], device=dev, as_vector=True))
+    many_s = timed(lambda: merge_many(stack, A, device=dev))
+    diff = float((merge_many(stack, A, device=dev).cpu() - merge_many(stack, A)).abs().max())
+    return {"device": str(dev), "device_merge_gbps": stack.nbytes / one_s / GB, "device_merge_ms": one_s * 1e3,
+            "device_many_ms": many_s * 1e3, "device_max_abs_diff": diff,
+            "resident": stack.device_matrix(dev) is not None}
+
+
+PHASES = {"build": phase_build, "merge": phase_merge, "rss": phase_rss, "naive": phase_naive, "device": phase_device}
 
 
 def run_phase(name: str, folder: Path, args: argparse.Namespace) -> dict:
     """Run one phase in a fresh interpreter; its last stdout line is a JSON object."""
     cmd = [sys.executable, __file__, "--phase", name, "--dir", str(folder), "--B", str(args.B)]
-    cmd += ["--repeats", str(args.repeats)]
+    cmd += ["--repeats", str(args.repeats), "--device", args.device]
     print(f"[{name}] running ...", flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     sys.stderr.write(proc.stderr)
@@ -287,6 +321,15 @@ def report(K: int, P: int, B: int, r: dict, f: dict) -> None:  # noqa: N803
     print("\n".join(lines))
 
 
+def device_report(d: dict, B: int) -> dict:  # noqa: N803
+    """Print the accelerator phase; its figures for the last line's JSON."""
+    print(f"{d['device']:<8}: merge {d['device_merge_gbps']:.1f} GB/s of stack ({d['device_merge_ms']:.2f} ms, "
+          f"stack {'resident' if d['resident'] else 'streamed'}); merge_many B={B}: {d['device_many_ms']:.2f} ms; "
+          f"max |device − CPU| = {d['device_max_abs_diff']:.3g}")
+    return {"device": d["device"], "device_merge_gbps": round(d["device_merge_gbps"], 3),
+            "device_many_ms": round(d["device_many_ms"], 3), "device_max_abs_diff": d["device_max_abs_diff"]}
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--K", type=int, default=100, help="number of checkpoints (default 100)")
@@ -298,11 +341,17 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--keep", action="store_true", help="keep the generated checkpoints and cache")
     p.add_argument("--quick", action="store_true", help="small smoke run: K=20, P=500000")
+    p.add_argument("--device", default="cpu",
+                   help="also time merging on this accelerator (e.g. cuda) and compare it with the CPU merge")
     p.add_argument("--phase", choices=list(PHASES), help=argparse.SUPPRESS)
     p.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.quick:
         args.K, args.P = 20, 500_000
+    try:
+        check_device(args.device)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
     return args
 
 
@@ -322,6 +371,8 @@ def main() -> None:
         results = {name: run_phase(name, folder, args) for name in ("build", "merge", "rss", "naive")}
         headline = {k: round(float(v), 3) for k, v in figures(args.B, results).items()}
         report(args.K, args.P, args.B, results, headline)
+        if args.device != "cpu":
+            headline.update(device_report(run_phase("device", folder, args), args.B))
     finally:
         if args.keep:
             print(f"kept {folder}")

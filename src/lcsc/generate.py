@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from lcsc.consistency.sampling import sample_cm
 from lcsc.diffusion.sampling import DM_SOLVERS, sample_dm
 from lcsc.errors import ConfigError
+from lcsc.precision import with_autocast
 
 __all__ = ["SamplingInputs", "draw_inputs", "generate", "generate_many", "default_nfe", "SOLVERS"]
 
@@ -86,9 +87,10 @@ def _check(model: nn.Module, nfe: int, solver: str) -> None:
 def generate(model: nn.Module, n: int, generator: torch.Generator | int, *, nfe: int | None = None,
              solver: str = "dpm-solver", labels: torch.Tensor | None = None, batch_size: int = 256,
              device: str | torch.device | None = None, progress: bool = False,
-             inputs: SamplingInputs | None = None) -> torch.Tensor:
+             inputs: SamplingInputs | None = None, autocast: str | None = None) -> torch.Tensor:
     """``n`` samples (CPU float32 in [−1, 1]). Randomness comes from ``inputs`` or is drawn from ``generator``
-    on the CPU first, so the same seed gives the same images on CPU and GPU. CMs ignore ``solver``."""
+    on the CPU first, so the same seed gives the same images on CPU and GPU. CMs ignore ``solver``.
+    ``autocast="bf16"`` runs the network's calls under bf16 autocast (:mod:`lcsc.precision`; default off)."""
     nfe = default_nfe(model) if nfe is None else nfe  # (0 is refused, not taken as the default)
     _check(model, nfe, solver)
     if inputs is None:
@@ -96,10 +98,10 @@ def generate(model: nn.Module, n: int, generator: torch.Generator | int, *, nfe:
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    out = []
+    net, out = with_autocast(model, autocast), []
     for start in tqdm(range(0, len(inputs), batch_size), desc="sampling", disable=not progress, leave=False):
         noise, lab, step = inputs.batch(start, start + batch_size, device)
-        out.append(_sample(model, noise, lab, step, nfe, solver).float().clamp(-1, 1).cpu())
+        out.append(_sample(net, noise, lab, step, nfe, solver).float().clamp(-1, 1).cpu())
     model.train(was_training)
     c = model.config
     return torch.cat(out) if out else torch.empty(0, c.in_channels, c.resolution, c.resolution)
@@ -108,17 +110,18 @@ def generate(model: nn.Module, n: int, generator: torch.Generator | int, *, nfe:
 @torch.no_grad()
 def generate_many(model: nn.Module, states: list[dict[str, torch.Tensor]], inputs: SamplingInputs, *,
                   nfe: int | None = None, solver: str = "dpm-solver", batch_size: int = 256,
-                  device: str | torch.device | None = None) -> list[torch.Tensor]:
+                  device: str | torch.device | None = None, autocast: str | None = None) -> list[torch.Tensor]:
     """Samples of several weight sets of one architecture on the same ``inputs``, as one batched computation
-    (``torch.func.vmap`` over the stacked parameters). Equals :func:`generate` per state up to float rounding."""
+    (``torch.func.vmap`` over the stacked parameters). Equals :func:`generate` per state up to float rounding.
+    ``batch_size`` counts the rows of one vmapped call, all states together (``batch_size // B`` inputs each)."""
     from lcsc.models.stacked import StackedModel
 
     nfe = default_nfe(model) if nfe is None else nfe  # (0 is refused, not taken as the default)
     _check(model, nfe, solver)
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    stacked = StackedModel(model, states, device)
+    stacked = with_autocast(StackedModel(model, states, device), autocast)
     B, out = len(states), [[] for _ in states]
-    per = max(1, batch_size // B) if device.type == "cpu" else batch_size
+    per = max(1, batch_size // B)  # ``batch_size`` rows per vmapped call on every device (B× that overflowed GPUs)
     for start in range(0, len(inputs), per):
         noise, lab, step = inputs.batch(start, start + per, device)
         steps = None if step is None else step.repeat(1, B, 1, 1, 1)

@@ -36,9 +36,9 @@ def make_hvp(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> Callable[[to
     sizes = [p.numel() for p in params]
 
     def hvp(v: torch.Tensor) -> torch.Tensor:
-        vs = [c.view_as(p).to(p.dtype) for c, p in zip(torch.split(v, sizes), params)]
+        vs = [c.view_as(p).to(p.device, p.dtype) for c, p in zip(torch.split(v, sizes), params)]
         hv = torch.autograd.grad(grads, params, grad_outputs=vs, retain_graph=True, allow_unused=True)
-        return torch.cat([torch.zeros(p.numel(), dtype=p.dtype) if h is None else h.reshape(-1)
+        return torch.cat([torch.zeros(p.numel(), dtype=p.dtype, device=p.device) if h is None else h.reshape(-1)
                           for h, p in zip(hv, params)])
 
     return hvp
@@ -91,7 +91,7 @@ def top_hessian_eigs(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tens
         count[0] += 1
         bar.update(1)
         x = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64).reshape(-1))
-        return hvp(x).detach().double().numpy()
+        return hvp(x).detach().cpu().double().numpy()
 
     op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
     v0 = np.random.default_rng(seed).standard_normal(n)

@@ -13,6 +13,7 @@ from lcsc.cli.common import write_resolved_config
 from lcsc.metrics.checkpoint_eval import evaluate_checkpoints, expand_targets
 from lcsc.metrics.spaces import FEATURE_SPACES
 from lcsc.objectives.base import HELD_OUT_SEED_OFFSET, noise_fingerprint
+from lcsc.precision import AUTOCAST_MODES
 from lcsc.report.grid import save_image_grid
 
 __all__ = ["register"]
@@ -36,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="score on the search noise itself (biased for a searched merge; prints a warning)")
     noise.add_argument("--held-out", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old scripts
     p.add_argument("--device", default="cpu")
+    p.add_argument("--autocast", choices=AUTOCAST_MODES, default="off",
+                   help="sample with the network under bf16 autocast (default off; see benchmarks/mixed_precision.py)")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="JSON results (default: RUN/eval.json for a run folder, else ./eval.json)")
     p.set_defaults(func=run)
@@ -67,10 +70,12 @@ def run(args: argparse.Namespace) -> int:
               "better here than it generalises — omit --search-noise to report held-out noise", file=sys.stderr)
     evals = evaluate_checkpoints(paths, features=args.features, metrics=args.metrics, num_samples=args.samples,
                                  nfe=args.nfe, solver=args.solver, seed=seed, data=args.data, device=args.device,
-                                 progress=True)
+                                 progress=True, autocast=args.autocast)
     space = evals[0].result.features
     role = "search" if args.search_noise else "held-out"
-    print(f"\n{len(paths)} checkpoint(s), {args.samples} samples each, features {space}, {role} noise (seed {seed})")
+    amp = "" if args.autocast == "off" else f", sampled under {args.autocast} autocast"
+    print(f"\n{len(paths)} checkpoint(s), {args.samples} samples each, features {space}, {role} noise "
+          f"(seed {seed}){amp}")
     print(f"{'checkpoint':<44} {'FD':>10} {'KID×10³':>9} {'prec':>6} {'recall':>6} {'IS':>6}  (all in {space})")
     rows = []
     for e in evals:
@@ -78,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         print(_row(name[-44:], e.result))
         grid = save_image_grid(e.samples, out.parent / f"{out.stem}-samples" / f"{e.path.parent.name}-{e.path.stem}.png")
         rows.append({"checkpoint": str(e.path), "step": e.step, **e.result.to_dict(), "samples_png": str(grid)})
-    write_json(out, {"seed": args.seed, "noise_seed": seed, "noise": role,
+    write_json(out, {"seed": args.seed, "noise_seed": seed, "noise": role, "autocast": args.autocast,
                      "noise_sha": noise_fingerprint(torch.Generator().manual_seed(seed)), "rows": rows})
     write_resolved_config(out.with_suffix(".config.json"), "eval", args)
     print(f"wrote {out} and sample grids in {out.parent / (out.stem + '-samples')}")

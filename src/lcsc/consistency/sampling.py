@@ -1,5 +1,5 @@
 # Multistep consistency sampling (Song et al. 2023, Algorithm 1) on a Karras σ grid, with a diffusers-style API.
-"""``ConsistencySampler``: set_timesteps(n) / step(denoised, σ, sample, generator); noise from a CPU generator."""
+"""``ConsistencySampler``: set_timesteps(n) / step(denoised, σ, sample, generator); noise on the generator's device."""
 
 from __future__ import annotations
 
@@ -50,8 +50,10 @@ class ConsistencySampler:
         if idx == len(self.timesteps) - 1:
             return SamplerOutput(model_output)
         nxt = float(self.timesteps[idx + 1])
-        z = noise if noise is not None else torch.randn(sample.shape, generator=generator)
-        z = z.to(sample.device)
+        if noise is None:  # drawn where the generator lives (torch refuses a CUDA generator for a CPU draw)
+            noise = torch.randn(sample.shape, generator=generator,
+                                device=generator.device if generator is not None else "cpu")
+        z = noise.to(sample.device)
         return SamplerOutput(model_output + (nxt**2 - self.sigma_min**2) ** 0.5 * z)
 
 

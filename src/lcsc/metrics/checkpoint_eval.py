@@ -14,6 +14,7 @@ from lcsc.metrics.evaluate import EvalResult, evaluate_images, parse_metrics
 from lcsc.metrics.reference import reference_set
 from lcsc.metrics.spaces import feature_space
 from lcsc.models import load_model, read_data_info, read_metadata
+from lcsc.precision import check_autocast
 
 __all__ = ["CheckpointEval", "evaluate_checkpoints", "expand_targets", "default_space_for"]
 
@@ -54,13 +55,16 @@ def default_space_for(data_spec: str | None, shape: tuple[int, ...]) -> str:
 
 def evaluate_checkpoints(paths: list[Path], *, features: str | None = None, metrics="fd", num_samples: int = 1000,
                          nfe: int | None = None, solver: str = "dpm-solver", seed: int = 0, data: str | None = None,
-                         device: str = "cpu", progress: bool = False) -> list[CheckpointEval]:
-    """Score each checkpoint's samples (same seeded noise for all) against the training data's reference set."""
+                         device: str = "cpu", progress: bool = False,
+                         autocast: str | None = None) -> list[CheckpointEval]:
+    """Score each checkpoint's samples (same seeded noise for all) against the training data's reference set
+    (``autocast="bf16"``: the network under bf16 autocast while sampling; features stay float32)."""
     if num_samples < 2:  # checked before the reference set is built: a bad value fails at once
         raise ConfigError(f"--samples {num_samples}: every metric needs at least 2 samples per checkpoint")
     if nfe is not None and nfe < 1:
         raise ConfigError(f"--nfe {nfe}: must be >= 1 network evaluation per sample")
     metrics = parse_metrics(metrics)
+    autocast = check_autocast(autocast)
     info = read_data_info(paths[0]) or {}
     spec = data or info.get("spec")
     if not spec:
@@ -72,7 +76,8 @@ def evaluate_checkpoints(paths: list[Path], *, features: str | None = None, metr
     results = []
     for path in paths:
         model = load_model(path, device)
-        images = generate(model, num_samples, seed, nfe=nfe, solver=solver, device=device, progress=progress)
+        images = generate(model, num_samples, seed, nfe=nfe, solver=solver, device=device, progress=progress,
+                          autocast=autocast)
         result = evaluate_images(images, reference, extractor, metrics, progress=progress)
         step = read_metadata(path).get("step")
         results.append(CheckpointEval(path, int(step) if step else None, result, images[:64]))

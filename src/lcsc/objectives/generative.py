@@ -23,6 +23,7 @@ from lcsc.metrics.frechet import GaussianStats
 from lcsc.metrics.kid import kernel_inception_distance
 from lcsc.metrics.reference import ReferenceSet
 from lcsc.objectives.base import SeededObjective
+from lcsc.precision import check_autocast
 
 __all__ = ["GenerativeObjective", "FDObjective", "FIDObjective", "KIDObjective"]
 
@@ -36,8 +37,10 @@ class GenerativeObjective(SeededObjective):
     def __init__(self, model: nn.Module, features: FeatureExtractor, reference: ReferenceSet, *,
                  num_samples: int = 1000, nfe: int | None = None, solver: str = "dpm-solver",
                  batch_size: int = 500, device: str | torch.device = "cpu", noise_seed: int = 0,
-                 held_out_seed: int | None = None, name: str | None = None, batched: bool = False) -> None:
+                 held_out_seed: int | None = None, name: str | None = None, batched: bool = False,
+                 autocast: str | None = None) -> None:
         super().__init__(noise_seed, held_out_seed)
+        self.autocast = check_autocast(autocast)  # "bf16": the network under bf16 autocast while sampling
         if num_samples < 2:
             raise ConfigError(f"num_samples={num_samples}: an objective needs at least 2 samples")
         self.device = torch.device(device)
@@ -73,13 +76,14 @@ class GenerativeObjective(SeededObjective):
         if state_dict is not None:
             self.model.load_state_dict(state_dict)
         return generate(self.model, self.num_samples, None, nfe=self.nfe, solver=self.solver,
-                        batch_size=self.batch_size, device=self.device, inputs=self.inputs())
+                        batch_size=self.batch_size, device=self.device, inputs=self.inputs(), autocast=self.autocast)
 
     def samples_many(self, states: list[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
         """Images of several states on the same inputs: one vmapped computation when ``batched``, else a loop."""
         if self.batched and len(states) > 1:
             return generate_many(self.model, states, self.inputs(), nfe=self.nfe, solver=self.solver,
-                                 batch_size=self.batch_size * len(states), device=self.device)
+                                 batch_size=self.batch_size * len(states), device=self.device,
+                                 autocast=self.autocast)
         return [self.samples(s) for s in states]
 
     def score_images(self, images: torch.Tensor) -> float:

@@ -33,7 +33,17 @@ class ShadowWeights:
 
     def _live(self) -> list[torch.Tensor]:
         sd = self.model.state_dict()
-        return [sd[k].detach() for k in self.keys]
+        live = [sd[k].detach() for k in self.keys]
+        if live and getattr(self, "shadows", None):
+            self._follow(live[0].device)
+        return live
+
+    def _follow(self, device: torch.device) -> None:
+        """Move the averages to ``device`` when the model moved after they were made (e.g. a recorder built before
+        ``model.to("cuda")``): the updates' fused lerp needs both on one device."""
+        first = next(iter(self.shadows.values()))
+        if first and first[0].device != device:
+            self.shadows = {n: [t.to(device) for t in ts] for n, ts in self.shadows.items()}
 
     def __len__(self) -> int:
         return len(self.shadows)
