@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from lcsc.atomic import sha256_file
 from lcsc.checkpoints.layout import Layout
+from lcsc.checkpoints.lora import adapter_config_file, is_adapter_folder
 from lcsc.checkpoints.reader import load_checkpoint, read_step, weights_file
 from lcsc.errors import CheckpointError
 
@@ -103,7 +104,12 @@ def build_rows(
 
 
 def file_fingerprint(path: Path) -> list[Any]:
-    """(absolute path, size, mtime_ns) of a checkpoint's weights file: cheap staleness check for the cache."""
+    """(absolute path, size, mtime_ns) of a checkpoint's weights file: cheap staleness check for the cache. A LoRA
+    adapter's ``adapter_config.json`` (its α and r scale ΔW) is fingerprinted too."""
     source = weights_file(path)
     st = os.stat(source)
-    return [str(source.resolve()), st.st_size, st.st_mtime_ns]
+    out = [str(source.resolve()), st.st_size, st.st_mtime_ns]
+    if is_adapter_folder(path):
+        config = adapter_config_file(path)
+        out += [str(config.resolve()), config.stat().st_size, config.stat().st_mtime_ns]
+    return out

@@ -1,4 +1,5 @@
-"""Reading one checkpoint file safely: safetensors, weights-only PyTorch pickles, diffusers model folders."""
+"""Reading one checkpoint file safely: safetensors, weights-only PyTorch pickles, diffusers model folders, and the
+``checkpoint-N/`` folders of accelerate's ``save_state`` (diffusers training loops)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
+from lcsc.checkpoints.lora import LORA_DELTA_KEY, adapter_weights_file, is_adapter_folder, read_adapter
 from lcsc.checkpoints.safe_load import safe_torch_load
+from lcsc.checkpoints.training_folders import (
+    is_state_file,
+    is_training_checkpoint,
+    step_from_folder,
+    training_checkpoint_weights,
+)
 from lcsc.errors import CheckpointError, first_line
 
 __all__ = [
@@ -41,11 +49,16 @@ class LoadedCheckpoint:
 
 
 def weights_file(path: Path) -> Path:
-    """The file that holds a checkpoint's weights: the file itself, or a diffusers folder's weights file."""
+    """The file that holds a checkpoint's weights: the file itself, a diffusers folder's weights file, or the model
+    weights of a training ``checkpoint-N/`` folder."""
     if path.is_dir():
+        if (adapter := adapter_weights_file(path)) is not None:  # a LoRA adapter folder (peft)
+            return adapter
         for candidate in (path / DIFFUSERS_WEIGHTS, path / "unet" / DIFFUSERS_WEIGHTS):
             if candidate.is_file():
                 return candidate
+        if is_training_checkpoint(path):
+            return weights_file(training_checkpoint_weights(path))
         raise CheckpointError(f"{path}: folder has no {DIFFUSERS_WEIGHTS} (not a diffusers model folder)")
     return path
 
@@ -57,8 +70,10 @@ def _is_diffusers_folder(path: Path) -> bool:
 def discover_checkpoints(paths_or_dir: str | Path | list[str | Path]) -> list[Path]:
     """Expand a folder (or a list of files/folders) into checkpoint paths.
 
-    A folder yields its checkpoint files (by suffix) and its diffusers sub-folders; a folder that is itself a
-    diffusers model folder counts as one checkpoint.
+    A folder holding ``checkpoint-N/`` folders (a diffusers / accelerate training run) yields exactly those, each one
+    checkpoint; otherwise a folder yields its checkpoint files (by suffix; accelerate's training-state files such as
+    ``optimizer.bin`` are skipped) and its diffusers sub-folders. A folder that is itself a diffusers model folder or
+    a ``checkpoint-N/`` folder counts as one checkpoint.
     """
     items = [paths_or_dir] if isinstance(paths_or_dir, (str, Path)) else list(paths_or_dir)
     if not items:
@@ -68,22 +83,43 @@ def discover_checkpoints(paths_or_dir: str | Path | list[str | Path]) -> list[Pa
         path = Path(item)
         if not path.exists():
             raise CheckpointError(f"{path}: no such file or folder")
-        if path.is_file() or _is_diffusers_folder(path):
+        if path.is_file() and is_state_file(path):
+            raise CheckpointError(f"{path}: accelerate training state (a pickle), not model weights; never loaded")
+        if path.is_file() or is_training_checkpoint(path) or is_adapter_folder(path):
+            weights_file(path)  # a training folder with no (or several) model weights: say so now
             found.append(path)
             continue
-        for child in sorted(path.iterdir()):
-            if child.name in _IGNORED_DIRS or child.name.startswith("."):
-                continue
-            if (child.is_file() and child.suffix in CHECKPOINT_SUFFIXES) or (
-                child.is_dir() and _is_diffusers_folder(child)
-            ):
-                found.append(child)
+        found += _folder_checkpoints(path)
     if not found:
         raise CheckpointError(
             f"{', '.join(str(p) for p in items)}: no checkpoints found "
-            f"(looked for {', '.join(CHECKPOINT_SUFFIXES)} files and diffusers folders)"
+            f"(looked for {', '.join(CHECKPOINT_SUFFIXES)} files, diffusers folders and checkpoint-N folders)"
         )
+    _check_one_kind(found)
     return found
+
+
+def _check_one_kind(found: list[Path]) -> None:
+    """LoRA adapter folders (their exact ΔW) combine with each other only, never with full checkpoints."""
+    adapters = [p for p in found if is_adapter_folder(p)]
+    if adapters and len(adapters) < len(found):
+        other = next(p for p in found if not is_adapter_folder(p))
+        raise CheckpointError(f"{adapters[0]} is a LoRA adapter folder but {other} is not; combine adapters or "
+                              "full checkpoints, not both")
+
+
+def _folder_checkpoints(path: Path) -> list[Path]:
+    """The checkpoints inside a folder that is not itself one checkpoint (see :func:`discover_checkpoints`)."""
+    children = [c for c in sorted(path.iterdir()) if c.name not in _IGNORED_DIRS and not c.name.startswith(".")]
+    runs = [c for c in children if is_training_checkpoint(c)]
+    for run in runs:
+        weights_file(run)
+    if runs:
+        return runs  # a training run: its final pipeline (unet/ beside them) has no step and may be the EMA
+    if _is_diffusers_folder(path):
+        return [path]
+    return [c for c in children if (c.is_file() and c.suffix in CHECKPOINT_SUFFIXES and not is_state_file(c))
+            or (c.is_dir() and (_is_diffusers_folder(c) or is_adapter_folder(c)))]
 
 
 def _strip_prefixes(name: str) -> str:
@@ -188,6 +224,11 @@ def load_checkpoint(path: str | Path, key: str | None = None) -> LoadedCheckpoin
     safetensors a name prefix.
     """
     path = Path(path)
+    if is_adapter_folder(path):  # exact ΔW = (α/r)·B·A per adapted layer, keyed by the base weight's name
+        if key:
+            raise CheckpointError(f"{path}: key={key!r} (--key) does not apply to a LoRA adapter folder")
+        adapter = read_adapter(path)
+        return LoadedCheckpoint(path, adapter.delta_state(), {**adapter.metadata, LORA_DELTA_KEY: "true"})
     source = weights_file(path)
     if source.suffix == ".safetensors":
         tensors, metadata = _load_safetensors(source, key)
@@ -210,6 +251,9 @@ def read_step(path: Path, metadata: dict[str, Any]) -> tuple[int, str]:
                 raise CheckpointError(
                     f"{path}: metadata {k}={metadata[k]!r} is not an integer step"
                 ) from None
+    folder_step = step_from_folder(path)
+    if folder_step is not None:
+        return folder_step, "filename"
     name = path.name if path.is_dir() else path.stem
     numbers = re.findall(r"\d+", name)
     if path.is_dir() and not numbers and path.name == "unet":

@@ -1,36 +1,71 @@
-"""``lcsc merge CKPT_DIR --coeffs coeffs.json -o merged.safetensors``."""
+"""``lcsc merge CKPT_DIR --coeffs coeffs.json -o merged.safetensors`` (LoRA adapters: ``--base`` / ``--adapter-out``)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from lcsc.atomic import check_writable
+from lcsc.checkpoints import load_checkpoint, save_checkpoint
+from lcsc.checkpoints.lora import LORA_DELTA_KEY, is_adapter_folder
+from lcsc.checkpoints.reader import discover_checkpoints
 from lcsc.cli.common import add_stack_options, human_bytes, open_stack, write_resolved_config
 from lcsc.errors import ConfigError
 from lcsc.merge import Coefficients, merge_coefficients, save_merged
+from lcsc.merge.lora import AdapterSet, add_delta, combine_deltas, concatenate_adapters, save_adapter
 
 __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("merge", help="write Σ a_k θ_k for a coefficient file as one checkpoint")
-    p.add_argument("checkpoints", type=Path, nargs="+", help="a checkpoint folder, or checkpoint files")
+    p = sub.add_parser("merge", help="write Σ a_k θ_k for a coefficient file as one checkpoint (or LoRA adapter)")
+    p.add_argument("checkpoints", type=Path, nargs="+",
+                   help="a checkpoint folder, or checkpoint files; or LoRA adapter folders (a folder of them)")
     p.add_argument("--coeffs", type=Path, required=True, help="coefficient file (JSON: steps + coefficients)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="merged checkpoint (.safetensors)")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="merged checkpoint (.safetensors); for LoRA adapters the full merged weights (needs --base)")
     p.add_argument(
         "--renormalize", action="store_true", help="divide coefficients by their sum instead of failing"
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda: where the GEMM runs")
+    lora = p.add_argument_group("LoRA adapters (peft folders: adapter_model.safetensors + adapter_config.json)")
+    lora.add_argument("--base", type=Path, default=None,
+                      help="the adapters' base model weights (.safetensors, weights-only .pt/.bin, or a diffusers "
+                           "folder; --key selects a wrapped state dict): -o gets base + Σ a_k ΔW_k")
+    lora.add_argument("--adapter-out", type=Path, default=None, metavar="DIR",
+                      help="write the merge as one peft LoRA adapter folder (exact: ranks concatenated, r = Σ r_k)")
     add_stack_options(p)
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.output.suffix != ".safetensors":
+def _check_outputs(args: argparse.Namespace, adapters: bool) -> None:
+    """Refuse inconsistent output options before any work, naming the option."""
+    if args.output is None and args.adapter_out is None:
+        raise ConfigError("give -o OUTPUT.safetensors" + (" (with --base) or --adapter-out DIR" if adapters else ""))
+    if args.output is not None and args.output.suffix != ".safetensors":
         raise ConfigError(f"{args.output}: output must end in .safetensors")
-    check_writable(args.output)
+    if not adapters and (args.base is not None or args.adapter_out is not None):
+        raise ConfigError(f"--base and --adapter-out apply to LoRA adapter folders; {args.checkpoints[0]} holds "
+                          "full checkpoints")
+    if adapters and (args.output is None) != (args.base is None):
+        raise ConfigError("LoRA adapters: -o OUTPUT.safetensors writes full merged weights and needs --base "
+                          "BASE_WEIGHTS (the adapters' base model), and --base needs -o; for a merged adapter use "
+                          "--adapter-out DIR")
+    if args.base is not None and not args.base.exists():
+        raise ConfigError(f"--base {args.base}: no such file or folder")
+    if args.output is not None:
+        check_writable(args.output)
+    if args.adapter_out is not None:
+        check_writable(args.adapter_out, folder=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    adapters = all(is_adapter_folder(p) for p in discover_checkpoints(args.checkpoints))
+    _check_outputs(args, adapters)
     coeffs = Coefficients.load(args.coeffs, renormalize=args.renormalize)
+    if adapters:
+        return _merge_adapters(args, coeffs)
     stack = open_stack(args)
     merged = merge_coefficients(stack, coeffs, device=args.device)
     save_merged(args.output, stack, merged, coeffs)
@@ -45,4 +80,35 @@ def run(args: argparse.Namespace) -> int:
         f"merged {stack.K} checkpoints (steps {stack.steps[0]}…{stack.steps[-1]}) into {args.output} "
         f"({human_bytes(args.output.stat().st_size)}); config: {config_path}"
     )
+    return 0
+
+
+def _merge_adapters(args: argparse.Namespace, coeffs: Coefficients) -> int:
+    """Σ a_k ΔW_k computed exactly from the factors: full weights (base + ΔW) and/or one concatenated adapter. Both
+    are computed before either is written, so bad input leaves no partial output."""
+    aset = AdapterSet.open(args.checkpoints)
+    coeffs.check_steps(aset.steps)
+    meta, written = aset.provenance(coeffs), []
+    adapter = concatenate_adapters(aset.adapters, coeffs) if args.adapter_out is not None else None
+    full, config = None, None
+    if args.output is not None:
+        base = load_checkpoint(args.base, key=args.key)
+        if base.metadata.get(LORA_DELTA_KEY) == "true":
+            raise ConfigError(f"--base {args.base}: a LoRA adapter; --base takes the full base model's weights")
+        full = add_delta(base.tensors, combine_deltas(aset.adapters, coeffs), args.base)
+        config = json.loads(base.metadata["config"]) if "config" in base.metadata else None
+    if adapter is not None:
+        save_adapter(args.adapter_out, *adapter, meta)
+        written.append(f"adapter {args.adapter_out}/ (r={adapter[1]['r']}, {len(adapter[1]['target_modules'])} "
+                       "modules)")
+    if full is not None:
+        save_checkpoint(args.output, full, step=aset.steps[-1], config=config,
+                        extra={**meta, "lcsc_lora_base": str(args.base)})
+        written.append(f"full weights {args.output} ({human_bytes(args.output.stat().st_size)})")
+    config_path = (args.output.with_name(args.output.stem + ".config.json") if args.output is not None
+                   else args.adapter_out / "lcsc_merge.config.json")
+    write_resolved_config(config_path, "merge", args,
+                          {"steps": aset.steps, "hashes": aset.hashes, "coefficients": coeffs.to_json()})
+    print(f"merged {aset.K} LoRA adapters (steps {aset.steps[0]}…{aset.steps[-1]}) into " + " and ".join(written)
+          + f"; config: {config_path}")
     return 0

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from lcsc.checkpoints.format import save_checkpoint
+from lcsc.checkpoints.lora import LORA_DELTA_KEY
 from lcsc.checkpoints.stack import CheckpointStack
 from lcsc.errors import CheckpointError
 from lcsc.merge.coefficients import Coefficients
@@ -21,7 +22,8 @@ def save_merged(
     """Atomically write ``state_dict`` (a merge of ``stack`` with ``coeffs``) as safetensors.
 
     Metadata: the last checkpoint's step and config (so tools that rebuild models from metadata still work),
-    the checkpoint steps and content hashes, and the coefficients.
+    the checkpoint steps and content hashes, and the coefficients; ``lcsc_lora_delta`` marks a merge of LoRA
+    adapters (ΔW of the adapted layers only, see :mod:`lcsc.merge.lora`).
     """
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -36,6 +38,8 @@ def save_merged(
     }
     if "data" in last:  # what lcsc train recorded about the training data (for evaluation)
         extra["data"] = last["data"]
+    if last.get(LORA_DELTA_KEY) == "true":  # merged LoRA ΔW of the adapted layers, not full weights
+        extra[LORA_DELTA_KEY] = "true"
     images = last.get("images_seen")
     return save_checkpoint(
         path,

@@ -10,6 +10,7 @@ from lcsc.objectives.base import (
 )
 from lcsc.objectives.builtin import builtin_objective, is_builtin
 from lcsc.objectives.combined import MeanObjective
+from lcsc.objectives.diffusers import diffusers_objective
 from lcsc.objectives.generative import FDObjective, FIDObjective, GenerativeObjective, KIDObjective
 from lcsc.objectives.loader import load_objective
 from lcsc.objectives.validation_loss import ValidationLossObjective
@@ -22,6 +23,7 @@ __all__ = [
     "KIDObjective",
     "MeanObjective",
     "builtin_objective",
+    "diffusers_objective",
     "is_builtin",
     "FunctionObjective",
     "HELD_OUT_SEED_OFFSET",

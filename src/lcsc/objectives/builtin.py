@@ -86,12 +86,13 @@ def _default_space(data: ImageData) -> str:
 def builtin_objective(checkpoints: str | Path | list, name: str = "auto", *, data: str | None = None,
                       num_samples: int = 1000, nfe: int | None = None, solver: str = "dpm-solver",
                       device: str | torch.device = "cpu", noise_seed: int = 0, progress: bool = False,
-                      batched: bool = False) -> GenerativeObjective | MeanObjective:
-    """Build objective ``name`` for the model the (first) checkpoint's metadata describes."""
+                      batched: bool = False, autocast: str | None = None) -> GenerativeObjective | MeanObjective:
+    """Build objective ``name`` for the model the (first) checkpoint's metadata describes (``autocast="bf16"``:
+    sample under bf16 autocast, see :mod:`lcsc.precision`)."""
     name = resolve_auto(name, checkpoints, data)
     terms = mean_terms(name)
     kw = dict(data=data, num_samples=num_samples, nfe=nfe, solver=solver, device=device, noise_seed=noise_seed,
-              progress=progress, batched=batched)
+              progress=progress, batched=batched, autocast=autocast)
     if terms is not None:
         first = _single(checkpoints, terms[0], **kw)
         rest = [_single(checkpoints, t, model=first.model, **kw) for t in terms[1:]]
@@ -116,7 +117,7 @@ def resolve_auto(name: str, checkpoints, data: str | None = None) -> str:
 
 
 def _single(checkpoints, name: str, *, data, num_samples, nfe, solver, device, noise_seed, progress, batched,
-            model=None) -> GenerativeObjective:
+            model=None, autocast: str | None = None) -> GenerativeObjective:
     spec = parse_builtin(name)
     first = discover_checkpoints(checkpoints)[0]
     try:
@@ -128,7 +129,8 @@ def _single(checkpoints, name: str, *, data, num_samples, nfe, solver, device, n
     space = spec.space or _default_space(images)
     features = feature_space(space, device)
     reference = reference_set(images, features, progress=progress)
-    kw = dict(num_samples=num_samples, nfe=nfe, solver=solver, device=device, noise_seed=noise_seed, batched=batched)
+    kw = dict(num_samples=num_samples, nfe=nfe, solver=solver, device=device, noise_seed=noise_seed, batched=batched,
+              autocast=autocast)
     if spec.metric == "kid":
         return KIDObjective(model, features, reference, name=f"kid_{space}", **kw)
     if space == "inception":
