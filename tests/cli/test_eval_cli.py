@@ -74,3 +74,46 @@ def test_eval_reports_kid_x1e3_with_its_feature_space(run_dir, tmp_path, capsys,
     row = json.loads(out.read_text())["rows"][0]
     assert row["kid_x1e3"] == pytest.approx(1.23) and row["kid_std_x1e3"] == pytest.approx(0.4)
     assert row["kid_features"] == "digits" and "kid" not in row and row["fd"] is None
+
+
+def test_eval_with_bf16_autocast_records_it_and_stays_close(run_dir, tmp_path, capsys):
+    ckpt, common = run_dir / "last.safetensors", ["--samples", "64", "--nfe", "2", "--metrics", "fd"]
+    assert main(["eval", str(ckpt), *common, "-o", str(tmp_path / "fp32.json")]) == 0
+    assert main(["eval", str(ckpt), *common, "--autocast", "bf16", "-o", str(tmp_path / "bf16.json")]) == 0
+    assert "sampled under bf16 autocast" in capsys.readouterr().out
+    fp32, bf16 = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("fp32", "bf16"))
+    assert fp32["autocast"] == "off" and bf16["autocast"] == "bf16"
+    a, b = fp32["rows"][0]["fd"], bf16["rows"][0]["fd"]
+    assert a != b and abs(a - b) < 0.1 * a
+
+
+def test_search_on_two_ray_workers_matches_serial(run_dir, tmp_path, one_thread):
+    """The built-in calibrated objective (auto = mean of FD_digits and FD2) scored on 2 Ray workers, each owning its
+    model, objective and stack: the same journal as a serial search on as many threads as a worker (1)."""
+    pytest.importorskip("ray")
+    from lcsc.search.journal import TIMING_FIELDS, Journal
+
+    args = [str(run_dir / "windows/30"), "--evals", "8", "--generation-size", "4", "--samples", "32", "--nfe", "1"]
+    assert main(["search", *args, "-o", str(tmp_path / "serial")]) == 0
+    assert main(["search", *args, "--workers", "2", "-o", str(tmp_path / "ray")]) == 0
+    recs = [[{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in Journal.load(p).records]
+            for p in (tmp_path / "serial" / "journal.jsonl", tmp_path / "ray" / "journal.jsonl")]
+    assert recs[0] == recs[1] and all(r["status"] == "ok" for r in recs[1])
+    assert json.loads((tmp_path / "ray" / "held_out.json").read_text()) == \
+        json.loads((tmp_path / "serial" / "held_out.json").read_text())
+
+
+def test_search_autocast_is_recorded_and_resumed(run_dir, tmp_path, monkeypatch):
+    from lcsc.cli import search_cmd
+    from lcsc.search.journal import Journal
+
+    out = tmp_path / "bf16"
+    args = [str(run_dir / "windows/30"), "--objective", "fd-digits", "--evals", "6", "--generation-size", "3",
+            "--samples", "32", "--nfe", "1"]
+    assert main(["search", *args, "--autocast", "bf16", "-o", str(out)]) == 0
+    assert Journal.load(out / "journal.jsonl").header["objective"]["autocast"] == "bf16"
+    seen = []
+    real = search_cmd.builtin_objective
+    monkeypatch.setattr(search_cmd, "builtin_objective", lambda *a, **k: seen.append(k["autocast"]) or real(*a, **k))
+    assert main(["search", "--resume", str(out), "--evals", "8"]) == 0
+    assert seen == ["bf16"]

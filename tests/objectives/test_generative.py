@@ -63,6 +63,8 @@ def test_builtin_objective_from_run_metadata(tmp_path):
     assert auto.name == "mean:fd_digits,fd_digits2" and [t.features.name for t in auto.terms] == ["digits", "digits2"]
     assert auto.terms[1].model is auto.terms[0].model
     assert builtin_objective(tmp_path / "windows/4", "kid-digits2", num_samples=32).features.name == "digits2"
+    amp = builtin_objective(tmp_path / "windows/4", num_samples=32, autocast="bf16")  # every term samples in bf16
+    assert [t.autocast for t in amp.terms] == ["bf16", "bf16"] and amp.terms[0].held_out().autocast == "bf16"
     assert is_builtin("fid") and is_builtin("fd-digits2") and not is_builtin("my.py:fn")
     with pytest.raises(ConfigError, match="built-ins are"):
         builtin_objective(tmp_path / "windows/4", "fd-clip")

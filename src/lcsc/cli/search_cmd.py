@@ -10,13 +10,23 @@ from pathlib import Path
 import numpy as np
 
 from lcsc.atomic import check_writable, write_json
+from lcsc.checkpoints import discover_checkpoints
+from lcsc.checkpoints.lora import is_adapter_folder
 from lcsc.cli.common import add_stack_options, open_stack
+from lcsc.cli.diffusers_options import (
+    add_diffusers_options,
+    diffusers_held_out_objectives,
+    diffusers_search_objective,
+    uses_diffusers,
+)
+from lcsc.cli.search_pool import add_pool_options, make_pool
 from lcsc.devices import check_device
 from lcsc.errors import ConfigError
 from lcsc.merge import Coefficients, StackMerger, groups_by_prefix
 from lcsc.metrics.evaluate import KID_SCALE, kid_label
 from lcsc.objectives import builtin_objective, is_builtin, load_objective
 from lcsc.objectives.cross_space import cross_space_objectives, cross_space_report
+from lcsc.precision import AUTOCAST_MODES
 from lcsc.search import SearchConfig, run_search, write_search_outputs
 
 __all__ = ["register"]
@@ -100,7 +110,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--noise-seed", type=int, default=0, help="search noise seed (held-out reports use another)")
     g.add_argument("--batched-sampling", action="store_true",
                    help="sample a whole generation at once (vmap over stacked weights; see benchmarks)")
+    g.add_argument("--autocast", choices=AUTOCAST_MODES, default="off",
+                   help="sample with the network under bf16 autocast (default off; held-out reports stay float32; "
+                        "see benchmarks/mixed_precision.py)")
     add_stack_options(p)
+    add_diffusers_options(p)
+    add_pool_options(p)
     p.set_defaults(func=run)
 
 
@@ -119,7 +134,7 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
         setattr(args, key, saved[key])
     check_device(args.device)  # the saved one: this machine may lack it
     for key, default in (("samples", 1000), ("nfe", None), ("solver", "dpm-solver"), ("data", None),
-                         ("noise_seed", 0)):
+                         ("noise_seed", 0), ("autocast", "off")):
         setattr(args, key, saved.get(key, default))
     d = SearchConfig()
     for key in _RESUME_KEPT:
@@ -195,13 +210,25 @@ def _initial(paths: list[Path], merger: StackMerger) -> dict:
 
 def _objective(args: argparse.Namespace):
     """A built-in generative objective from the checkpoints' metadata, or a user objective."""
+    if uses_diffusers(args):  # --model-config: a diffusers run's UNet2DModel, --reference images or statistics
+        return diffusers_search_objective(args)
     if not is_builtin(args.objective):
         return load_objective(args.objective, args.direction)
     if args.direction == "maximize":
         raise ConfigError(f"--objective {args.objective}: built-in objectives are minimised")
+    if any(is_adapter_folder(p) for p in discover_checkpoints(args.checkpoints)):
+        raise ConfigError(f"--objective {args.objective}: LoRA adapters need a user objective (file.py:function; it "
+                          "receives the merged ΔW state dict, see lcsc.merge.lora.apply_delta)")
     return builtin_objective(args.checkpoints, args.objective, data=args.data, num_samples=args.samples,
                              nfe=args.nfe, solver=args.solver, device=args.device, noise_seed=args.noise_seed,
-                             progress=sys.stderr.isatty(), batched=bool(getattr(args, "batched_sampling", False)))
+                             progress=sys.stderr.isatty(), batched=bool(getattr(args, "batched_sampling", False)),
+                             autocast=getattr(args, "autocast", None))
+
+
+def _merger(args: argparse.Namespace) -> StackMerger:
+    """The stack merger the options describe (on the driver, and again on each Ray worker)."""
+    stack = open_stack(args)
+    return StackMerger(stack, _groups(args.groups, stack), device=args.device)
 
 
 def _half_lives(text) -> tuple[float, ...] | None:
@@ -243,11 +270,11 @@ def run(args: argparse.Namespace) -> int:
         shrink=args.shrink if args.shrink is not None else SearchConfig().shrink,
     )  # fmt: skip
     objective = _objective(args)
-    stack = open_stack(args)
-    merger = StackMerger(stack, _groups(args.groups, stack), device=args.device)
+    merger = _merger(args)
     initial = _initial(args.init_coeffs, merger)
-    result = run_search(merger, objective, config, args.output, initial=initial, resume=args.resume is not None,
-                        progress=True, on_event=lambda kind, info: _on_event(kind, info, args))  # fmt: skip
+    with make_pool(args, _merger, _objective) as pool:
+        result = run_search(merger, objective, config, args.output, initial=initial, resume=args.resume is not None,
+                            progress=True, on_event=lambda kind, info: _on_event(kind, info, args), pool=pool)
     _report(result, objective)
     held = _held_out_report(args, merger, result) if is_builtin(args.objective) else None
     if held is not None:
@@ -260,9 +287,9 @@ def run(args: argparse.Namespace) -> int:
 def _held_out_report(args: argparse.Namespace, merger: StackMerger, result) -> dict:
     """Score the best merge, the best initial individual and the last checkpoint on held-out noise (never seen by
     the search) in every feature space of the data, searched or not (built-in objectives only)."""
-    objectives = cross_space_objectives(args.checkpoints, args.objective, data=args.data, num_samples=args.samples,
-                                        nfe=args.nfe, solver=args.solver, device=args.device,
-                                        noise_seed=args.noise_seed)
+    objectives = diffusers_held_out_objectives(args) if uses_diffusers(args) else cross_space_objectives(
+        args.checkpoints, args.objective, data=args.data, num_samples=args.samples, nfe=args.nfe, solver=args.solver,
+        device=args.device, noise_seed=args.noise_seed)
     last = np.zeros_like(result.best)
     last.reshape(merger.G, merger.K)[:, -1] = 1.0
     rows = {"best": result.best, f"best initial ({result.best_initial_name})": result.best_initial,

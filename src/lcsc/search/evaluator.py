@@ -32,7 +32,7 @@ def objective_summary(objective: Any) -> dict[str, Any]:
         "direction": getattr(objective, "direction", "minimize"),
         "role": getattr(objective, "role", "search"),
     }
-    for key in ("noise_seed", "held_out_seed", "num_samples", "nfe", "normalizers"):
+    for key in ("noise_seed", "held_out_seed", "num_samples", "nfe", "normalizers", "autocast"):
         if getattr(objective, key, None) is not None:
             info[key] = getattr(objective, key)
     if hasattr(objective, "noise_fingerprint"):
@@ -65,8 +65,8 @@ class Evaluator:
     """Scores generations stage by stage, journals every record, and serves what the journal already holds."""
 
     def __init__(self, merger, objectives: dict[str, Any], journal: Journal, to_coefficients, structured: bool,
-                 bar, max_time: float | None) -> None:
-        self.merger, self.objectives, self.journal = merger, objectives, journal
+                 bar, max_time: float | None, pool=None) -> None:
+        self.merger, self.objectives, self.journal, self.pool = merger, objectives, journal, pool
         self.to_coefficients, self.structured = to_coefficients, structured
         self.direction = getattr(objectives[FULL], "direction", "minimize")
         self.bar, self.max_time, self.t0 = bar, max_time, time.time()
@@ -110,31 +110,44 @@ class Evaluator:
         todo = [c for c in subset if (c.index, stage) not in self.done]
         if not todo:
             return
-        t_start = time.time()
         fresh, planned = [], {h for (h, s) in self.seen if s == stage}
         for c in todo:
             if c.hash not in planned:
                 fresh.append(c)
                 planned.add(c.hash)
-        results: dict[int, tuple[float | None, str | None]] = {}
-        if fresh and given is not None:
-            results = {c.index: _checked(given[c.index]) for c in fresh}
-        elif fresh:
-            states = self._states(generation, width, states_cache)
-            scored = self._score_batch(self.objectives[stage], [states[c.index] for c in fresh])
-            results = {c.index: r for c, r in zip(fresh, scored)}
-        by_hash = {c.hash: results[c.index] for c in fresh}
-        per_eval = (time.time() - t_start) / max(1, len(fresh))
+        results = _Results(self._scores(generation, fresh, stage, width, states_cache, given))
+        fresh_index = {c.index for c in fresh}
+        by_hash = {c.hash: c.index for c in fresh}
         samples = getattr(self.objectives[stage], "num_samples", None)
-        for c in todo:
-            if c.index in results:
-                (score, error), status = results[c.index], "ok" if results[c.index][1] is None else "failed"
+        for c in todo:  # recorded in candidate order, whatever order a pool's workers finish in
+            if c.index in fresh_index:
+                score, error = results.get(c.index)
+                status = "ok" if error is None else "failed"
                 self.calls += 1
                 self.samples += samples or 0
             else:
                 hit = self.seen.get((c.hash, stage))
-                (score, error), status = ((hit, None) if hit is not None else by_hash[c.hash]), "cached"
-            self._record(c, stage, score, status, error, samples, per_eval if c.index in results else 0.0)
+                (score, error), status = ((hit, None) if hit is not None else results.get(by_hash[c.hash])), "cached"
+            self._record(c, stage, score, status, error, samples,
+                         results.seconds(c.index) if c.index in fresh_index else 0.0)
+
+    def _scores(self, generation: list[Candidate], fresh: list[Candidate], stage: str, width: int,
+                states_cache: dict, given: dict[int, float] | None):
+        """(index, (score, error), seconds or None) for each fresh candidate: from ``given``, from the pool's
+        workers as they finish (any order), or merged and scored here."""
+        if not fresh:
+            return iter(())
+        t0 = time.time()
+        if given is not None:
+            return ((c.index, _checked(given[c.index]), 0.0) for c in fresh)
+        if self.pool is not None:
+            rows = {c.index: i for i, c in enumerate(generation)}
+            matrix = np.stack([c.a for c in generation] + [np.zeros_like(generation[0].a)] * (width - len(generation)))
+            return self.pool.evaluate(stage, matrix, [(c.index, rows[c.index]) for c in fresh])
+        states = self._states(generation, width, states_cache)
+        scored = self._score_batch(self.objectives[stage], [states[c.index] for c in fresh])
+        per_eval = (time.time() - t0) / len(fresh)
+        return ((c.index, r, per_eval) for c, r in zip(fresh, scored))
 
     def _states(self, cands: list[Candidate], width: int, cache: dict) -> dict[int, dict[str, torch.Tensor]]:
         """Merge the whole generation once, padded to ``width`` rows, so merged weights are bit-identical whether a
@@ -180,6 +193,25 @@ class Evaluator:
             return None
         sign = 1.0 if self.direction == "minimize" else -1.0
         return min(scored, key=lambda c: (sign * c.scores[FULL], c.index))
+
+
+class _Results:
+    """Scores pulled from a stream on demand (a pool yields them as workers finish, in any order)."""
+
+    def __init__(self, stream) -> None:
+        self.stream = iter(stream)
+        self.scores: dict[int, tuple[float | None, str | None]] = {}
+        self.secs: dict[int, float] = {}
+
+    def get(self, index: int) -> tuple[float | None, str | None]:
+        while index not in self.scores:
+            i, result, seconds = next(self.stream)
+            self.scores[i], self.secs[i] = result, seconds
+        return self.scores[index]
+
+    def seconds(self, index: int) -> float:
+        """Seconds spent on the candidate (a worker's own time; the batch's time shared out when scored here)."""
+        return self.secs[index]
 
 
 def _checked(value: Any) -> tuple[float | None, str | None]:

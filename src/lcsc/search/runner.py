@@ -96,6 +96,14 @@ def _header(merger, objective, cfg: SearchConfig, init: dict[str, np.ndarray], s
     }  # fmt: skip
 
 
+def _pool_identity(merger, objective) -> dict[str, Any]:
+    """What every pool worker must reproduce: the driver's checkpoints and objective noise."""
+    ident: dict[str, Any] = {"hashes": list(merger.hashes), "K": merger.K, "G": merger.G}
+    if hasattr(objective, "noise_fingerprint"):
+        ident["noise_sha"] = objective.noise_fingerprint()
+    return ident
+
+
 def _open_journal(path: Path, header: dict, resume: bool) -> Journal:
     if not resume:
         return Journal.create(path, header)
@@ -129,13 +137,15 @@ def _objectives(objective: Any, cfg: SearchConfig) -> dict[str, Any]:
 
 def run_search(merger: Merger, objective: Any, config: SearchConfig, out_dir: str | Path, *,
                initial: dict[str, np.ndarray] | None = None, resume: bool = False, progress: bool = True,
-               on_event: Callable[[str, dict], None] | None = None) -> SearchResult:
+               on_event: Callable[[str, dict], None] | None = None, pool: Any = None) -> SearchResult:
     """Search coefficients for ``merger``'s checkpoints that optimise ``objective``; journal in ``out_dir``.
 
     ``initial`` adds caller-given individuals (e.g. a post-hoc EMA) to the EMA initial population. With
     ``resume=True`` the journal in ``out_dir`` is continued; the result equals that of an uninterrupted run.
     ``on_event(kind, info)`` receives ``"ready"`` (every setting checked; nothing written yet: the moment to save
-    what a resume needs), ``"estimate"`` (after the first generation) and ``"generation"`` events.
+    what a resume needs), ``"estimate"`` (after the first generation) and ``"generation"`` events. ``pool`` (e.g.
+    :class:`lcsc.search.distributed.RayPool`) scores candidates on workers that own copies of the merger and
+    objective; ``objective`` here still calibrates, revalidates and names the run. The journal is the same.
     """
     if getattr(objective, "role", "search") != "search":
         raise ConfigError("refusing to search with a held-out objective: held-out noise is for reporting only")
@@ -153,10 +163,13 @@ def run_search(merger: Merger, objective: Any, config: SearchConfig, out_dir: st
     emit, path = on_event or (lambda *_: None), Path(out_dir) / "journal.jsonl"
     if not resume:
         Journal.check_new(path)
+    if pool is not None:
+        pool.start(_pool_identity(merger, objective), getattr(objectives.get(RACE), "num_samples", None))
     emit("ready", {"out_dir": Path(out_dir)})
     journal = _open_journal(path, _header(merger, objective, config, init, sigma, space), resume)
     bar = tqdm(total=config.evals, desc="LCSC search", unit="cand", disable=not progress)
-    ev = Evaluator(merger, objectives, journal, space.to_coefficients, space.kind != "full", bar, config.max_time)
+    ev = Evaluator(merger, objectives, journal, space.to_coefficients, space.kind != "full", bar, config.max_time,
+                   pool=pool)
     try:
         stopped, opt, proj_err = _loop(ev, space, init, config, sigma, emit)
         revalidation = _revalidate(ev, objective, config.revalidate) if config.revalidate else None
@@ -183,6 +196,8 @@ def _initial_generation(ev: Evaluator, space: CoefficientSpace, init: dict[str, 
             given = {c.index: s for c, s in zip(cands, state["scores"])}
         else:
             objective.load_calibration(saved["state"])
+        if ev.pool is not None:
+            ev.pool.load_calibration(saved["state"] if saved is not None else state)
         if RACE in ev.objectives:  # rebuild the racing copy so it shares the calibration
             ev.objectives[RACE] = objective.with_samples(ev.objectives[RACE].num_samples)
     ev.score_stage(cands, cands, FULL, len(cands), cache, given)

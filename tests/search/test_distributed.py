@@ -1,0 +1,245 @@
+"""Candidates scored on a local 2-worker Ray cluster: the same journal as a serial run, killed workers retried,
+a killed driver resumed, and bad input refused with one clear error."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lcsc.checkpoints import CheckpointStack
+from lcsc.errors import ConfigError
+from lcsc.merge import StackMerger
+from lcsc.search import SearchConfig, run_search
+from lcsc.search.distributed import PoolSettings, RayPool, WorkerPoolError
+from lcsc.search.journal import TIMING_FIELDS, Journal
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_cluster():
+    """One local Ray instance for the module (the pools join it rather than start their own)."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+class DistanceObjective:
+    """Deterministic: mean squared distance of the flattened weights to a fixed target. With ``die_once`` set,
+    the first worker to score its ``die_at``-th candidate kills its own process (once per run, across workers)."""
+
+    direction = "minimize"
+
+    def __init__(self, die_once: str | None = None, die_at: int = 3, always_die_above: float | None = None) -> None:
+        self.die_once, self.die_at, self.always_die_above, self.calls = die_once, die_at, always_die_above, 0
+
+    def score(self, state: dict[str, torch.Tensor]) -> float:
+        self.calls += 1
+        flat = torch.cat([t.reshape(-1).double() for _, t in sorted(state.items())])
+        target = torch.randn(flat.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.1
+        value = float((flat - target).pow(2).mean())
+        if self.die_once and self.calls == self.die_at and not Path(self.die_once).exists():
+            Path(self.die_once).touch()
+            os._exit(1)  # a worker killed mid-evaluation (OOM killer, preemption)
+        if self.always_die_above is not None and value > self.always_die_above:
+            os._exit(1)
+        return value
+
+
+class CalibratedObjective(DistanceObjective):
+    """Divides by its value at the best initial individual, learnt once by the driver (like ``mean:`` objectives)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm: float | None = None
+
+    def calibrate(self, states: list[dict[str, torch.Tensor]]) -> dict:
+        raw = [DistanceObjective.score(self, s) for s in states]
+        self.norm = min(raw)
+        return {"norm": self.norm, "scores": [r / self.norm for r in raw]}
+
+    def load_calibration(self, state: dict) -> None:
+        self.norm = state["norm"]
+
+    def score(self, state: dict[str, torch.Tensor]) -> float:
+        return super().score(state) / self.norm  # uncalibrated: TypeError, a failed record
+
+
+class PrefixObjective:
+    """Racing-capable: the distance over the first ``num_samples`` weights only."""
+
+    direction, num_samples = "minimize", 400
+
+    def with_samples(self, n: int) -> PrefixObjective:
+        other = PrefixObjective()
+        other.num_samples = n
+        return other
+
+    def score(self, state: dict[str, torch.Tensor]) -> float:
+        flat = torch.cat([t.reshape(-1).double() for _, t in sorted(state.items())])
+        target = torch.randn(flat.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.1
+        return float((flat - target)[: self.num_samples].pow(2).mean())
+
+
+def open_merger(folder: Path) -> StackMerger:
+    return StackMerger(CheckpointStack.open(folder, progress=False))
+
+
+def _records(journal_path: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in Journal.load(journal_path).records]
+
+
+def _search(folder: Path, out: Path, objective, pool=None, evals: int = 24):
+    cfg = SearchConfig(evals=evals, generation_size=6, seed=5)
+    return run_search(open_merger(folder), objective, cfg, out, progress=False, pool=pool)
+
+
+def _pool(folder: Path, objective_factory, workers: int = 2, **kw) -> RayPool:
+    return RayPool(partial(open_merger, folder), objective_factory, PoolSettings(workers=workers, **kw))
+
+
+def test_two_workers_write_the_serial_journal(regression_ckpts: Path, tmp_path: Path) -> None:
+    serial = _search(regression_ckpts, tmp_path / "serial", DistanceObjective())
+    with _pool(regression_ckpts, DistanceObjective) as pool:
+        dist = _search(regression_ckpts, tmp_path / "dist", DistanceObjective(), pool)
+        hosts = pool.hosts
+    assert len(hosts) == 2
+    assert _records(tmp_path / "dist" / "journal.jsonl") == _records(tmp_path / "serial" / "journal.jsonl")
+    assert dist.best_score == serial.best_score and np.array_equal(dist.best, serial.best)
+    # the scores really came from the workers: their own eval times are recorded, the driver's objective idle
+    assert all(r["eval_s"] > 0 for r in Journal.load(tmp_path / "dist" / "journal.jsonl").records
+               if r["status"] == "ok" and r["generation"] > 0)
+
+
+def test_workers_receive_the_drivers_calibration(regression_ckpts: Path, tmp_path: Path) -> None:
+    _search(regression_ckpts, tmp_path / "serial", CalibratedObjective())
+    with _pool(regression_ckpts, CalibratedObjective) as pool:
+        _search(regression_ckpts, tmp_path / "dist", CalibratedObjective(), pool)
+    records = _records(tmp_path / "dist" / "journal.jsonl")
+    assert all(r["status"] == "ok" for r in records)
+    assert records == _records(tmp_path / "serial" / "journal.jsonl")
+
+
+def test_racing_on_workers_matches_serial(regression_ckpts: Path, tmp_path: Path) -> None:
+    cfg = SearchConfig(evals=24, generation_size=6, seed=5, racing=True, race_fraction=0.25, race_keep=0.5)
+    run_search(open_merger(regression_ckpts), PrefixObjective(), cfg, tmp_path / "serial", progress=False)
+    with _pool(regression_ckpts, PrefixObjective) as pool:
+        run_search(open_merger(regression_ckpts), PrefixObjective(), cfg, tmp_path / "dist", progress=False, pool=pool)
+    records = _records(tmp_path / "dist" / "journal.jsonl")
+    assert {r["stage"] for r in records} == {"race", "full"}
+    assert records == _records(tmp_path / "serial" / "journal.jsonl")
+
+
+def test_a_killed_worker_is_replaced_and_its_candidate_retried(regression_ckpts: Path, tmp_path: Path) -> None:
+    serial = _search(regression_ckpts, tmp_path / "serial", DistanceObjective())
+    marker = tmp_path / "died"
+    with _pool(regression_ckpts, partial(DistanceObjective, die_once=str(marker), die_at=4)) as pool:
+        dist = _search(regression_ckpts, tmp_path / "dist", DistanceObjective(), pool)
+        replaced = pool.replacements
+    assert marker.exists() and replaced == 1
+    records = _records(tmp_path / "dist" / "journal.jsonl")
+    assert records == _records(tmp_path / "serial" / "journal.jsonl")  # nothing lost, nothing counted twice
+    assert len({(r["candidate"], r["stage"]) for r in records}) == len(records)
+    assert dist.objective_calls == serial.objective_calls
+
+
+def test_a_candidate_that_kills_every_worker_is_recorded_failed(regression_ckpts: Path, tmp_path: Path) -> None:
+    # on the workers every candidate kills its worker: attempts run out, then the replacements (the driver's own
+    # objective is never asked to score)
+    factory = partial(DistanceObjective, always_die_above=0.0)
+    with _pool(regression_ckpts, factory, max_attempts=2, max_replacements=3) as pool, \
+            pytest.raises(WorkerPoolError, match="every Ray worker died"):
+        _search(regression_ckpts, tmp_path / "dist", DistanceObjective(), pool)
+    records = Journal.load(tmp_path / "dist" / "journal.jsonl").records
+    failed = [r for r in records if r["status"] == "failed"]
+    assert failed and all("killed 2 Ray workers" in r["error"] for r in failed)  # journalled before the pool gave up
+
+
+def test_worker_that_cannot_open_the_stack_is_one_clear_error(regression_ckpts: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "not-here"
+    pool = RayPool(partial(open_merger, missing), DistanceObjective, PoolSettings(workers=2))
+    with pool, pytest.raises(WorkerPoolError, match=f"could not open.*{missing.name}: no such file"):
+        _search(regression_ckpts, tmp_path / "dist", DistanceObjective(), pool)
+    assert not (tmp_path / "dist" / "journal.jsonl").exists()
+
+
+def test_unreachable_address_and_oversized_requests_are_refused(regression_ckpts: Path, tmp_path: Path) -> None:
+    ray.shutdown()  # the pool must connect itself
+    try:
+        t0 = time.time()
+        pool = _pool(regression_ckpts, DistanceObjective, address="127.0.0.1:9", connect_timeout_s=2.0)
+        with pool, pytest.raises(ConfigError, match=r"--ray-address 127.0.0.1:9: unreachable"):
+            _search(regression_ckpts, tmp_path / "a", DistanceObjective(), pool)
+        assert time.time() - t0 < 30
+        with pytest.raises(ConfigError, match="HOST:PORT"):
+            _pool(regression_ckpts, DistanceObjective, address="nonsense").start({})
+    finally:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    pool = _pool(regression_ckpts, DistanceObjective, workers=3)  # 3 CPUs asked of a 2-CPU cluster
+    with pool, pytest.raises(ConfigError, match=r"--workers 3 .* does not fit the Ray cluster \(2 CPUs"):
+        _search(regression_ckpts, tmp_path / "b", DistanceObjective(), pool)
+    with pytest.raises(ConfigError, match="cluster has 0 GPUs"):
+        _pool(regression_ckpts, DistanceObjective, device="cuda").start({})
+
+
+def test_without_ray_workers_name_the_extra(monkeypatch, regression_ckpts: Path, tmp_path: Path) -> None:
+    from lcsc.cli import search_pool
+    from lcsc.cli.main import main
+
+    monkeypatch.setattr(search_pool, "ray_available", lambda: False)
+    code = main(["search", str(regression_ckpts), "--objective", f"{__file__}:DistanceObjective", "--evals", "8",
+                 "--workers", "2", "-o", str(tmp_path / "out")])
+    assert code == 2
+    assert not (tmp_path / "out" / "journal.jsonl").exists()
+
+
+OBJECTIVE = """
+import os, time
+import torch
+
+direction = "minimize"
+
+
+def score(state_dict):
+    flat = torch.cat([t.reshape(-1).double() for _, t in sorted(state_dict.items())])
+    target = torch.randn(flat.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.1
+    time.sleep(float(os.environ.get("LCSC_TEST_SLEEP", "0")))
+    return float((flat - target).pow(2).mean())
+"""
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "lcsc", "search", *args], env={**os.environ, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_of_the_driver_then_resume_matches_serial(regression_ckpts: Path, tmp_path: Path) -> None:
+    objective = tmp_path / "objective.py"
+    objective.write_text(OBJECTIVE)
+    args = [str(regression_ckpts), "--objective", f"{objective}:score", "--evals", "30", "--seed", "3"]
+    ref = _cli(*args, "-o", str(tmp_path / "ref"))
+    assert ref.wait(timeout=300) == 0, ref.stderr.read()
+    out = tmp_path / "killed"
+    proc = _cli(*args, "--workers", "2", "-o", str(out), env={"LCSC_TEST_SLEEP": "0.1"})
+    deadline, journal = time.time() + 180, out / "journal.jsonl"
+    while (not journal.exists() or journal.read_bytes().count(b"\n") < 14) and proc.poll() is None \
+            and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert journal.read_bytes().count(b"\n") < 31, "the run finished before it could be killed"
+    resumed = _cli("--resume", str(out), "--workers", "2")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert _records(journal) == _records(tmp_path / "ref" / "journal.jsonl")
+    best = json.loads((out / "best_coefficients.json").read_text())
+    assert best == json.loads((tmp_path / "ref" / "best_coefficients.json").read_text())
