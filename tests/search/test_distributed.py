@@ -48,12 +48,20 @@ class DistanceObjective:
         flat = torch.cat([t.reshape(-1).double() for _, t in sorted(state.items())])
         target = torch.randn(flat.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.1
         value = float((flat - target).pow(2).mean())
-        if self.die_once and self.calls == self.die_at and not Path(self.die_once).exists():
-            Path(self.die_once).touch()
+        if self.die_once and self.calls == self.die_at and _first_to_create(self.die_once):
             os._exit(1)  # a worker killed mid-evaluation (OOM killer, preemption)
         if self.always_die_above is not None and value > self.always_die_above:
             os._exit(1)
         return value
+
+
+def _first_to_create(path: str) -> bool:
+    """True for exactly one caller across processes (O_EXCL), so only one worker dies."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
 
 
 class CalibratedObjective(DistanceObjective):
