@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from lcsc.errors import ConfigError, DiskFullError
+from lcsc.errors import ConfigError, DiskFullError, first_line
 from lcsc.units import human_bytes
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "append_record",
     "atomic_path",
     "check_writable",
+    "read_json_object",
     "disk_full_as_error",
     "is_temp_file",
     "remove_stale_temps",
@@ -147,6 +148,19 @@ def write_text(target: str | os.PathLike, text: str) -> Path:
 def write_json(target: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``target`` atomically."""
     return write_text(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json_object(path: str | os.PathLike, what: str, error: type[Exception] = ConfigError) -> dict[str, Any]:
+    """The JSON object in ``path``; ``error`` naming the file and ``what`` it should hold when it cannot be read,
+    is not JSON or is not an object."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: cannot read {what} ({first_line(exc)})") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object ({what}), got {type(data).__name__}")
+    return data
 
 
 def append_record(fd: int, data: bytes, path: str | os.PathLike, *, fsync: bool = True,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable
@@ -13,6 +12,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
+from lcsc.atomic import read_json_object
 from lcsc.checkpoints.safe_load import safe_torch_load
 from lcsc.errors import CheckpointError, first_line
 
@@ -112,12 +112,7 @@ def adapter_config_file(folder: Path) -> Path:
 
 def _read_config(folder: Path) -> tuple[Path, dict[str, Any]]:
     path = adapter_config_file(folder)
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: not a readable adapter config ({first_line(exc)})") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
+    config = read_json_object(path, "a peft adapter config", CheckpointError)
     peft_type = str(config.get("peft_type", "LORA")).upper()
     if peft_type != "LORA":
         raise CheckpointError(f"{path}: a {peft_type} adapter; only LoRA adapters can be combined")

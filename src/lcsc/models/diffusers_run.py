@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lcsc.atomic import read_json_object
 from lcsc.diffusion.schedule import NoiseSchedule
 from lcsc.errors import ConfigError
 
@@ -57,16 +57,6 @@ class DiffusersRunConfig:
     @property
     def beta_schedule(self) -> str:
         return self.schedule.beta_schedule
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read a JSON config ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object (a diffusers config), got {type(data).__name__}")
-    return data
 
 
 def _locate(path: Path) -> tuple[Path, Path | None]:
@@ -147,9 +137,9 @@ def _shape(kwargs: dict[str, Any], source: str) -> tuple[int, int]:
 def read_diffusers_config(path: str | Path) -> DiffusersRunConfig:
     """The run's UNet and noise schedule from ``path`` (see the module docstring); errors name the file."""
     config_path, sched_path = _locate(Path(path))
-    kwargs = _unet_kwargs(_read_json(config_path), str(config_path))
+    kwargs = _unet_kwargs(read_json_object(config_path, "a diffusers config"), str(config_path))
     channels, size = _shape(kwargs, str(config_path))
-    sched = _read_json(sched_path) if sched_path is not None else {}
+    sched = read_json_object(sched_path, "a diffusers scheduler config") if sched_path is not None else {}
     schedule, prediction = _schedule(sched, str(sched_path or config_path))
     return DiffusersRunConfig(unet=kwargs, source=str(config_path), scheduler_source=str(sched_path) if sched_path
                               else None, in_channels=channels, resolution=size,
