@@ -251,3 +251,13 @@ def test_sigkill_of_the_driver_then_resume_matches_serial(regression_ckpts: Path
     assert _records(journal) == _records(tmp_path / "ref" / "journal.jsonl")
     best = json.loads((out / "best_coefficients.json").read_text())
     assert best == json.loads((tmp_path / "ref" / "best_coefficients.json").read_text())
+
+
+@pytest.mark.parametrize("kw,match", [({"workers": 0}, "--workers 0: needs at least 1"),
+                                      ({"cpus_per_worker": 0.0}, "--cpus-per-worker 0: must be > 0"),
+                                      ({"cpus_per_worker": float("nan")}, "--cpus-per-worker nan"),
+                                      ({"gpus_per_worker": float("nan")}, "--gpus-per-worker nan: must be >= 0"),
+                                      ({"gpus_per_worker": 1.5}, "above 1 it must be a whole number")])
+def test_bad_pool_settings_are_one_clear_error(kw: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        PoolSettings(**kw)

@@ -60,9 +60,10 @@ class PoolSettings:
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ConfigError(f"--workers {self.workers}: needs at least 1 worker")
-        if self.cpus_per_worker <= 0 or (self.gpus_per_worker or 0) < 0:
-            raise ConfigError(f"cpus per worker {self.cpus_per_worker} / gpus per worker {self.gpus_per_worker}: "
-                              "cpus must be > 0 and gpus >= 0")
+        if not self.cpus_per_worker > 0:
+            raise ConfigError(f"--cpus-per-worker {self.cpus_per_worker:g}: must be > 0")
+        if self.gpus_per_worker is not None and not self.gpus_per_worker >= 0:
+            raise ConfigError(f"--gpus-per-worker {self.gpus_per_worker:g}: must be >= 0")
         if (self.gpus_per_worker or 0) > 1 and self.gpus_per_worker != int(self.gpus_per_worker):
             raise ConfigError(f"--gpus-per-worker {self.gpus_per_worker}: above 1 it must be a whole number")
 
