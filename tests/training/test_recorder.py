@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 from lcsc.checkpoints import CheckpointStack
 from lcsc.errors import ConfigError
@@ -45,7 +46,8 @@ def test_one_window_writes_exactly_the_planned_steps(tmp_path):
     rec = CheckpointRecorder(tmp_path, model, total_steps=100, window=30, interval=7, ema_half_lives=[5],
                              batch_size=16)
     _drive(rec, model, 100)
-    want = {f"windows/100/ckpt-{s:09d}.safetensors" for s in (72, 79, 86, 93, 100)} | {"ema/hl-5/ema-000000100.safetensors"}
+    want = {f"windows/100/ckpt-{s:09d}.safetensors" for s in (72, 79, 86, 93, 100)} | \
+        {"ema/hl-5/ema-000000100.safetensors", "ema/hl-5/ema-000000065.safetensors"}  # end, and start (72 − 7)
     assert _files(tmp_path) == want
     meta = _meta(tmp_path / "windows/100/ckpt-000000093.safetensors")
     assert meta["step"] == "93" and meta["images_seen"] == str(93 * 16)
@@ -62,6 +64,7 @@ def test_several_overlapping_windows(tmp_path):
     assert plan.steps() == {30: [15, 20, 25, 30], 40: [25, 30, 35, 40], 60: [45, 50, 55, 60]}
     want = {f"windows/{e}/ckpt-{s:09d}.safetensors" for e, steps in plan.steps().items() for s in steps}
     want |= {f"ema/rate-0.9/ema-{e:09d}.safetensors" for e in (30, 40, 60)}
+    want |= {f"ema/rate-0.9/ema-{s:09d}.safetensors" for s in (10, 20, 40)}  # window starts (first step − 5)
     assert _files(tmp_path) == want
     # a step shared by two windows is the same weights in both
     a = CheckpointStack.open(tmp_path / "windows/30", cache=False)
@@ -179,6 +182,50 @@ def test_extra_ema_snapshot_steps(tmp_path):
                              ema_steps=[10, 20])
     _drive(rec, model, 40)
     assert sorted(p.name for p in (tmp_path / "ema/hl-4").iterdir()) == [
-        "ema-000000010.safetensors", "ema-000000020.safetensors", "ema-000000040.safetensors"]
+        "ema-000000010.safetensors", "ema-000000020.safetensors", "ema-000000035.safetensors",
+        "ema-000000040.safetensors"]  # 35: the window's start
     with pytest.raises(ConfigError, match="EMA snapshot steps"):
         CheckpointRecorder(tmp_path, model, total_steps=40, ema_steps=[41])
+
+
+def test_window_start_snapshots_continue_to_the_end_snapshot_exactly(tmp_path):
+    """Interval 1: EMA(end) = γ^K·EMA(start) + Σ (1 − γ)γ^(K−j)·θ_j over the window's checkpoints, to float tolerance."""
+    from lcsc.search.space import ema_continuation
+
+    model = _net()
+    rec = CheckpointRecorder(tmp_path, model, total_steps=50, window=12, interval=1, ema_half_lives=[3, 9])
+    _drive(rec, model, 50)
+    stack = CheckpointStack.open(tmp_path / "windows/50", cache=False)
+    assert stack.steps == list(range(39, 51))
+    for name, half_life in (("hl-3", 3), ("hl-9", 9)):
+        start = load_file(str(tmp_path / f"ema/{name}/ema-000000038.safetensors"))
+        end = load_file(str(tmp_path / f"ema/{name}/ema-000000050.safetensors"))
+        a_window, a_start = ema_continuation(stack.K, 0.5 ** (1 / half_life), 1)
+        for key, want in end.items():
+            got = a_start * start[key].double() + sum(a * stack.checkpoint(k)[key].double()
+                                                      for k, a in enumerate(a_window))
+            torch.testing.assert_close(got, want.double(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_window_from_step_zero_gets_the_initial_weights(tmp_path):
+    model = _net()
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    rec = CheckpointRecorder(tmp_path, model, total_steps=20, window=20, interval=5, ema_half_lives=[4])
+    _drive(rec, model, 20)
+    snap = load_file(str(tmp_path / "ema/hl-4/ema-000000000.safetensors"))
+    assert all(torch.equal(snap[k], v) for k, v in initial.items())
+    # a recorder made again on the same folder (a resume) does not overwrite it with trained weights
+    CheckpointRecorder(tmp_path, model, total_steps=20, window=20, interval=5, ema_half_lives=[4])
+    snap = load_file(str(tmp_path / "ema/hl-4/ema-000000000.safetensors"))
+    assert all(torch.equal(snap[k], v) for k, v in initial.items())
+
+
+def test_disk_check_names_the_window_start_share(tmp_path):
+    model = _net()
+    with pytest.raises(ConfigError, match="of it window-start EMA snapshots"):
+        CheckpointRecorder(tmp_path, model, total_steps=100, window=30, interval=7, ema_half_lives=[5],
+                           disk_budget=10)
+    off = CheckpointRecorder(tmp_path / "b", model, total_steps=100, window=30, interval=7, ema_half_lives=[5],
+                             window_starts=False)
+    on = CheckpointRecorder(tmp_path / "c", model, total_steps=100, window=30, interval=7, ema_half_lives=[5])
+    assert on.bytes_needed() - off.bytes_needed() == on.start_snapshot_bytes() > 0

@@ -48,7 +48,7 @@ def test_full_disk_mid_snapshot_keeps_every_earlier_file(tmp_path: Path, monkeyp
     rec = _recorder(tmp_path, model)
     _drive(rec, model, 1, 14)
     before = hashes(tmp_path)
-    assert len(before) == 5  # raw 5 and 10, EMA 10, power EMA 5 and 10
+    assert len(before) == 6  # raw 5 and 10, EMA 0 (the first window's start) and 10, power EMA 5 and 10
     hit = fail_save_file(monkeypatch, Path(final).name, safetensors_enospc)
     with pytest.raises(DiskFullError) as info:
         _drive(rec, model, 15, 20)

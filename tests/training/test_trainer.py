@@ -88,8 +88,8 @@ def test_run_folder_contents(tmp_path, digits):
     res = train(cfg, tmp_path, data=digits, progress=False)
     assert sorted(p.name for p in (tmp_path / "windows/6").iterdir()) == ["ckpt-000000004.safetensors",
                                                                           "ckpt-000000006.safetensors"]
-    assert sorted(p.name for p in (tmp_path / "ema/hl-2").iterdir()) == ["ema-000000006.safetensors",
-                                                                        "ema-000000010.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "ema/hl-2").iterdir()) == [  # window starts 2 and 6, ends 6 and 10
+        "ema-000000002.safetensors", "ema-000000006.safetensors", "ema-000000010.safetensors"]
     saved = json.loads((tmp_path / "train_config.json").read_text())
     assert saved["model"]["in_channels"] == 1 and saved["data_info"]["count"] == 1797
     assert res.samples is not None and res.samples.stat().st_size > 0

@@ -10,7 +10,8 @@ import numpy as np
 from lcsc.errors import ConfigError
 from lcsc.rates import half_life_to_rate
 
-__all__ = ["SearchSpace", "ema_coefficients", "half_life_to_rate", "default_half_lives", "MIN_ABS_SUM"]
+__all__ = ["SearchSpace", "ema_coefficients", "ema_continuation", "half_life_to_rate", "default_half_lives",
+           "MIN_ABS_SUM"]
 
 MIN_ABS_SUM = 0.1
 
@@ -32,6 +33,21 @@ def ema_coefficients(K: int, rate: float, interval: int) -> np.ndarray:
     a = decay**ages * (1.0 - decay)
     a[0] = decay ** (K - 1)
     return a
+
+
+def ema_continuation(K: int, rate: float, interval: int) -> tuple[np.ndarray, float]:
+    """An online EMA continued from its snapshot at the window's start: (window coefficients, start coefficient).
+
+    The EMA update e_t = γ e_{t−1} + (1 − γ) θ_t unrolled over the window gives
+    e_end = γ^{KI} e_start + Σₖ γ^{(K−k)I}(1 − γ^I) θₖ when θ is constant over the I iterations that end at each
+    checkpoint. With ``interval`` 1 that is the update itself (exact up to float rounding); with I > 1 only the I − 1
+    unsaved iterates between checkpoints are approximated (by the checkpoint that ends their interval). The
+    coefficients sum to 1.
+    """
+    a = ema_coefficients(K, rate, interval)
+    decay = rate**interval
+    a[0] = decay ** (K - 1) * (1.0 - decay)
+    return a, float(decay**K)
 
 
 def default_half_lives(K: int, interval: int, count: int = 6) -> list[float]:

@@ -58,6 +58,7 @@ class RecordConfig:
     ema_steps: tuple[int, ...] = ()
     phema_sigma_rels: tuple[float, ...] = ()
     phema_every: int | None = None
+    window_start_emas: bool = True  # EMA snapshots at each window's start too (anchors: ema-start:NAME)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "phema_sigma_rels", tuple(float(s) for s in self.phema_sigma_rels))

@@ -33,6 +33,14 @@ class RecordPlan:
         """Ascending steps recorded in the window ending at ``end``."""
         return sorted(s for s in range(end, max(end - self.window, 0), -self.interval))
 
+    def start_step(self, end: int) -> int:
+        """The window's start: one interval before its first checkpoint (≥ 0; 0 is the initial weights)."""
+        return max(0, self.window_steps(end)[0] - self.interval)
+
+    def start_steps(self) -> frozenset[int]:
+        """Every window's start step."""
+        return frozenset(self.start_step(end) for end in self.ends)
+
     def steps(self) -> dict[int, list[int]]:
         """Window end → its steps."""
         return {end: self.window_steps(end) for end in self.ends}

@@ -1,5 +1,5 @@
-"""CheckpointRecorder: raw weights every I iterations inside windows, EMA snapshots at window ends, power-EMA
-snapshots for post-hoc EMA, in any loop.
+"""CheckpointRecorder: raw weights every I iterations inside windows, EMA snapshots at window starts and ends,
+power-EMA snapshots for post-hoc EMA, in any loop.
 
     rec = CheckpointRecorder("runs/x", model, total_steps=5000, window=1000, interval=10, ema_half_lives=[200])
     for step in range(1, 5001):
@@ -68,6 +68,7 @@ class CheckpointRecorder:
         phema: PowerEMA | None = None,
         phema_sigma_rels=(),
         phema_every: int | None = None,
+        window_starts: bool = True,
     ) -> None:
         if storage_dtype not in STORAGE_DTYPES:
             raise ConfigError(f"storage dtype {storage_dtype!r} must be one of {sorted(STORAGE_DTYPES)}")
@@ -86,7 +87,9 @@ class CheckpointRecorder:
         bad = [s for s in ema_steps if not 1 <= int(s) <= total_steps]
         if bad:
             raise ConfigError(f"EMA snapshot steps {bad} are outside the run's steps 1..{total_steps}")
-        self.ema_steps = frozenset(int(s) for s in ema_steps) | frozenset(self.plan.ends)
+        self.start_steps = self.plan.start_steps() if window_starts and len(self.ema) else frozenset()
+        self.ema_steps_without_starts = frozenset(int(s) for s in ema_steps) | frozenset(self.plan.ends)
+        self.ema_steps = self.ema_steps_without_starts | (self.start_steps - {0})
         self.owns_phema = phema is None
         self.phema = phema if phema is not None else PowerEMA(model, phema_sigma_rels)
         phema_steps = _phema_steps(total_steps, phema_every)
@@ -94,28 +97,47 @@ class CheckpointRecorder:
         self.written: list[Path] = []
         self.removed_temps = _remove_stale_temps(self.run_dir)
         self.check_disk()
+        if 0 in self.start_steps and self._fresh():
+            self.written += self._save_ema(0, 0)
+
+    def _fresh(self) -> bool:
+        """A run that has written no window checkpoint yet and whose EMAs still equal the model (nothing trained)."""
+        if any((self.run_dir / "windows").glob("*/*.safetensors")):
+            return False
+        live = self.model.state_dict()
+        return all(torch.equal(t, live[k]) for ts in self.ema.shadows.values() for k, t in zip(self.ema.keys, ts))
 
     def bytes_needed(self) -> int:
-        """Bytes the planned raw checkpoints, EMA and power-EMA snapshots will take."""
+        """Bytes the planned raw checkpoints, EMA snapshots (window starts included) and power-EMA snapshots take."""
         sd = self.model.state_dict()
         raw = sum(v.numel() * (self.dtype.itemsize if v.is_floating_point() else v.element_size()) for v in sd.values())
         full = sum(v.numel() * v.element_size() for v in sd.values())
         n_raw = sum(len(s) for s in self.plan.steps().values())
-        n_full = len(self.ema_steps) * len(self.ema) + len(self.phema_steps) * len(self.phema)
+        n_full = len(self.ema_steps | self.start_steps) * len(self.ema) + len(self.phema_steps) * len(self.phema)
         return n_raw * (raw + _HEADER_BYTES) + n_full * (full + _HEADER_BYTES)
 
+    def start_snapshot_bytes(self) -> int:
+        """Bytes of the window-start EMA snapshots alone (part of :meth:`bytes_needed`)."""
+        extra = self.start_steps - self.ema_steps_without_starts
+        full = sum(v.numel() * v.element_size() for v in self.model.state_dict().values())
+        return len(extra) * len(self.ema) * (full + _HEADER_BYTES)
+
     def check_disk(self) -> None:
-        """Raise :class:`ConfigError` naming how much is needed when the budget or the free space is too small."""
+        """Raise :class:`ConfigError` naming how much is needed (and how much of it the window-start EMA snapshots
+        take) when the budget or the free space is too small."""
         need = self.bytes_needed()
+        starts = self.start_snapshot_bytes()
+        part = f" ({human_bytes(starts)} of it window-start EMA snapshots)" if starts else ""
         if self.disk_budget is not None and need > self.disk_budget:
-            raise ConfigError(f"recording needs {human_bytes(need)} in {self.run_dir} but the disk budget is "
+            raise ConfigError(f"recording needs {human_bytes(need)}{part} in {self.run_dir} but the disk budget is "
                               f"{human_bytes(self.disk_budget)}; raise the interval, shorten the windows or store float16")
         probe = self.run_dir
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
         free = shutil.disk_usage(probe).free
         if need > free:
-            raise ConfigError(f"recording needs {human_bytes(need)} in {self.run_dir} but only {human_bytes(free)} is free")
+            raise ConfigError(f"recording needs {human_bytes(need)}{part} in {self.run_dir} but only {human_bytes(free)} "
+                              "is free")
 
     def step(self, step: int, images_seen: int | None = None) -> list[Path]:
         """Call after optimizer step ``step`` (1-based). Updates owned EMAs; writes what the plan asks for."""

@@ -65,7 +65,8 @@ class Trainer:
             self.run_dir, self.model, c.iterations, window=r.window, interval=r.interval, ends=r.ends,
             ema=self.ema, config=c.model.to_dict(), batch_size=c.batch_size, storage_dtype=r.storage_dtype,
             disk_budget=r.disk_budget, metadata=self.file_metadata(), ema_steps=r.ema_steps,
-            phema=self.phema, phema_every=r.phema_every)
+            phema=self.phema, phema_every=r.phema_every,
+            window_starts=r.window_start_emas)
         self.step = self._saved_step = 0
         if resume and (self.run_dir / "state" / STATE_NAME).exists():
             self._restore()
@@ -146,7 +147,7 @@ class Trainer:
                     if on_log is not None:
                         on_log(record)
                     acc = []
-                if step % c.save_every == 0 or step in self.recorder.ema_steps or step == c.iterations:
+                if step % c.save_every == 0 or step in self.recorder.ema_steps_without_starts or step == c.iterations:
                     self.save_state()
                 bar.update(1)
         finally:
