@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import torch
 from safetensors import SafetensorError
 
 from lcsc.atomic import STALE_TEMP_AGE_S, atomic_path, remove_stale_temps
+from lcsc.checkpoints.anchors import Anchor, anchor_rows
 from lcsc.checkpoints.build import STORAGE_DTYPES, BuildResult, build_rows, npy_header, numpy_view
 from lcsc.checkpoints.cache import (
     CacheFiles,
@@ -36,6 +39,9 @@ class CheckpointStack:
 
     Float parameters and float buffers form the matrix; non-float tensors (``extras``) come from the reference
     (last) checkpoint. Use :meth:`open` to build one; :func:`lcsc.merge.merge` to combine rows.
+
+    Anchors (:mod:`lcsc.checkpoints.anchors`) are further rows after the window's: ``matrix`` holds the K_window
+    window checkpoints, ``anchor_matrix`` (A×P float32, in RAM, never cached) the anchors; K = K_window + A.
     """
 
     paths: list[Path]
@@ -49,12 +55,30 @@ class CheckpointStack:
     cache_path: Path | None = None
     cache_state: str = "in memory (no cache)"
     notes: list[str] = field(default_factory=list)
+    anchors: list[Anchor] = field(default_factory=list)
+    anchor_matrix: torch.Tensor | None = None
     _device_matrix: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    _device_anchors: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def K(self) -> int:  # noqa: N802 - the paper's symbol
-        """Number of checkpoints."""
+        """Number of rows a coefficient vector weights: window checkpoints, then anchors."""
+        return self.matrix.shape[0] + len(self.anchors)
+
+    @property
+    def K_window(self) -> int:  # noqa: N802 - the paper's symbol
+        """Number of window checkpoints (the rows of ``matrix``)."""
         return self.matrix.shape[0]
+
+    @property
+    def row_names(self) -> list[str]:
+        """A name per row: ``"step 800"`` for each window checkpoint, then the anchors' names."""
+        return [f"step {s}" for s in self.steps] + [a.name for a in self.anchors]
+
+    @property
+    def row_hashes(self) -> list[str]:
+        """Content hashes of every row: the window checkpoints', then the anchors'."""
+        return list(self.hashes) + [a.sha256 for a in self.anchors]
 
     @property
     def P(self) -> int:  # noqa: N802 - the paper's symbol
@@ -67,8 +91,13 @@ class CheckpointStack:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the K×P matrix."""
+        """Bytes of the window's K_window×P matrix (anchors not included)."""
         return self.matrix.numel() * self.matrix.element_size()
+
+    @property
+    def anchor_nbytes(self) -> int:
+        """Bytes of the A×P anchor matrix (0 without anchors)."""
+        return 0 if self.anchor_matrix is None else self.anchor_matrix.numel() * self.anchor_matrix.element_size()
 
     @classmethod
     def open(
@@ -80,13 +109,22 @@ class CheckpointStack:
         cache: bool = True,
         cache_dir: str | Path | None = None,
         progress: bool = True,
+        anchors: Mapping[str, dict[str, torch.Tensor] | str | Path] | None = None,
     ) -> CheckpointStack:
         """Open checkpoints (a folder, or a list of files/folders) as a stack.
 
         With ``cache=True`` the matrix is built once into ``cache_dir`` (default: ``.lcsc-cache`` beside the
         checkpoints) and memory-mapped on later opens; ``cache=False`` builds it in RAM. ``storage`` may be
-        ``float32``, ``float16`` or ``bfloat16`` (merging always accumulates in float32).
+        ``float32``, ``float16`` or ``bfloat16`` (merging always accumulates in float32). ``anchors`` maps names to
+        state dicts or checkpoint paths: extra rows after the window (see :meth:`with_anchors`).
         """
+        stack = cls._open_window(paths_or_dir, key=key, storage=storage, cache=cache, cache_dir=cache_dir,
+                                 progress=progress)
+        return stack.with_anchors(list(anchors.items()), key=key) if anchors else stack
+
+    @classmethod
+    def _open_window(cls, paths_or_dir, *, key, storage, cache, cache_dir, progress) -> CheckpointStack:
+        """The window's stack (no anchors): see :meth:`open`."""
         if storage not in STORAGE_DTYPES:
             raise CheckpointError(f"storage={storage!r}: expected one of {', '.join(STORAGE_DTYPES)}")
         paths = _sorted_by_name_step([p.resolve() for p in discover_checkpoints(paths_or_dir)])
@@ -178,7 +216,7 @@ class CheckpointStack:
             if not torch.equal(t, extras[name])
         ]
         for note in notes:
-            warnings.warn(note, stacklevel=3)
+            warnings.warn(note, stacklevel=4)
         pick = lambda xs: [xs[k] for k in order]  # noqa: E731
         return cls(
             paths=pick(r.paths), steps=pick(r.steps), step_origins=pick(r.step_origins), metadata=pick(r.metadata),
@@ -198,6 +236,17 @@ class CheckpointStack:
             "notes": self.notes,
         }
 
+    def with_anchors(
+        self, anchors: Sequence[tuple[Anchor | str, dict[str, torch.Tensor] | str | Path]], *, key: str | None = None
+    ) -> CheckpointStack:
+        """A new stack with these anchors (replacing any this one has) after the window rows, sharing the window's
+        matrix. Each pairs an :class:`Anchor` (kept as given) or a name with a state dict or a checkpoint path (read
+        safely, ``key`` selecting a wrapped state dict). An anchor of another layout or dtype, with NaN/Inf, with a
+        repeated name, or with the content hash of a window checkpoint or another anchor is a CheckpointError."""
+        rows, matrix = anchor_rows(list(anchors), self.layout, self.paths, self.hashes, key=key)
+        return dataclasses.replace(self, anchors=rows, anchor_matrix=matrix, notes=list(self.notes),
+                                   _device_anchors={})
+
     def state_dict(self, vector: torch.Tensor, cast: bool = True) -> dict[str, torch.Tensor]:
         """View a flat P-vector as a full state dict (float tensors are views when dtypes match; extras added)."""
         if vector.dim() != 1 or vector.shape[0] != self.P:
@@ -214,7 +263,12 @@ class CheckpointStack:
         return self.layout.flatten(state_dict, out=torch.empty(self.P, dtype=torch.float32))
 
     def checkpoint(self, k: int) -> dict[str, torch.Tensor]:
-        """The k-th checkpoint (in step order) as a state dict, as stored (float32 unless 16-bit storage)."""
+        """Row k as a state dict, as stored: the k-th window checkpoint (in step order) for k < K_window (float32
+        unless 16-bit storage), else anchor k − K_window. Negative k counts window checkpoints from the end."""
+        if k >= self.K:
+            raise IndexError(f"row {k} of a stack with K={self.K} rows")
+        if k >= self.K_window:
+            return self.state_dict(self.anchor_matrix[k - self.K_window])
         return self.state_dict(self.matrix[k].to(torch.float32))
 
     def device_matrix(self, device: torch.device) -> torch.Tensor | None:
@@ -228,6 +282,15 @@ class CheckpointStack:
             self._device_matrix[key] = self.matrix.to(device)
         return self._device_matrix[key]
 
+    def device_anchor_matrix(self, device: torch.device) -> torch.Tensor | None:
+        """The A×P anchor matrix on ``device`` (copied once and kept), or None without anchors."""
+        if self.anchor_matrix is None:
+            return None
+        key = str(device)
+        if key not in self._device_anchors:
+            self._device_anchors[key] = self.anchor_matrix.to(device)
+        return self._device_anchors[key]
+
     def summary(self) -> dict[str, Any]:
         """What ``lcsc inspect`` shows: sizes, order, dtypes, disk use and cache state."""
         dtypes: dict[str, int] = {}
@@ -235,6 +298,7 @@ class CheckpointStack:
             dtypes[spec.dtype] = dtypes.get(spec.dtype, 0) + spec.numel
         return {
             "K": self.K,
+            "K_window": self.K_window,
             "P": self.P,
             "steps": self.steps,
             "order": [
@@ -250,6 +314,8 @@ class CheckpointStack:
             "cache_path": str(self.cache_path) if self.cache_path else None,
             "cache_state": self.cache_state,
             "cache_disk_bytes": _cache_bytes(self.cache_path),
+            "anchors": [{**a.to_json(), "row": self.K_window + i} for i, a in enumerate(self.anchors)],
+            "anchor_bytes": self.anchor_nbytes,
             "notes": self.notes,
         }
 

@@ -11,7 +11,7 @@ from lcsc import __version__, units
 from lcsc.atomic import check_writable, write_json
 from lcsc.checkpoints import CheckpointStack
 
-__all__ = ["add_stack_options", "open_stack", "human_bytes", "write_resolved_config"]
+__all__ = ["add_anchor_option", "add_stack_options", "open_stack", "human_bytes", "write_resolved_config"]
 
 
 def add_stack_options(p: argparse.ArgumentParser) -> None:
@@ -29,6 +29,15 @@ def add_stack_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="where to keep the stack cache (default: beside the checkpoints)",
     )
+
+
+def add_anchor_option(p: argparse.ArgumentParser) -> None:
+    """``--anchor SPEC`` (repeatable): extra stack rows after the window's checkpoints."""
+    p.add_argument("--anchor", action="append", default=None, metavar="SPEC",
+                   help="an extra row after the window's checkpoints (repeatable): a checkpoint file of the same "
+                        "architecture, ema (every RUN/ema/* at the window's end), ema:NAME, ema-start:NAME (that EMA "
+                        "at the window's start) or phema:SIGMA (post-hoc EMA from RUN/phema); the window is "
+                        "RUN/windows/<end>/")
 
 
 def open_stack(args: argparse.Namespace) -> CheckpointStack:

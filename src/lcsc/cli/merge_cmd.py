@@ -7,10 +7,17 @@ import json
 from pathlib import Path
 
 from lcsc.atomic import check_writable
-from lcsc.checkpoints import load_checkpoint, save_checkpoint
+from lcsc.checkpoints import CheckpointStack, load_checkpoint, save_checkpoint
+from lcsc.checkpoints.anchor_specs import resolve_anchors, resolve_recorded_anchors
 from lcsc.checkpoints.lora import LORA_DELTA_KEY, is_adapter_folder
 from lcsc.checkpoints.reader import discover_checkpoints
-from lcsc.cli.common import add_stack_options, human_bytes, open_stack, write_resolved_config
+from lcsc.cli.common import (
+    add_anchor_option,
+    add_stack_options,
+    human_bytes,
+    open_stack,
+    write_resolved_config,
+)
 from lcsc.errors import ConfigError
 from lcsc.merge import Coefficients, merge_coefficients, save_merged
 from lcsc.merge.lora import AdapterSet, add_delta, combine_deltas, concatenate_adapters, save_adapter
@@ -36,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     lora.add_argument("--adapter-out", type=Path, default=None, metavar="DIR",
                       help="write the merge as one peft LoRA adapter folder (exact: ranks concatenated, r = Σ r_k)")
     add_stack_options(p)
+    add_anchor_option(p)
     p.set_defaults(func=run)
 
 
@@ -45,6 +53,8 @@ def _check_outputs(args: argparse.Namespace, adapters: bool) -> None:
         raise ConfigError("give -o OUTPUT.safetensors" + (" (with --base) or --adapter-out DIR" if adapters else ""))
     if args.output is not None and args.output.suffix != ".safetensors":
         raise ConfigError(f"{args.output}: output must end in .safetensors")
+    if adapters and args.anchor:
+        raise ConfigError(f"--anchor applies to full checkpoints; {args.checkpoints[0]} holds LoRA adapters")
     if not adapters and (args.base is not None or args.adapter_out is not None):
         raise ConfigError(f"--base and --adapter-out apply to LoRA adapter folders; {args.checkpoints[0]} holds "
                           "full checkpoints")
@@ -66,21 +76,31 @@ def run(args: argparse.Namespace) -> int:
     coeffs = Coefficients.load(args.coeffs, renormalize=args.renormalize)
     if adapters:
         return _merge_adapters(args, coeffs)
-    stack = open_stack(args)
-    merged = merge_coefficients(stack, coeffs, device=args.device)
+    stack = _with_anchors(args, open_stack(args), coeffs)
+    merged = merge_coefficients(stack, coeffs, device=args.device, source=str(args.coeffs))
     save_merged(args.output, stack, merged, coeffs)
     config_path = args.output.with_name(args.output.stem + ".config.json")
-    write_resolved_config(
-        config_path,
-        "merge",
-        args,
-        {"steps": stack.steps, "hashes": stack.hashes, "coefficients": coeffs.to_json()},
-    )
+    extra = {"steps": stack.steps, "hashes": stack.hashes, "coefficients": coeffs.to_json()}
+    if stack.anchors:
+        extra["anchors"] = [a.to_json() for a in stack.anchors]
+    write_resolved_config(config_path, "merge", args, extra)
+    anchors = f" and {len(stack.anchors)} anchors ({', '.join(a.name for a in stack.anchors)})" if stack.anchors else ""
     print(
-        f"merged {stack.K} checkpoints (steps {stack.steps[0]}…{stack.steps[-1]}) into {args.output} "
+        f"merged {stack.K_window} checkpoints (steps {stack.steps[0]}…{stack.steps[-1]}){anchors} into {args.output} "
         f"({human_bytes(args.output.stat().st_size)}); config: {config_path}"
     )
     return 0
+
+
+def _with_anchors(args: argparse.Namespace, stack: CheckpointStack, coeffs: Coefficients) -> CheckpointStack:
+    """The stack with the anchors --anchor names or, without --anchor, those the coefficient file recorded
+    (resolved again from their specs and checked against their hashes)."""
+    if args.anchor:
+        return stack.with_anchors(resolve_anchors(args.anchor, args.checkpoints, stack, key=args.key))
+    if coeffs.anchors:
+        return stack.with_anchors(resolve_recorded_anchors(coeffs.anchors, args.checkpoints, stack,
+                                                           source=str(args.coeffs), key=args.key))
+    return stack
 
 
 def _merge_adapters(args: argparse.Namespace, coeffs: Coefficients) -> int:

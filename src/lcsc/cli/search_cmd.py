@@ -11,8 +11,9 @@ import numpy as np
 
 from lcsc.atomic import check_writable, write_json
 from lcsc.checkpoints import discover_checkpoints
+from lcsc.checkpoints.anchor_specs import resolve_anchors
 from lcsc.checkpoints.lora import is_adapter_folder
-from lcsc.cli.common import add_stack_options, open_stack
+from lcsc.cli.common import add_anchor_option, add_stack_options, open_stack
 from lcsc.cli.diffusers_options import (
     add_diffusers_options,
     diffusers_held_out_objectives,
@@ -114,6 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="sample with the network under bf16 autocast (default off; held-out reports stay float32; "
                         "see benchmarks/mixed_precision.py)")
     add_stack_options(p)
+    add_anchor_option(p)
     add_diffusers_options(p)
     add_pool_options(p)
     p.set_defaults(func=run)
@@ -139,6 +141,7 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     d = SearchConfig()
     for key in _RESUME_KEPT:
         setattr(args, key, _resumed(args, saved, key, getattr(d, key)))
+    args.anchor = _resumed(args, saved, "anchor", None)  # the anchors are rows of the journalled vectors
     args.max_samples = args.max_samples if args.max_samples is not None else saved.get("max_samples")
     args.revalidate = args.revalidate if args.revalidate is not None else saved.get("revalidate")
     args.shrink = args.shrink if args.shrink is not None else saved.get("shrink")
@@ -203,7 +206,7 @@ def _initial(paths: list[Path], merger: StackMerger) -> dict:
     out = {}
     for path in paths:
         coeffs = Coefficients.load(path, renormalize=True)
-        coeffs.check_steps(merger.steps, str(path))
+        coeffs.check_rows(merger.stack, str(path))
         out[path.stem] = coeffs.values
     return out
 
@@ -226,8 +229,10 @@ def _objective(args: argparse.Namespace):
 
 
 def _merger(args: argparse.Namespace) -> StackMerger:
-    """The stack merger the options describe (on the driver, and again on each Ray worker)."""
+    """The stack merger the options describe, anchors included (on the driver, and again on each Ray worker)."""
     stack = open_stack(args)
+    if args.anchor:
+        stack = stack.with_anchors(resolve_anchors(args.anchor, args.checkpoints, stack, key=args.key))
     return StackMerger(stack, _groups(args.groups, stack), device=args.device)
 
 
@@ -291,7 +296,7 @@ def _held_out_report(args: argparse.Namespace, merger: StackMerger, result) -> d
         args.checkpoints, args.objective, data=args.data, num_samples=args.samples, nfe=args.nfe, solver=args.solver,
         device=args.device, noise_seed=args.noise_seed)
     last = np.zeros_like(result.best)
-    last.reshape(merger.G, merger.K)[:, -1] = 1.0
+    last.reshape(merger.G, merger.K)[:, merger.K_window - 1] = 1.0  # the last window checkpoint, not an anchor
     rows = {"best": result.best, f"best initial ({result.best_initial_name})": result.best_initial,
             f"last checkpoint (step {merger.steps[-1]})": last}
     reports = cross_space_report(objectives, dict(zip(rows, merger.merge_many(np.stack(list(rows.values()))))))

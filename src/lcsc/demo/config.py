@@ -24,9 +24,14 @@ class DemoConfig:
     EMA, recording windows of ``window`` iterations every ``interval`` ending at ``early_fraction`` of the run and
     at the end. At each of ``curve_points`` training points EMA* is the best, on ``grid_samples`` of the search
     noise (the best ``grid_finalists`` re-scored on all ``search_samples``), of the online EMAs and the post-hoc
-    ``sigma_rels``. LCSC searches each window on the search noise; every
-    row is then scored on ``eval_seeds`` held-out noise seeds; the final DM / CM rows also at every NFE of
-    ``dm_nfes`` / ``cm_nfes``. All grids and lists are fixed here, before any held-out result is seen.
+    ``sigma_rels``. LCSC searches each window on the search noise with anchors (``anchored``): EMA* at the
+    window's end and the online EMAs of half-life ≥ 2 intervals at the window's start (``anchor_half_lives``), each
+    also alone and continued to the window's end in the initial population; the export is the best on validation
+    noise of the top ``guard_finalists`` and the best anchor. At the end of training the window-only search (the
+    paper's) and the anchored search shrunk toward its best anchor (``shrink_lambdas``) are scored too. Every row is
+    then scored on ``eval_seeds`` held-out noise seeds; the final DM / CM rows also at every NFE of ``dm_nfes`` /
+    ``cm_nfes``. The grids, lists and sizes are fixed here, before any held-out result of a report seed is seen; the
+    search objective, the anchoring and the guard were chosen on decision seeds (see :mod:`lcsc.protocol`).
     """
 
     iterations: int = 3200
@@ -55,6 +60,10 @@ class DemoConfig:
     search_optimizer: str = "alg1"
     search_space: str = "full"
     search_racing: bool = False
+    anchored: bool = True
+    guard_finalists: int = 4
+    shrink_lambdas: tuple[float, ...] = (0.5, 0.75)
+    window_only_baseline: bool = True
     dm_search_evals: int = 60
     cm_search_evals: int = 90
     eval_samples: int = 800
@@ -94,24 +103,35 @@ class DemoConfig:
             if nfe not in nfes or list(nfes) != sorted(set(nfes)):
                 raise ConfigError(f"{name} {nfes} must be increasing and include the searched NFE {nfe}")
         init = self.search_config(1).init_count  # (validates optimizer and space names)
+        if self.anchored:  # EMA* and the start anchors alone, and each start anchor continued to the end
+            init += 1 + 2 * len(self.anchor_half_lives)
         for name in ("dm_search_evals", "cm_search_evals"):
             if getattr(self, name) < init:
                 raise ConfigError(f"{name} {getattr(self, name)} must be >= {init}, the search's initial individuals")
+        if self.guard_finalists < 0 or not all(0 < lam < 1 for lam in self.shrink_lambdas):
+            raise ConfigError(f"guard_finalists {self.guard_finalists} must be >= 0 and shrink_lambdas "
+                              f"{self.shrink_lambdas} in (0, 1)")
         if self.inception and self.inception_samples < 2:
             raise ConfigError(f"inception_samples {self.inception_samples} must be >= 2 (FID needs a covariance)")
 
-    def search_config(self, evals: int):
-        """The demo's LCSC search settings for a budget of ``evals``."""
+    def search_config(self, evals: int, anchored: bool = False):
+        """The demo's LCSC search settings for a budget of ``evals`` (``anchored``: with the validation guard)."""
         from lcsc.search import SearchConfig
 
         return SearchConfig(evals=evals, seed=self.seed, optimizer=self.search_optimizer, space=self.search_space,
-                            racing=self.search_racing)
+                            racing=self.search_racing, revalidate=self.guard_finalists if anchored else 0)
+
+    @property
+    def anchor_half_lives(self) -> tuple[float, ...]:
+        """Online EMAs whose window-start snapshot is an anchor: half-life ≥ 2 intervals (shorter ones at the start
+        are nearly the raw weights one interval before the window's first checkpoint)."""
+        return tuple(h for h in self.half_lives if h >= 2 * self.interval)
 
     @classmethod
     def quick(cls, **overrides: Any) -> DemoConfig:
         """A ≤ 1.5-minute version for smoke tests: short runs, small windows, few evaluations and samples."""
         base = dict(iterations=640, window=160, interval=5, channels=16, search_samples=200, grid_samples=100,
-                    dm_search_evals=16, cm_search_evals=24, eval_samples=200, eval_seeds=2, inception_samples=32,
+                    dm_search_evals=20, cm_search_evals=24, eval_samples=200, eval_seeds=2, inception_samples=32,
                     dm_nfes=(4, 5, 8), cm_nfes=(1, 2))
         return cls(**(base | overrides))
 

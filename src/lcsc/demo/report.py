@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from lcsc.atomic import write_json, write_text
+from lcsc.demo.anchoring_report import anchoring_section
 from lcsc.demo.run import MODEL_LABELS, DemoResult
 from lcsc.demo.stages import ema_state_named, lcsc_state
 from lcsc.demo.verdicts import curve_table, nfe_table, speedup_table, verdicts
@@ -92,8 +93,9 @@ def _figures(res: DemoResult, payload: dict[str, Any], out: Path) -> dict[str, P
             progress[key] = {"scores": [r["score"] for r in _journal(search.result.journal_path)], "ema_star": None,
                              "ema_star_name": star, "ylabel": f"{cfg.search_objective} (search noise)"}
             m = search.merger
-            coeffs[key] = {"steps": m.steps, "lcsc": np.asarray(search.result.best).reshape(m.G, m.K)[0],
-                           "ema": ema_coefficients(m.K, half_life_to_rate(cfg.default_half_life), cfg.interval),
+            k_w = len(m.steps)  # the window's coefficients (anchors' weights are in the anchoring table)
+            coeffs[key] = {"steps": m.steps, "lcsc": np.asarray(search.result.best).reshape(m.G, m.K)[0][:k_w],
+                           "ema": ema_coefficients(k_w, half_life_to_rate(cfg.default_half_life), cfg.interval),
                            "ema_label": f"EMA hl-{cfg.default_half_life:g} in the window"}
             for method, state in ((f"EMA* {star}", ema_state_named(run, star, point)), ("LCSC", lcsc_state(search))):
                 model.load_state_dict(state)
@@ -232,7 +234,7 @@ def _markdown(res: DemoResult, payload: dict[str, Any], cols) -> str:
         markdown_table(main, cols), "", "## Training-cost speed-up (paper Tables 6–8)", "", speedup_table(payload),
         "", "![FD vs iteration](fd_vs_iteration.png)", "", "## NFE (paper Sec. 5.2)", "", nfe_table(payload),
         "![FD vs NFE](fd_vs_nfe.png)", "", r"## EMA and EMA\* at every training point (held-out)", "",
-        curve_table(payload), "", "## Gains over the search's best initial individual", "",
+        curve_table(payload), "", *anchoring_section(payload, res), "## Gains over the search's best initial individual", "",
         *_gains(payload, c.iterations, c.search_objective), "", "## Setup", *_setup_lines(res), "",
         r"## EMA\* grid on the search noise", "", _ema_grid_md(res), "", "![EMA* grid](ema_grid.png)", "",
         "## Figures", "", "![samples](samples.png)", "", r"EMA\* vs LCSC samples from the same held-out noise.", "",

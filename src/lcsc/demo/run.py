@@ -27,11 +27,13 @@ from lcsc.demo.stages import (
     lcsc_search,
     lcsc_state,
     parallel_training,
+    shrunk,
     train_model,
     train_pair,
 )
 from lcsc.metrics.evaluate import KID_SCALE
 from lcsc.models import ModelConfig, build_model
+from lcsc.search import coefficient_hash
 from lcsc.training.ema import ema_name
 
 __all__ = ["DemoRow", "DemoResult", "run_demo", "MODEL_LABELS"]
@@ -79,6 +81,7 @@ class DemoResult:
     stages: dict[str, float] = field(default_factory=dict)
     estimate_s: float = 0.0
     estimate_parts: dict[str, float] = field(default_factory=dict)
+    window_searches: dict[str, SearchRun] = field(default_factory=dict)  # the window-only search at the end
 
 
 class _Clock:
@@ -115,22 +118,29 @@ def run_demo(cfg: DemoConfig, out: str | Path, *, progress: bool = True,
         teacher = runs["dm"].run_dir / "ema" / ema_name(half_life=cfg.default_half_life) / \
             f"ema-{cfg.iterations:09d}.safetensors" if name == "cm-cd" else None
         runs[name] = clock.run(f"train {name}", train_model, name, cfg, out, data, teacher, progress)
-    ema_star, interior, searches = {}, {}, {}
+    ema_star, interior, searches, window = {}, {}, {}, {}
     for name, run in runs.items():
         clock.run(f"EMA* grid {name}", _grids, run, cfg, scorer, progress)
         choices = {p: ema_star_choice(cfg, finalists) for p, finalists in run.ema_finalists.items()}
         ema_star[name] = {p: c[0] for p, c in choices.items()}
         interior[name] = {p: c[1] for p, c in choices.items()}
         evals = cfg.dm_search_evals if name == "dm" else cfg.cm_search_evals
-        searches[name] = {p: clock.run(f"LCSC {name}@{p}", lcsc_search, run, cfg, scorer, p, evals, out, progress)
-                          for p in cfg.lcsc_points}
-    rows, matches = clock.run("held-out evaluation", _rows, cfg, scorer, runs, ema_star, searches, progress)
+        searches[name] = {p: clock.run(f"LCSC {name}@{p}", lcsc_search, run, cfg, scorer, p, evals, out, progress,
+                                       ema_star[name][p] if cfg.anchored else None) for p in cfg.lcsc_points}
+        if cfg.anchored and cfg.window_only_baseline:
+            window[name] = clock.run(f"LCSC {name}@{cfg.iterations} window only", lcsc_search, run, cfg, scorer,
+                                     cfg.iterations, evals, out, progress)
+    rows, matches = clock.run("held-out evaluation", _rows, cfg, scorer, runs, ema_star, searches, progress, window)
     for name, run in runs.items():  # a resumed stage reports the time it took when it ran, not the reuse
         if f"train {name}" in clock.stages:
             clock.stages[f"train {name}"] = round(max(clock.stages[f"train {name}"], run.train_s), 2)
         for p, search in searches[name].items():
             clock.stages[f"LCSC {name}@{p}"] = round(max(clock.stages[f"LCSC {name}@{p}"], search.seconds), 2)
-    return DemoResult(cfg, out, rows, runs, searches, ema_star, interior, matches, clock.stages, estimate, parts)
+        if name in window:
+            key = f"LCSC {name}@{cfg.iterations} window only"
+            clock.stages[key] = round(max(clock.stages[key], window[name].seconds), 2)
+    return DemoResult(cfg, out, rows, runs, searches, ema_star, interior, matches, clock.stages, estimate, parts,
+                      window)
 
 
 def _grids(run: ModelRun, cfg: DemoConfig, scorer: Scorer, progress: bool) -> dict[int, dict[str, float]]:
@@ -154,7 +164,7 @@ class _RowScorer:
         return self.cache[(key, point, nfe, full)]
 
 
-def _rows(cfg: DemoConfig, scorer: Scorer, runs, ema_star, searches, progress: bool = False):
+def _rows(cfg: DemoConfig, scorer: Scorer, runs, ema_star, searches, progress: bool = False, window=None):
     rows: list[DemoRow] = []
     matches: dict[str, dict[str, Any]] = {}
     with tqdm(desc="held-out rows", disable=not progress, leave=False) as bar:
@@ -163,7 +173,29 @@ def _rows(cfg: DemoConfig, scorer: Scorer, runs, ema_star, searches, progress: b
             rows += _curve_rows(cfg, run, score, ema_star[name], searches[name])
             matches[name] = _nfe_rows(cfg, run, score, ema_star[name][cfg.iterations],
                                       searches[name][cfg.iterations], rows)
+            if cfg.anchored:
+                rows += _anchoring_rows(cfg, run, score, searches[name][cfg.iterations], (window or {}).get(name))
     return rows, matches
+
+
+def _anchoring_rows(cfg: DemoConfig, run: ModelRun, score: _RowScorer, search: SearchRun,
+                    window: SearchRun | None) -> list[DemoRow]:
+    """At the end of training: the window-only search, the anchored search's best on the search noise when the
+    guard exported something else, and that best shrunk toward the best anchor (not in the main table)."""
+    label, final, res, rows = MODEL_LABELS[run.name], cfg.iterations, search.result, []
+    if window is not None:
+        s = score("window", final, lambda: lcsc_state(window), run.nfe, False)
+        rows.append(DemoRow(label, "LCSC window only", final, run.nfe, s, main=False,
+                            detail=f"K={window.merger.K}, {window.result.evaluations} evals, no anchors"))
+    if res.search_best is not None and coefficient_hash(res.search_best) != coefficient_hash(res.best):
+        s = score("search-best", final, lambda: lcsc_state(search, a=res.search_best), run.nfe, False)
+        rows.append(DemoRow(label, "LCSC unguarded", final, run.nfe, s, main=False,
+                            detail="the anchored search's best on the search noise"))
+    for lam in cfg.shrink_lambdas if res.best_anchor is not None else ():
+        s = score(f"shrink-{lam:g}", final, lambda lam=lam: lcsc_state(search, a=shrunk(search, lam)), run.nfe, False)
+        rows.append(DemoRow(label, f"LCSC shrink {lam:g}", final, run.nfe, s, main=False,
+                            detail=f"{lam:g} of the way from {res.best_anchor_name} to the search-noise best"))
+    return rows
 
 
 def _curve_rows(cfg: DemoConfig, run: ModelRun, score: _RowScorer, ema_star: dict[int, str],
@@ -179,7 +211,7 @@ def _curve_rows(cfg: DemoConfig, run: ModelRun, score: _RowScorer, ema_star: dic
     curve = [r.score.__dict__ for r in rows if r.method == "EMA*"]
     for p, search in searches.items():
         row = DemoRow(label, "LCSC", p, run.nfe, score("lcsc", p, lambda s=search: lcsc_state(s), run.nfe, True),
-                      detail=f"K={search.merger.K}, {search.result.evaluations} evals",
+                      detail=_lcsc_detail(search),
                       initial=score("initial", p, lambda s=search: lcsc_state(s, initial=True), run.nfe, False))
         if p < cfg.iterations:
             core_s_per_iter = run.train_s * run.threads / cfg.iterations  # the search's cores ÷ training's
@@ -187,6 +219,19 @@ def _curve_rows(cfg: DemoConfig, run: ModelRun, score: _RowScorer, ema_star: dic
                                    search.seconds * torch.get_num_threads() / core_s_per_iter)
         rows.append(row)
     return rows
+
+
+def _lcsc_detail(search: SearchRun) -> str:
+    """K (window + anchors), evaluations, and what the validation guard exported."""
+    m, res = search.merger, search.result
+    anchors = len(getattr(m, "anchors", []) or [])
+    text = f"K={m.K}" + (f" ({m.K - anchors} + {anchors} anchors)" if anchors else "") + f", {res.evaluations} evals"
+    reval = res.revalidation or {}
+    if reval.get("exported_anchor"):
+        text += f"; guard exported the anchor {res.best_name.removeprefix('anchor ')}"
+    elif reval:
+        text += f"; guard exported #{res.best_index}"
+    return text
 
 
 def _nfe_rows(cfg: DemoConfig, run: ModelRun, score: _RowScorer, star: str, search: SearchRun,
@@ -233,7 +278,8 @@ def _timed(fn, repeat: int = 3, best: bool = False) -> float:
 _EVAL_OVERHEAD_S = 0.05  # per search evaluation: merge, bookkeeping, journal (measured on 2 CPU cores)
 _CANDIDATE_OVERHEAD_S = 0.03  # per EMA* candidate: reconstruction or snapshot load
 _ROW_OVERHEAD_S = 0.25  # per held-out row: model and state loading, three evaluations' bookkeeping
-_PAIR_FACTOR = 1.15  # the pair training side by side vs steps timed alone (spawn, logging, contention)
+_PAIR_FACTOR = 1.15
+_UNGUARDED_ROW_SHARE = 0.5  # the unguarded row is scored only when the guard exported something else  # the pair training side by side vs steps timed alone (spawn, logging, contention)
 
 
 def _unit_costs(kind: str, cfg: DemoConfig, scorer: Scorer, data) -> dict[str, float]:
@@ -281,13 +327,20 @@ def _model_seconds(name: str, cfg: DemoConfig, c: dict[str, float]) -> dict[str,
     grid = candidates * (sample(min(cfg.grid_samples, cfg.search_samples), c["fd_search"]) + _CANDIDATE_OVERHEAD_S)
     if cfg.grid_samples < cfg.search_samples:
         grid += len(cfg.points) * cfg.grid_finalists * sample(cfg.search_samples, c["fd_search"])
-    search = len(cfg.lcsc_points) * evals * (sample(cfg.search_samples, c["fd_search"]) + _EVAL_OVERHEAD_S)
+    per_search = evals * (sample(cfg.search_samples, c["fd_search"]) + _EVAL_OVERHEAD_S)
+    search = len(cfg.lcsc_points) * per_search
     rows = 2 * len(cfg.points) + 2 * len(cfg.lcsc_points)
+    parts = {}
+    if cfg.anchored:  # the guard's validation scores; the window-only baseline; its rows and the shrunk ones
+        search += len(cfg.lcsc_points) * (cfg.guard_finalists + 1) * sample(cfg.search_samples, c["fd_search"])
+        if cfg.window_only_baseline:
+            parts[f"LCSC {name} window only"] = per_search
+        rows += len(cfg.shrink_lambdas) + int(cfg.window_only_baseline) + _UNGUARDED_ROW_SHARE
     held = rows * cfg.eval_seeds * sample(cfg.eval_samples, c["fd_all"]) + 7 * cfg.eval_seeds * c["kidpr"]
     held += 2 * cfg.eval_seeds * sum(sample(cfg.eval_samples, c["fd_all"], n) for n in nfes if n != nfe)
     held += (rows + 2 * (len(nfes) - 1)) * _ROW_OVERHEAD_S
     return {f"train {name}": cfg.iterations * c["step"] * 1.08, f"EMA* grid {name}": grid,
-            f"LCSC {name}": search, f"held-out {name}": held}
+            f"LCSC {name}": search, **parts, f"held-out {name}": held}
 
 
 def estimate_parts(cfg: DemoConfig, scorer: Scorer, data=None) -> dict[str, float]:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lcsc import protocol
 from lcsc.data import ImageData
 from lcsc.demo.config import DemoConfig
 from lcsc.errors import ConfigError
@@ -16,14 +17,14 @@ from lcsc.generate import generate
 from lcsc.metrics import evaluate_images, reference_set
 from lcsc.metrics.spaces import feature_space
 from lcsc.objectives import FDObjective, MeanObjective
-from lcsc.objectives.base import HELD_OUT_SEED_OFFSET, VALIDATION_SEED_OFFSET, noise_fingerprint
+from lcsc.objectives.base import VALIDATION_SEED_OFFSET, noise_fingerprint
 
 __all__ = ["Scorer", "HeldOutScore", "held_out_seeds", "check_seed_separation"]
 
 
 def held_out_seeds(cfg: DemoConfig) -> tuple[int, ...]:
-    """The demo's held-out noise seeds (``cfg.eval_seeds`` of them)."""
-    return tuple(HELD_OUT_SEED_OFFSET + cfg.seed + i for i in range(cfg.eval_seeds))
+    """The demo's held-out noise seeds (``cfg.eval_seeds`` of them; :func:`lcsc.protocol.held_out_seeds`)."""
+    return protocol.held_out_seeds(cfg.seed, cfg.eval_seeds)
 
 
 def check_seed_separation(cfg: DemoConfig) -> dict[str, set[str]]:

@@ -25,7 +25,8 @@ from lcsc.training.log import read_log
 from lcsc.training.phema import phema_name
 
 __all__ = ["ModelRun", "SearchRun", "train_model", "train_pair", "parallel_training", "ema_grid_scores", "ema_star_choice", "candidate_names",
-           "candidate_states", "ema_state_named", "lcsc_search", "train_seconds_at", "held_out_row"]
+           "candidate_states", "ema_state_named", "lcsc_search", "train_seconds_at", "held_out_row", "demo_anchors",
+           "star_spec", "shrunk", "lcsc_state"]
 
 
 @dataclass
@@ -186,23 +187,57 @@ def ema_star_choice(cfg: DemoConfig, scores: dict[str, float]) -> tuple[str, boo
     return best, 0 < family.index(best) < len(family) - 1
 
 
+def star_spec(star: str) -> str:
+    """The anchor spec of an EMA* name: ``hl-H`` → ``ema:hl-H`` (online), ``sigma-S`` → ``phema:S`` (post-hoc)."""
+    return f"ema:{star}" if star.startswith("hl-") else f"phema:{float(star.removeprefix('sigma-')):g}"
+
+
+def demo_anchors(run: ModelRun, cfg: DemoConfig, point: int, star: str, stack: CheckpointStack) -> list:
+    """(Anchor, state) pairs: EMA* at the window's end, then the online EMAs of ``cfg.anchor_half_lives`` at the
+    window's start. Equal weights are kept once (a window from step 0 starts every EMA at the initial weights)."""
+    from lcsc.checkpoints.anchor_specs import resolve_anchors
+    from lcsc.checkpoints.anchors import state_dict_sha256
+
+    specs = [star_spec(star)] + [f"ema-start:{ema_name(half_life=h)}" for h in cfg.anchor_half_lives]
+    window = run.run_dir / "windows" / str(point)
+    out, seen = [], set()
+    for spec in specs:
+        for anchor, state in resolve_anchors([spec], window, stack):
+            weights = state_dict_sha256(state)  # the weights alone (file hashes include metadata)
+            if weights not in seen:
+                seen.add(weights)
+                out.append((anchor, state))
+    return out
+
+
 def lcsc_search(run: ModelRun, cfg: DemoConfig, scorer: Scorer, point: int, evals: int, out: Path,
-                progress: bool = True) -> SearchRun:
+                progress: bool = True, star: str | None = None) -> SearchRun:
     """LCSC (``cfg.search_*``: Algorithm 1 by default) on the window ending at ``point`` against the search objective
-    on the search noise (resumable)."""
+    on the search noise (resumable). With ``star`` (the EMA* name at ``point``) the search is anchored
+    (:func:`demo_anchors`) and guarded on validation noise; without it, the window alone (the paper's search)."""
     stack = CheckpointStack.open(run.run_dir / "windows" / str(point), progress=False)
+    if star is not None:
+        stack = stack.with_anchors(demo_anchors(run, cfg, point, star, stack))
     merger = StackMerger(stack, device=cfg.device)
     objective = scorer.search_objective(load_model(stack.paths[-1], cfg.device), run.nfe)
-    search_dir = out / "search" / f"{run.name}-{point}"
+    search_dir = out / "search" / (f"{run.name}-{point}-anchored" if star is not None else f"{run.name}-{point}")
     resume = (search_dir / "journal.jsonl").is_file()
-    result = run_search(merger, objective, cfg.search_config(evals), search_dir, resume=resume, progress=progress)
+    result = run_search(merger, objective, cfg.search_config(evals, anchored=star is not None), search_dir,
+                        resume=resume, progress=progress)
     return SearchRun(point, result, merger, float(result.wall_time_s))
 
 
-def lcsc_state(search: SearchRun, initial: bool = False) -> dict[str, torch.Tensor]:
-    """The search's best merge (or, with ``initial``, its best initial individual)."""
-    a = search.result.best_initial if initial else search.result.best
+def lcsc_state(search: SearchRun, initial: bool = False, a=None) -> dict[str, torch.Tensor]:
+    """The search's export (or, with ``initial``, its best initial individual; or the coefficients ``a``)."""
+    if a is None:
+        a = search.result.best_initial if initial else search.result.best
     return search.merger.merge_many(np.asarray(a)[None])[0]
+
+
+def shrunk(search: SearchRun, lam: float) -> np.ndarray:
+    """λ of the way from the best anchor to the best on the search noise: a₀ + λ(a* − a₀)."""
+    a0, a1 = np.asarray(search.result.best_anchor), np.asarray(search.result.search_best)
+    return a0 + lam * (a1 - a0)
 
 
 def held_out_row(run: ModelRun, cfg: DemoConfig, scorer: Scorer, state: dict[str, torch.Tensor],

@@ -22,7 +22,8 @@ def save_merged(
     """Atomically write ``state_dict`` (a merge of ``stack`` with ``coeffs``) as safetensors.
 
     Metadata: the last checkpoint's step and config (so tools that rebuild models from metadata still work),
-    the checkpoint steps and content hashes, and the coefficients; ``lcsc_lora_delta`` marks a merge of LoRA
+    the checkpoint steps and content hashes, the anchors' names and hashes (``lcsc_anchors``, when the stack has
+    anchors), and the coefficients; ``lcsc_lora_delta`` marks a merge of LoRA
     adapters (ΔW of the adapted layers only, see :mod:`lcsc.merge.lora`).
     """
     path = Path(path)
@@ -36,6 +37,8 @@ def save_merged(
         "lcsc_hashes": json.dumps(stack.hashes),
         "lcsc_coefficients": json.dumps(coeffs.to_json()),
     }
+    if stack.anchors:  # rows after the window's: their names and content hashes, in row order
+        extra["lcsc_anchors"] = json.dumps([{"name": a.name, "sha256": a.sha256} for a in stack.anchors])
     if "data" in last:  # what lcsc train recorded about the training data (for evaluation)
         extra["data"] = last["data"]
     if last.get(LORA_DELTA_KEY) == "true":  # merged LoRA ΔW of the adapted layers, not full weights

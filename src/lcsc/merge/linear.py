@@ -26,9 +26,9 @@ def _as_matrix(stack: CheckpointStack, A, plan: GroupPlan) -> torch.Tensor:
     elif A.dim() == 2:
         A = A[:, None, :] if plan.G == 1 else A[None]
     if A.dim() != 3 or A.shape[1:] != (plan.G, stack.K):
-        raise CoefficientError(
-            f"coefficients of shape {tuple(A.shape)} do not fit {plan.G} group(s) × K={stack.K} checkpoints"
-        )
+        rows = f"K={stack.K} rows ({stack.K_window} checkpoints + {len(stack.anchors)} anchors)" if stack.anchors \
+            else f"K={stack.K} checkpoints"
+        raise CoefficientError(f"coefficients of shape {tuple(A.shape)} do not fit {plan.G} group(s) × {rows}")
     if not bool(torch.isfinite(A).all()):
         raise CoefficientError("coefficients contain NaN or Inf")
     return A.to(torch.float32)
@@ -52,10 +52,10 @@ def merge_many(
 ) -> torch.Tensor:
     """Merge B coefficient vectors at once: returns a (B, P) float32 tensor; row b is Σₖ A[b,k]·θₖ.
 
-    ``A`` is (B, K), or (B, G, K) with a :class:`GroupPlan`. The stack is read once, chunk by chunk along P
-    (``chunk_bytes`` of stack per GEMM), accumulating in float32. ``device="cuda"`` computes on the GPU, with
-    the stack resident there when it fits and streamed otherwise. View a row as a state dict with
-    ``stack.state_dict(out[b])``.
+    ``A`` is (B, K), or (B, G, K) with a :class:`GroupPlan`; K counts the stack's anchors after its window rows.
+    The stack is read once, chunk by chunk along P (``chunk_bytes`` of stack per GEMM), accumulating in float32.
+    ``device="cuda"`` computes on the GPU, with the stack resident there when it fits and streamed otherwise.
+    View a row as a state dict with ``stack.state_dict(out[b])``.
     """
     plan = plan or GroupPlan.single(stack.layout)
     dev = torch.device(device) if device is not None else torch.device("cpu")
@@ -68,33 +68,49 @@ def merge_many(
     cols = max(1024, chunk_bytes // max(1, stack.K * stack.matrix.element_size()))
     blocks = [(c0, min(end, c0 + cols), g) for start, end, g in plan.runs for c0 in range(start, end, cols)]
     if dev.type == "cpu":
-        _merge_cpu(stack.matrix, A, out, blocks)
+        _merge_cpu(stack.matrix, A, out, blocks, stack.anchor_matrix if stack.anchors else None)
     else:
         _merge_device(stack, A.to(dev), out, blocks)
     _clamp_nonnegative(stack, out)
     return out
 
 
-def _merge_cpu(matrix: torch.Tensor, A: torch.Tensor, out: torch.Tensor, blocks: list) -> None:
+def _merge_cpu(
+    matrix: torch.Tensor, A: torch.Tensor, out: torch.Tensor, blocks: list, anchors: torch.Tensor | None = None
+) -> None:
     """CPU GEMMs through numpy's BLAS, which streams a row-major K×P matrix near memory bandwidth
-    (measured ~1.5x faster than torch.mm for B=1 on the project machine; see benchmarks/merge.py)."""
+    (measured ~1.5x faster than torch.mm for B=1 on the project machine; see benchmarks/merge.py). With anchors,
+    each block adds A[:, g, K_w:] @ anchors[:, c0:c1] to the window's A[:, g, :K_w] @ block."""
     A_np, out_np = A.numpy(), out.numpy()
     direct = matrix.numpy() if matrix.dtype == torch.float32 else None
+    K_w = matrix.shape[0]
+    anchors_np = anchors.numpy() if anchors is not None else None
     for c0, c1, g in blocks:
         block = direct[:, c0:c1] if direct is not None else matrix[:, c0:c1].to(torch.float32).numpy()
-        np.matmul(A_np[:, g, :], block, out=out_np[:, c0:c1])
+        if anchors_np is None:
+            np.matmul(A_np[:, g, :], block, out=out_np[:, c0:c1])
+            continue
+        np.matmul(A_np[:, g, :K_w], block, out=out_np[:, c0:c1])
+        out_np[:, c0:c1] += A_np[:, g, K_w:] @ anchors_np[:, c0:c1]
 
 
 def _merge_device(stack: CheckpointStack, A: torch.Tensor, out: torch.Tensor, blocks: list) -> None:
-    """GEMMs on an accelerator: the stack resident there when it fits, else streamed chunk by chunk."""
+    """GEMMs on an accelerator: the stack resident there when it fits, else streamed chunk by chunk (anchors, A×P
+    float32, are always resident)."""
     resident = stack.device_matrix(out.device)
+    anchors = stack.device_anchor_matrix(out.device) if stack.anchors else None
+    K_w = stack.K_window
     for c0, c1, g in blocks:
         block = (
             resident[:, c0:c1]
             if resident is not None
             else stack.matrix[:, c0:c1].to(out.device, non_blocking=True)
         )
-        out[:, c0:c1] = A[:, g, :] @ block.to(torch.float32)
+        if anchors is None:
+            out[:, c0:c1] = A[:, g, :] @ block.to(torch.float32)
+            continue
+        out[:, c0:c1] = A[:, g, :K_w] @ block.to(torch.float32)
+        out[:, c0:c1].addmm_(A[:, g, K_w:], anchors[:, c0:c1])
 
 
 def merge(
@@ -113,10 +129,12 @@ def merge(
 
 
 def merge_coefficients(
-    stack: CheckpointStack, coeffs: Coefficients, *, device: str | torch.device | None = None
+    stack: CheckpointStack, coeffs: Coefficients, *, device: str | torch.device | None = None,
+    source: str = "coefficients",
 ) -> dict[str, torch.Tensor]:
-    """Merge with a coefficient file's content after checking its steps against the stack."""
-    coeffs.check_steps(stack.steps)
+    """Merge with a coefficient file's content after checking its steps and anchors against the stack (errors name
+    ``source``, e.g. the file)."""
+    coeffs.check_rows(stack, source)
     plan = (
         None
         if coeffs.groups is None

@@ -17,7 +17,10 @@ __all__ = ["StackMerger"]
 
 
 class StackMerger:
-    """What the search needs from merging: K, G, steps, hashes, ``merge_many(A)`` → state dicts, ``save``."""
+    """What the search needs from merging: K, G, steps, hashes, ``merge_many(A)`` → state dicts, ``save``.
+
+    K counts every row: the K_window window checkpoints (``steps``), then the stack's anchors (``anchors``).
+    """
 
     def __init__(
         self,
@@ -38,12 +41,25 @@ class StackMerger:
         return self.plan.G
 
     @property
+    def K_window(self) -> int:  # noqa: N802
+        """Window checkpoints (the first K_window of the K rows)."""
+        return self.stack.K_window
+
+    @property
     def steps(self) -> list[int]:
+        """The window checkpoints' steps (K_window of them)."""
         return list(self.stack.steps)
 
     @property
     def hashes(self) -> list[str]:
-        return list(self.stack.hashes)
+        """Content hashes of all K rows: the window checkpoints', then the anchors' (so a journal or a Ray worker
+        with other anchors is refused like one with other checkpoints)."""
+        return self.stack.row_hashes
+
+    @property
+    def anchors(self) -> list[dict]:
+        """The anchors as JSON objects (:meth:`lcsc.checkpoints.Anchor.to_json`), in row order."""
+        return [a.to_json() for a in self.stack.anchors]
 
     def merge_many(self, A: np.ndarray) -> list[dict[str, torch.Tensor]]:
         """(B, G, K) coefficients → B state dicts (views into one (B, P) result; one pass over the stack)."""
@@ -55,7 +71,8 @@ class StackMerger:
     def coefficients(self, individual: np.ndarray) -> Coefficients:
         """An individual as the coefficient file format."""
         values = np.asarray(individual).reshape(self.G, self.K)
-        return Coefficients(tuple(self.steps), values if self.groups else values[0], self.groups)
+        return Coefficients(tuple(self.steps), values if self.groups else values[0], self.groups,
+                            tuple(self.anchors))
 
     def save(self, path: str | Path, individual: np.ndarray) -> Path:
         """Write the merge of ``individual`` as a safetensors checkpoint with provenance metadata."""

@@ -3,7 +3,8 @@
 Names: ``auto`` (``mean:fd-digits,fd-digits2`` for runs trained on the embedded digits, Inception FID otherwise), ``fid``,
 ``fd-digits``, ``fd-digits2``, ``fd-digits3``, ``fd-inception``, ``kid`` / ``kid-<space>``; ``fd`` / ``kid`` alone
 take the default feature space of the run's data; ``mean:NAME,NAME[,…]`` averages several of them, each divided by its
-value at the best initial individual (:class:`MeanObjective`)."""
+value at the best initial individual (the best anchor when there are anchors), and ``max:NAME,NAME[,…]`` takes the
+worst of those ratios (:class:`MeanObjective`)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from lcsc.objectives.combined import MeanObjective
 from lcsc.objectives.generative import FDObjective, FIDObjective, GenerativeObjective, KIDObjective
 
 __all__ = ["BuiltinSpec", "parse_builtin", "is_builtin", "builtin_objective", "mean_terms", "run_data",
-           "resolve_auto", "AUTO_DIGITS"]
+           "resolve_auto", "AUTO_DIGITS", "combined_reduction"]
 
 
 @dataclass(frozen=True)
@@ -32,16 +33,24 @@ class BuiltinSpec:
 
 
 MEAN_PREFIX = "mean:"
+COMBINED_PREFIXES = {"mean:": "mean", "max:": "max"}
+
+
+def combined_reduction(name: str) -> str | None:
+    """"mean" for ``mean:…``, "max" for ``max:…``, None for a single objective."""
+    low = name.strip().lower()
+    return next((r for p, r in COMBINED_PREFIXES.items() if low.startswith(p)), None)
 
 
 def mean_terms(name: str) -> list[str] | None:
-    """The term names of ``mean:A,B,…`` (each checked), or None when ``name`` is not a mean objective."""
-    if not name.strip().lower().startswith(MEAN_PREFIX):
+    """The term names of ``mean:A,B,…`` or ``max:A,B,…`` (each checked), or None for a single objective."""
+    reduce = combined_reduction(name)
+    if reduce is None:
         return None
-    terms = [t.strip() for t in name.strip()[len(MEAN_PREFIX):].split(",") if t.strip()]
+    terms = [t.strip() for t in name.strip()[len(reduce) + 1:].split(",") if t.strip()]
     if len(terms) < 2 or len(set(terms)) != len(terms):
-        raise ConfigError(f"objective {name!r}: mean: needs at least two different built-in names, e.g. "
-                          "mean:fd-digits,fd-digits2")
+        raise ConfigError(f"objective {name!r}: {reduce}: needs at least two different built-in names, e.g. "
+                          f"{reduce}:fd-digits,fd-digits2")
     for t in terms:
         parse_builtin(t)
     return terms
@@ -54,7 +63,7 @@ def is_builtin(name: str) -> bool:
             parse_builtin(name)
         return True
     except ConfigError:
-        return name.strip().lower().startswith(MEAN_PREFIX)  # a malformed mean: is reported by builtin_objective
+        return combined_reduction(name) is not None  # a malformed mean:/max: is reported by builtin_objective
 
 
 def parse_builtin(name: str) -> BuiltinSpec:
@@ -96,7 +105,9 @@ def builtin_objective(checkpoints: str | Path | list, name: str = "auto", *, dat
     if terms is not None:
         first = _single(checkpoints, terms[0], **kw)
         rest = [_single(checkpoints, t, model=first.model, **kw) for t in terms[1:]]
-        return MeanObjective([first, *rest], name="mean:" + ",".join(t.name for t in [first, *rest]))
+        reduce = combined_reduction(name)
+        return MeanObjective([first, *rest], name=f"{reduce}:" + ",".join(t.name for t in [first, *rest]),
+                             reduce=reduce)
     return _single(checkpoints, name, **kw)
 
 

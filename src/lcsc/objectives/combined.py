@@ -1,6 +1,8 @@
 """``MeanObjective``: several generative metrics of the same samples, each divided by its value at the best initial
-individual, averaged (``--objective mean:fd-digits,fd-digits2``). Searching two feature spaces at once keeps the
-search from fitting one space's quirks; report on a third it never saw."""
+individual (the best anchor, when the search has anchors), averaged (``--objective mean:fd-digits,fd-digits2``) or
+their worst (``max:…``: a candidate scores below 1 only when it beats the reference in every term, so the search
+cannot buy one space with another). Searching two feature spaces at once keeps the search from fitting one space's
+quirks; report on a third it never saw."""
 
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ import torch
 from lcsc.errors import ConfigError
 from lcsc.objectives.generative import GenerativeObjective
 
-__all__ = ["MeanObjective"]
+__all__ = ["MeanObjective", "REDUCTIONS"]
+
+REDUCTIONS = {"mean": np.mean, "max": np.max}
 
 
 class MeanObjective:
-    """Mean of ``terms`` (generative objectives on one model and one noise seed) normalised on the initial population.
+    """Mean (or, with ``reduce="max"``, the largest) of ``terms`` (generative objectives on one model and one noise seed) normalised on the initial population.
 
     The search calls :meth:`calibrate` with the initial individuals' merged states before anything else: each term is
     scored on them, the best initial individual is the one with the lowest mean of terms divided by each term's best
@@ -28,16 +32,19 @@ class MeanObjective:
     direction = "minimize"
 
     def __init__(self, terms: list[GenerativeObjective], name: str | None = None,
-                 normalizers: list[float] | None = None) -> None:
+                 normalizers: list[float] | None = None, reduce: str = "mean") -> None:
         if len(terms) < 2:
-            raise ConfigError("a mean objective needs at least two terms")
+            raise ConfigError(f"a {reduce} objective needs at least two terms")
+        if reduce not in REDUCTIONS:
+            raise ConfigError(f"reduce={reduce!r}: choose one of {', '.join(REDUCTIONS)}")
+        self.reduce = reduce
         first = terms[0]
         for t in terms[1:]:
             if (t.noise_seed, t.num_samples, t.nfe, t.solver) != (first.noise_seed, first.num_samples, first.nfe,
                                                                     first.solver):
                 raise ConfigError("the terms of a mean objective must share noise seed, samples, NFE and solver")
         self.terms = list(terms)
-        self.name = name or "mean:" + ",".join(t.name for t in terms)
+        self.name = name or f"{reduce}:" + ",".join(t.name for t in terms)
         self.normalizers = list(normalizers) if normalizers is not None else None
 
     @property
@@ -69,17 +76,21 @@ class MeanObjective:
     def _combine(self, values: list[float]) -> float:
         if self.normalizers is None:
             raise ConfigError(f"{self.name}: not calibrated; the search calibrates it on the initial individuals")
-        return float(np.mean([v / n for v, n in zip(values, self.normalizers)]))
+        return float(REDUCTIONS[self.reduce]([v / n for v, n in zip(values, self.normalizers)]))
 
     @torch.no_grad()
-    def calibrate(self, states: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
-        """Fix the normalisers from the initial individuals; returns them, the raw values and the combined scores."""
+    def calibrate(self, states: list[dict[str, torch.Tensor]], reference: list[int] | None = None) -> dict[str, Any]:
+        """Fix the normalisers from the initial individuals: the term values of the best of ``reference`` (indices
+        into ``states``, e.g. the anchors; default all), best by this objective's reduction of each term divided by
+        its lowest value among them. Returns the normalisers, the raw values and the combined scores."""
         raw = np.array([self.term_values(x) for x in self.terms[0].samples_many(states)], dtype=np.float64)
         if not np.all(np.isfinite(raw)) or np.any(raw <= 0):
             raise ConfigError(f"{self.name}: an initial individual has a non-finite or non-positive term {raw.tolist()}")
-        best = int(np.argmin((raw / raw.min(axis=0)).mean(axis=1)))
+        ref = list(reference) if reference else list(range(len(states)))
+        ratios = raw[ref] / raw[ref].min(axis=0)
+        best = ref[int(np.argmin(REDUCTIONS[self.reduce](ratios, axis=1)))]
         self.normalizers = raw[best].tolist()
-        return {"normalizers": self.normalizers, "best_initial": best, "raw": raw.tolist(),
+        return {"normalizers": self.normalizers, "best_initial": best, "reference": ref, "raw": raw.tolist(),
                 "scores": [self._combine(list(r)) for r in raw]}
 
     def load_calibration(self, state: dict[str, Any]) -> None:

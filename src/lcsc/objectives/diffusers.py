@@ -24,7 +24,7 @@ from lcsc.models.diffusers_run import (
     check_weights_match,
     read_diffusers_config,
 )
-from lcsc.objectives.builtin import AUTO_DIGITS, mean_terms, parse_builtin
+from lcsc.objectives.builtin import AUTO_DIGITS, combined_reduction, mean_terms, parse_builtin
 from lcsc.objectives.combined import MeanObjective
 from lcsc.objectives.cross_space import searched_spaces
 from lcsc.objectives.generative import FDObjective, FIDObjective, GenerativeObjective, KIDObjective
@@ -94,7 +94,8 @@ def diffusers_objective(checkpoints: str | Path | list, name: str = "fid", *, mo
     if terms is None:
         return _term(model, name, reference, kw, progress)
     objectives = [_term(model, t, reference, kw, progress) for t in terms]
-    return MeanObjective(objectives, name="mean:" + ",".join(o.name for o in objectives))
+    reduce = combined_reduction(name)
+    return MeanObjective(objectives, name=f"{reduce}:" + ",".join(o.name for o in objectives), reduce=reduce)
 
 
 def diffusers_held_out(checkpoints: str | Path | list, name: str, *, model_config: str | Path,

@@ -1,6 +1,7 @@
 # Structured LCSC coefficient spaces a = B·w (LCSC paper Sec. 6 / App. 0.D "the basin occupies a lower-rank subspace").
 """Coefficient spaces: ``full`` (a = w), ``ema-basis:D`` (D−1 EMA profiles + the last checkpoint) and ``spline:D``
-(D smooth B-spline bumps over the checkpoint index). Every basis column sums to 1, so Σw = 1 gives Σa = 1."""
+(D smooth B-spline bumps over the checkpoint index). Every basis column sums to 1, so Σw = 1 gives Σa = 1. Anchors (rows
+of the stack after the window: EMA states and other given weights) are free coordinates of their own in every space."""
 
 from __future__ import annotations
 
@@ -61,17 +62,28 @@ def parse_space(spec: str) -> tuple[str, int | None]:
 
 @dataclass(frozen=True)
 class CoefficientSpace:
-    """a = B·w per group; ``w`` is what optimisers search (G×D, Σw = 1 per group), ``a`` what merging uses (G×K)."""
+    """a = B·w per group; ``w`` is what optimisers search (G×D, Σw = 1 per group), ``a`` what merging uses (G×K).
+
+    ``K`` counts every row, the last ``anchors`` of them anchors: the basis is the window's structured basis beside an
+    identity block for the anchors, so D = (the space's D) + anchors and each anchor alone is exactly representable.
+    """
 
     spec: str
     K: int
     G: int = 1
     interval: int = 1
+    anchors: int = 0
 
     def __post_init__(self) -> None:
         kind, d = parse_space(self.spec)
-        if d is not None and d > self.K:
-            raise ConfigError(f"--space {self.spec!r}: D = {d} exceeds the {self.K} checkpoints")
+        if not 0 <= self.anchors < self.K:
+            raise ConfigError(f"{self.anchors} anchors leave no window checkpoint among the {self.K} rows")
+        if d is not None and d > self.K_window:
+            raise ConfigError(f"--space {self.spec!r}: D = {d} exceeds the {self.K_window} checkpoints")
+
+    @property
+    def K_window(self) -> int:  # noqa: N802
+        return self.K - self.anchors
 
     @property
     def kind(self) -> str:
@@ -79,15 +91,23 @@ class CoefficientSpace:
 
     @property
     def D(self) -> int:  # noqa: N802
-        return parse_space(self.spec)[1] or self.K
+        d = parse_space(self.spec)[1]
+        return self.K if d is None else d + self.anchors
 
     @cached_property
     def _basis(self) -> tuple[np.ndarray, list[str]]:
         if self.kind == "full":
-            return np.eye(self.K), [f"ckpt{k}" for k in range(self.K)]
+            return np.eye(self.K), [f"ckpt{k}" for k in range(self.K_window)] + \
+                [f"anchor{j}" for j in range(self.anchors)]
+        d = self.D - self.anchors
         if self.kind == "ema-basis":
-            return ema_profile_basis(self.K, self.D, self.interval)
-        return spline_basis(self.K, self.D)
+            window, names = ema_profile_basis(self.K_window, d, self.interval)
+        else:
+            window, names = spline_basis(self.K_window, d)
+        basis = np.zeros((self.K, self.D))
+        basis[:self.K_window, :d] = window
+        basis[self.K_window:, d:] = np.eye(self.anchors)
+        return basis, names + [f"anchor{j}" for j in range(self.anchors)]
 
     @property
     def basis(self) -> np.ndarray:

@@ -100,6 +100,7 @@ class _Worker:
             return {"error": self.error, "host": socket.gethostname(), "pid": os.getpid()}
         fp = getattr(self.objective, "noise_fingerprint", None)
         return {"hashes": list(self.merger.hashes), "K": self.merger.K, "G": self.merger.G,
+                "anchors": [a["sha256"] for a in getattr(self.merger, "anchors", None) or []],
                 "noise_sha": fp() if fp else None, "host": socket.gethostname(), "pid": os.getpid()}
 
     def load_calibration(self, state: dict) -> None:
@@ -247,7 +248,7 @@ class RayPool:
         if "error" in ident:
             raise WorkerPoolError(f"a Ray worker on {ident['host']} could not open the checkpoint stack or build the "
                                   f"objective: {ident['error']}")
-        for key in ("hashes", "K", "G", "noise_sha"):
+        for key in ("hashes", "K", "G", "anchors", "noise_sha"):
             if self.expected is not None and key in self.expected and ident[key] != self.expected[key]:
                 raise WorkerPoolError(f"Ray worker on {ident['host']} (pid {ident['pid']}) opened different "
                                       f"{'checkpoints' if key != 'noise_sha' else 'objective noise'} than the "

@@ -22,11 +22,12 @@ _ALGORITHMS = {"alg1": "LCSC Algorithm 1 (evolutionary)", "cmaes": "CMA-ES (cmae
 
 def _card(result: SearchResult, merger: Any, objective: Any, config: SearchConfig, sigma: float,
           held_out: dict | None) -> dict[str, Any]:
-    steps = list(merger.steps)
+    steps = list(merger.steps)  # the window's checkpoints only: anchors are listed apart
     interval = config.interval or checkpoint_interval(steps)
     return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "checkpoints": [{"step": s, "sha256": h} for s, h in zip(steps, merger.hashes)],
+        "checkpoints": [{"step": s, "sha256": h} for s, h in zip(steps, list(merger.hashes)[:len(steps)])],
+        "anchors": [dict(a) for a in getattr(merger, "anchors", [])],
         "window": steps[-1] - steps[0] + interval,
         "interval": interval,
         "groups": dict(merger.groups) if getattr(merger, "groups", None) else None,
@@ -63,7 +64,8 @@ def _markdown(card: dict[str, Any]) -> str:
     steps = [c["step"] for c in card["checkpoints"]]
     return f"""# LCSC search provenance
 
-- **checkpoints**: {len(steps)} (steps {steps[0]} … {steps[-1]}, window {card["window"]}, interval {card["interval"]})
+- **checkpoints**: {len(steps)} (steps {steps[0]} … {steps[-1]}, window {card["window"]}, interval {card["interval"]})\
+{_anchor_count(card)}
 - **objective**: `{obj["name"]}` ({obj["direction"]}), role {obj["role"]}
 - **seeds**: {card["seeds"]}
 - **evaluations**: {card["evaluations"]} ({card["objective_calls"]} objective calls), stopped by {card["stopped_by"]}
@@ -80,10 +82,27 @@ best initial individual {card["best_initial"]["name"]}: {_num(card["best_initial
 |---|---|
 {init}
 
-{_reval_md(card["revalidation"])}{_shrink_md(card["shrink"])}{_held_md(card["held_out"])}{_w_md(card["space"])}
+{_anchors_md(card)}{_reval_md(card["revalidation"])}{_shrink_md(card["shrink"])}{_held_md(card["held_out"])}{_w_md(card["space"])}
 Checkpoint content hashes (SHA-256), optimiser settings and the exported K-vector's provenance are in
 `provenance.json`.
 """
+
+
+def _anchor_count(card: dict[str, Any]) -> str:
+    anchors = card.get("anchors") or []
+    return f"; {len(anchors)} anchors after them ({', '.join(a['name'] for a in anchors)})" if anchors else ""
+
+
+def _anchors_md(card: dict[str, Any]) -> str:
+    """The anchors (rows after the window's checkpoints) as a small table."""
+    anchors = card.get("anchors") or []
+    if not anchors:
+        return ""
+    first = len(card["checkpoints"])
+    rows = "\n".join(f"| {first + i} | `{a['name']}` | {a.get('kind', '')} | {a.get('source', '')} | "
+                     f"`{a['sha256'][:16]}…` |" for i, a in enumerate(anchors))
+    return ("\n## Anchors\n\nRows after the window's checkpoints (coefficient index, 0-based).\n\n"
+            f"| row | anchor | kind | source | sha256 |\n|---|---|---|---|---|\n{rows}\n")
 
 
 def _num(v) -> str:

@@ -18,13 +18,14 @@ from lcsc.errors import ConfigError
 from lcsc.objectives.base import check_noise_separation
 from lcsc.search.basis import CoefficientSpace
 from lcsc.search.config import SearchConfig
-from lcsc.search.evaluator import FULL, RACE, Evaluator, _safe_score, coefficient_hash, objective_summary
-from lcsc.search.hyperplane import exact_sum_to_one
+from lcsc.search.evaluator import FULL, RACE, Evaluator, coefficient_hash, objective_summary
+from lcsc.search.finish import ANCHOR_PREFIX, best_anchor, best_initial, revalidate, shrink
 from lcsc.search.journal import Journal
 from lcsc.search.optimizer import make_optimizer
-from lcsc.search.space import SearchSpace, default_half_lives
+from lcsc.search.space import SearchSpace, default_half_lives, ema_continuation
 
-__all__ = ["Merger", "SearchResult", "checkpoint_interval", "coefficient_hash", "objective_summary", "run_search"]
+__all__ = ["Merger", "SearchResult", "checkpoint_interval", "coefficient_hash", "objective_summary", "run_search",
+           "anchor_individuals", "anchors_of", "ANCHOR_PREFIX"]
 
 
 class Merger(Protocol):
@@ -65,6 +66,9 @@ class SearchResult:
     best_initial_score: float | None = None
     revalidation: dict[str, Any] | None = None
     shrink: dict[str, Any] | None = None
+    search_best: np.ndarray | None = None  # the best on the search noise (before revalidation or shrinkage)
+    best_anchor: np.ndarray | None = None  # the best anchor alone on the search noise (None without anchors)
+    best_anchor_name: str | None = None
 
 
 def checkpoint_interval(steps: list[int]) -> int:
@@ -73,32 +77,70 @@ def checkpoint_interval(steps: list[int]) -> int:
     return max(1, int(np.median(gaps))) if len(gaps) else 1
 
 
-def _initial(space: CoefficientSpace, cfg: SearchConfig, steps: list[int], given: dict[str, np.ndarray] | None):
-    """Named initial individuals as K-vectors: caller-given ones, then the EMA grid (Algorithm 1, line 2)."""
+def anchors_of(merger: Any) -> list[dict[str, Any]]:
+    """The merger's anchors (rows after the window: name, sha256, kind, ema_rate, …), in row order; [] without."""
+    return list(getattr(merger, "anchors", None) or [])
+
+
+def _padded(a: np.ndarray, K: int, G: int) -> np.ndarray:
+    """Window coefficients (G, K_w) with zeros for the anchor rows after them."""
+    out = np.zeros((G, K))
+    out[:, : a.shape[-1]] = a
+    return out
+
+
+def anchor_individuals(K: int, G: int, anchors: list[dict[str, Any]], interval: int) -> dict[str, np.ndarray]:
+    """Each anchor alone (``anchor NAME``), then every online EMA continued from its window-start snapshot with its
+    own rate (``continued NAME``: the EMA at the window's end, see :func:`ema_continuation`)."""
+    K_w, out = K - len(anchors), {}
+    for j, anchor in enumerate(anchors):
+        a = np.zeros((G, K))
+        a[:, K_w + j] = 1.0
+        out[f"anchor {anchor['name']}"] = a
+    for j, anchor in enumerate(anchors):
+        if anchor.get("kind") == "ema-start" and anchor.get("ema_rate") is not None:
+            window, start = ema_continuation(K_w, float(anchor["ema_rate"]), interval)
+            a = _padded(np.tile(window, (G, 1)), K, G)
+            a[:, K_w + j] = start
+            out[f"continued {anchor['name']}"] = a
+    return out
+
+
+def _initial(space: CoefficientSpace, cfg: SearchConfig, steps: list[int], given: dict[str, np.ndarray] | None,
+             anchors: list[dict[str, Any]] | None = None):
+    """Named initial individuals as K-vectors: caller-given ones, the anchors alone and continued EMAs, then the EMA
+    grid over the window (Algorithm 1, line 2)."""
     full = SearchSpace(space.K, space.G, cfg.convex)
     individuals = {name: full.validate(a, f"initial individual {name!r}") for name, a in (given or {}).items()}
     interval = cfg.interval or checkpoint_interval(steps)
-    half_lives = cfg.half_lives if cfg.half_lives is not None else default_half_lives(space.K, interval,
-                                                                                        cfg.init_count)
-    for name, a in full.ema_individuals(interval, list(half_lives)).items():
-        individuals.setdefault(name, a)
+    for name, a in anchor_individuals(space.K, space.G, anchors or [], interval).items():
+        individuals.setdefault(name, full.validate(a, name))
+    K_w = space.K - len(anchors or [])
+    half_lives = cfg.half_lives if cfg.half_lives is not None else default_half_lives(K_w, interval, cfg.init_count)
+    window = SearchSpace(K_w, space.G, cfg.convex)
+    for name, a in window.ema_individuals(interval, list(half_lives)).items():
+        individuals.setdefault(name, _padded(a, space.K, space.G))
     if not individuals:
         raise ConfigError("no initial individuals: give some or keep the EMA initialisation")
     return individuals
 
 
 def _header(merger, objective, cfg: SearchConfig, init: dict[str, np.ndarray], sigma: float, space) -> dict:
-    return {
+    header = {
         "version": 2, "steps": list(merger.steps), "hashes": list(merger.hashes), "G": merger.G, "K": merger.K,
         "config": cfg.optimizer_settings(), "sigma": sigma, "objective": objective_summary(objective),
         "initial": {name: coefficient_hash(a) for name, a in init.items()},
         "space": {"spec": space.spec, "D": space.D, "columns": space.column_names if space.kind != "full" else None},
     }  # fmt: skip
+    if anchors_of(merger):
+        header["anchors"] = [{"name": a["name"], "sha256": a["sha256"]} for a in anchors_of(merger)]
+    return header
 
 
 def _pool_identity(merger, objective) -> dict[str, Any]:
     """What every pool worker must reproduce: the driver's checkpoints and objective noise."""
-    ident: dict[str, Any] = {"hashes": list(merger.hashes), "K": merger.K, "G": merger.G}
+    ident: dict[str, Any] = {"hashes": list(merger.hashes), "K": merger.K, "G": merger.G,
+                             "anchors": [a["sha256"] for a in anchors_of(merger)]}
     if hasattr(objective, "noise_fingerprint"):
         ident["noise_sha"] = objective.noise_fingerprint()
     return ident
@@ -116,11 +158,18 @@ def _open_journal(path: Path, header: dict, resume: bool) -> Journal:
         if old.get(key) != value:
             raise ConfigError(f"{path}: cannot resume with a different {key} ({old.get(key)!r} in the journal, "
                               f"{value!r} now); resume with the journal's settings or start a new folder")
+    if journal.header.get("anchors", []) != header.get("anchors", []):
+        raise ConfigError(f"{path}: cannot resume with other anchors ({_names(journal.header)} in the journal, "
+                          f"{_names(header)} now); pass the journal's anchors or start a new folder")
     for key in ("sigma", "initial", "G"):
         if journal.header.get(key) != header.get(key):
             raise ConfigError(f"{path}: cannot resume with a different {key} "
                               f"({journal.header.get(key)} != {header.get(key)})")
     return journal
+
+
+def _names(header: dict) -> list[str]:
+    return [f"{a['name']} ({a['sha256'][:12]})" for a in header.get("anchors", [])]
 
 
 def _objectives(objective: Any, cfg: SearchConfig) -> dict[str, Any]:
@@ -154,9 +203,10 @@ def run_search(merger: Merger, objective: Any, config: SearchConfig, out_dir: st
         raise ConfigError("--revalidate needs an objective with validation() (another noise seed), like the "
                           "built-in generative objectives")
     interval = config.interval or checkpoint_interval(merger.steps)
-    space = CoefficientSpace(config.space, merger.K, merger.G, interval)
+    anchors = anchors_of(merger)
+    space = CoefficientSpace(config.space, merger.K, merger.G, interval, anchors=len(anchors))
     sigma = config.sigma if config.sigma is not None else 1.0 / merger.K
-    init = _initial(space, config, merger.steps, initial)
+    init = _initial(space, config, merger.steps, initial, anchors)
     if config.evals < len(init):
         raise ConfigError(f"evals={config.evals} is smaller than the {len(init)} initial individuals")
     objectives = _objectives(objective, config)
@@ -172,10 +222,10 @@ def run_search(merger: Merger, objective: Any, config: SearchConfig, out_dir: st
                    pool=pool)
     try:
         stopped, opt, proj_err = _loop(ev, space, init, config, sigma, emit)
-        revalidation = _revalidate(ev, objective, config.revalidate) if config.revalidate else None
+        revalidation = revalidate(ev, objective, config.revalidate) if config.revalidate else None
         result = _result(ev, space, init, stopped, opt, proj_err, revalidation)
         if config.shrink != 1.0:
-            _shrink(ev, space, objective, result, config.shrink)
+            shrink(ev, space, objective, result, config.shrink)
     finally:
         bar.close()
     return result
@@ -191,7 +241,9 @@ def _initial_generation(ev: Evaluator, space: CoefficientSpace, init: dict[str, 
     if hasattr(objective, "calibrate"):
         saved = ev.journal.find_meta("calibration")
         if saved is None:
-            state = objective.calibrate(list(ev._states(cands, len(cands), cache).values()))
+            states = list(ev._states(cands, len(cands), cache).values())
+            reference = [i for i, n in enumerate(names) if n.startswith(ANCHOR_PREFIX)]
+            state = objective.calibrate(states, reference=reference) if reference else objective.calibrate(states)
             ev.journal.append_meta("calibration", {"state": state})
             given = {c.index: s for c, s in zip(cands, state["scores"])}
         else:
@@ -243,81 +295,14 @@ def _score_generation(ev: Evaluator, gen, cfg: SearchConfig, width: int) -> None
     ev.score_stage(gen, raced[:keep], FULL, width, cache)
 
 
-def _top_distinct(ev: Evaluator, k: int) -> list:
-    sign = 1.0 if ev.direction == "minimize" else -1.0
-    scored = sorted((c for c in ev.candidates if c.scores.get(FULL) is not None),
-                    key=lambda c: (sign * c.scores[FULL], c.index))
-    top: dict[str, Any] = {}
-    for c in scored:
-        top.setdefault(c.hash, c)
-        if len(top) == k:
-            break
-    return list(top.values())
-
-
-def _revalidate(ev: Evaluator, objective: Any, k: int) -> dict[str, Any] | None:
-    """Re-score the k best distinct full-count individuals on the objective's validation noise; journalled (a
-    resumed run reuses the record for the same shortlist)."""
-    top = _top_distinct(ev, k)
-    if not top:
-        return None
-    hashes = [c.hash for c in top]
-    saved = next((m for m in ev.journal.meta if m["type"] == "revalidation" and m["hashes"] == hashes), None)
-    if saved is not None:
-        return saved
-    val = objective.validation()
-    states = ev.merger.merge_many(np.stack([c.a for c in top]))
-    scores = [_checked_score(val, s) for s in states]
-    sign = 1.0 if ev.direction == "minimize" else -1.0
-    valid = [i for i, v in enumerate(scores) if v is not None]
-    pick = min(valid, key=lambda i: (sign * scores[i], i)) if valid else 0
-    n = getattr(val, "num_samples", None)
-    record = {"hashes": hashes, "candidates": [c.index for c in top], "scores": scores, "picked": pick,
-              "validation_seed": getattr(val, "noise_seed", None), "samples": (n or 0) * len(top)}
-    ev.journal.append_meta("revalidation", record)
-    return {"type": "revalidation", **record}
-
-
-def _checked_score(objective: Any, state) -> float | None:
-    return _safe_score(objective, state)[0]
-
-
-def _shrink(ev: Evaluator, space: CoefficientSpace, objective: Any, result: SearchResult, lam: float) -> None:
-    """Export w = w₀ + λ(w* − w₀): part of the way from the best initial individual to the best one (shrinkage
-    against fitting the search noise). Scored once on the search noise for the record (journalled; a resume reuses
-    it); ``result`` is updated in place and keeps the unshrunk best in ``result.shrink``."""
-    best, first = ev.candidates[result.best_index], _best_initial(ev)
-    if first is None:
-        return
-    w = exact_sum_to_one(first.w.reshape(space.G, space.D) + lam * (best.w.reshape(space.G, space.D) -
-                                                                     first.w.reshape(space.G, space.D)))
-    a = space.to_coefficients(w)
-    h = coefficient_hash(a)
-    saved = next((m for m in ev.journal.meta if m["type"] == "shrink" and m["hash"] == h), None)
-    if saved is None:
-        n = getattr(objective, "num_samples", None) or 0
-        saved = {"hash": h, "lambda": lam, "from_index": best.index, "from_score": best.scores[FULL],
-                 "score": _checked_score(objective, ev.merger.merge_many(a[None])[0]), "samples": n}
-        ev.journal.append_meta("shrink", saved)
-    result.shrink = {k: v for k, v in saved.items() if k != "type"} | {"unshrunk": np.asarray(best.a).tolist()}
-    result.best, result.best_w, result.samples = a, w, result.samples + saved["samples"]
-    result.best_score = saved["score"] if saved["score"] is not None else result.best_score
-
-
-def _best_initial(ev: Evaluator):
-    """The best scored initial individual (generation 0), or None."""
-    init = [c for c in ev.candidates if c.generation == 0 and c.scores.get(FULL) is not None]
-    sign = 1.0 if ev.direction == "minimize" else -1.0
-    return min(init, key=lambda c: (sign * c.scores[FULL], c.index)) if init else None
-
-
 def _result(ev: Evaluator, space: CoefficientSpace, init, stopped: str, opt, proj_err: float,
             revalidation: dict[str, Any] | None = None) -> SearchResult:
     records = ev.journal.records
-    best = ev.best()
-    if revalidation is not None:
+    best = search_best = ev.best()
+    anchor = best_anchor(ev)
+    if revalidation is not None and revalidation.get("picked") is not None:
         best = ev.candidates[revalidation["candidates"][revalidation["picked"]]]
-    first = _best_initial(ev)
+    first = best_initial(ev)
     if best is None:
         raise ConfigError(f"every evaluation failed; first error: {records[0]['error'] if records else 'none'}")
     history, best_loss, sign = [], math.inf, 1.0 if ev.direction == "minimize" else -1.0
@@ -339,4 +324,6 @@ def _result(ev: Evaluator, space: CoefficientSpace, init, stopped: str, opt, pro
         init_projection_error=proj_err, best_initial=None if first is None else first.a,
         best_initial_name=None if first is None else first.name,
         best_initial_score=None if first is None else first.scores[FULL],
+        search_best=None if search_best is None else search_best.a,
+        best_anchor=None if anchor is None else anchor.a, best_anchor_name=None if anchor is None else anchor.name,
     )  # fmt: skip
