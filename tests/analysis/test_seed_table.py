@@ -38,3 +38,17 @@ def test_seed_table_cli_refuses_a_file_that_is_not_a_demo_report(tmp_path, capsy
     with pytest.raises(SystemExit) as exc:
         main([str(bad)])
     assert exc.value.code == 2 and "not a readable lcsc demo report.json" in capsys.readouterr().err
+
+
+def test_report_seeds_come_first_and_every_variant_is_counted_against_ema_star():
+    from lcsc.analysis.seed_table import seed_table
+
+    report, decision = _payload(3, 0.9, True), _payload(0, 0.9, True)
+    report["rows"].append({"model": "DM", "method": "LCSC window only", "iteration": 3200, "nfe": 5, "main": False,
+                           "fd_mean": 25.0, "fd2_mean": 1.0, "fd3_mean": 0.5, "detail": ""})
+    text = seed_table([decision, report])
+    assert text.index("## Report seeds 3, 4, 5") < text.index("## Decision seeds 0, 1, 2")
+    report_part = text[:text.index("## Decision seeds")]
+    # window only: FD_digits 25 > 20 (worse), FD2 1.0 < 2.0, FD3 0.5 < 1.0 → 2 of 3; anchored: 18 / 1.8 / 0.9 → 3 of 3
+    assert "window only 2 of 3" in report_part and "anchored + guard 3 of 3" in report_part
+    assert "25 / 1 / 0.5 (2/3)" in report_part

@@ -111,3 +111,20 @@ def test_cross_space_report_marks_searched_spaces_and_gains(parts):
     assert SpaceReport("x", True, {"best": 1.0, "best initial": 2.0}).gain() == 0.5
     assert searched_spaces("mean:fd-digits,fd-digits3", "digits") == ["digits", "digits3"]
     assert searched_spaces("auto", "inception") == ["inception"]
+
+
+def test_max_objective_is_normalised_at_the_best_reference_and_scores_the_worst_ratio(parts):
+    model = build_model(ModelConfig(kind="cm", channels=8, num_classes=10))
+    terms = [_fd(model, parts, "digits"), _fd(model, parts, "digits2")]
+    worst = MeanObjective(terms, reduce="max")
+    assert worst.name.startswith("max:")
+    states = _states(model, 4, scale=0.2)
+    state = worst.calibrate(states, reference=[1, 3])  # only these two may set the normalisers (e.g. the anchors)
+    raw = np.array(state["raw"])
+    ratios = raw[[1, 3]] / raw[[1, 3]].min(axis=0)
+    best = [1, 3][int(np.argmin(ratios.max(axis=1)))]
+    assert state["best_initial"] == best and np.allclose(worst.normalizers, raw[best])
+    assert np.allclose(state["scores"], (raw / raw[best]).max(axis=1))
+    assert worst.score(states[best]) == pytest.approx(1.0)  # the reference scores 1: below 1 beats it in every term
+    with pytest.raises(ConfigError, match="reduce='median'"):
+        MeanObjective(terms, reduce="median")

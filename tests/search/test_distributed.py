@@ -261,3 +261,29 @@ def test_sigkill_of_the_driver_then_resume_matches_serial(regression_ckpts: Path
 def test_bad_pool_settings_are_one_clear_error(kw: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         PoolSettings(**kw)
+
+
+def _anchored_merger(folder: Path) -> StackMerger:
+    """The window plus two anchors (the mean of the checkpoints, and the first one scaled): what every worker opens."""
+    stack = CheckpointStack.open(folder, progress=False)
+    mean = {k: sum(stack.checkpoint(i)[k] for i in range(stack.K)) / stack.K for k in stack.checkpoint(0)}
+    scaled = {k: 0.9 * v for k, v in stack.checkpoint(0).items()}
+    return StackMerger(stack.with_anchors([("mean", mean), ("scaled", scaled)]))
+
+
+def test_workers_see_the_same_anchors(regression_ckpts: Path, tmp_path: Path) -> None:
+    cfg = SearchConfig(evals=24, generation_size=6, seed=5)
+    serial = run_search(_anchored_merger(regression_ckpts), DistanceObjective(), cfg, tmp_path / "serial",
+                        progress=False)
+    assert {"anchor mean", "anchor scaled"} <= set(serial.init_scores)
+    pool = RayPool(partial(_anchored_merger, regression_ckpts), DistanceObjective, PoolSettings(workers=2))
+    with pool:
+        dist = run_search(_anchored_merger(regression_ckpts), DistanceObjective(), cfg, tmp_path / "dist",
+                          progress=False, pool=pool)
+    assert _records(tmp_path / "dist" / "journal.jsonl") == _records(tmp_path / "serial" / "journal.jsonl")
+    assert np.array_equal(dist.best, serial.best)
+    # a worker whose stack lacks the anchors is refused before anything is scored
+    with pytest.raises(WorkerPoolError, match="differs"), \
+            RayPool(partial(open_merger, regression_ckpts), DistanceObjective, PoolSettings(workers=1)) as bad:
+        run_search(_anchored_merger(regression_ckpts), DistanceObjective(), cfg, tmp_path / "bad", progress=False,
+                   pool=bad)

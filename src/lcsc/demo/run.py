@@ -310,7 +310,7 @@ def _unit_costs(kind: str, cfg: DemoConfig, scorer: Scorer, data) -> dict[str, f
           for sp, ref in ((scorer.digits, scorer.ref), (scorer.digits2, scorer.ref2), (scorer.digits3, scorer.ref3))]
     kidpr_s = _timed(lambda: evaluate_images(images, scorer.ref, scorer.digits, ("kid", "pr"),
                                              kid_subsets=cfg.kid_subsets), 1) * cfg.eval_samples / n
-    searched = 2 if cfg.search_objective.startswith("mean:") else 1
+    searched = 2 if ":" in cfg.search_objective else 1
     return {"step": step_s, "step1": step1_s, "gen": gen_s, "fd_search": sum(fd[:searched]), "fd_all": sum(fd), "kidpr": kidpr_s}
 
 

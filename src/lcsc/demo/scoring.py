@@ -82,13 +82,14 @@ class Scorer:
                            nfe=nfe, device=self.cfg.device, noise_seed=self.cfg.seed, name="fd_digits")
 
     def search_objective(self, model: nn.Module, nfe: int):
-        """The LCSC search's objective: FD_digits, or the calibrated mean of FD_digits and FD2 on the same noise."""
+        """The LCSC search's objective: FD_digits, or the calibrated mean (or worst) of FD_digits and FD2 on the same
+        noise."""
         first = self.objective(model, nfe)
         if self.cfg.search_objective == "fd-digits":
             return first
         second = FDObjective(first.model, self.digits2, self.ref2, num_samples=self.cfg.search_samples, nfe=nfe,
                              device=self.cfg.device, noise_seed=self.cfg.seed, name="fd_digits2")
-        return MeanObjective([first, second])
+        return MeanObjective([first, second], reduce=self.cfg.search_objective.partition(":")[0])
 
     def samples(self, model: nn.Module, state: dict[str, torch.Tensor], nfe: int, seed: int, n: int) -> torch.Tensor:
         model.load_state_dict(state)

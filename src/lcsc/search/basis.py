@@ -125,16 +125,18 @@ class CoefficientSpace:
         return w.copy() if self.kind == "full" else exact_sum_to_one(w @ self.basis.T)
 
     def project(self, a: np.ndarray) -> tuple[np.ndarray, float]:
-        """The w (Σw = 1 per group) whose B·w is closest to ``a`` in least squares, and the largest residual norm."""
+        """The w (Σw = 1 per group) whose B·w is closest to ``a`` in least squares, and the largest residual norm.
+        Anchor coefficients carry over exactly (an anchor alone stays exactly itself)."""
         a = np.asarray(a, dtype=np.float64).reshape(self.G, self.K)
         if self.kind == "full":
             return a.copy(), 0.0
-        B, D = self.basis, self.D
-        kkt = np.block([[B.T @ B, np.ones((D, 1))], [np.ones((1, D)), np.zeros((1, 1))]])
-        rhs = np.concatenate([a @ B, np.ones((self.G, 1))], axis=1)
-        w = np.linalg.lstsq(kkt, rhs.T, rcond=None)[0][:D].T
+        k_w, d_w = self.K_window, self.D - self.anchors
+        B = self.basis[:k_w, :d_w]  # the window's block; anchors map to themselves exactly
+        kkt = np.block([[B.T @ B, np.ones((d_w, 1))], [np.ones((1, d_w)), np.zeros((1, 1))]])
+        rhs = np.concatenate([a[:, :k_w] @ B, a[:, :k_w].sum(axis=1, keepdims=True)], axis=1)
+        w = np.concatenate([np.linalg.lstsq(kkt, rhs.T, rcond=None)[0][:d_w].T, a[:, k_w:]], axis=1)
         w = exact_sum_to_one(w / w.sum(axis=1, keepdims=True))
-        return w, float(np.linalg.norm(w @ B.T - a, axis=1).max())
+        return w, float(np.linalg.norm(w @ self.basis.T - a, axis=1).max())
 
     def step_scale(self) -> float:
         """sqrt(tr(QᵀBᵀBQ)/(K−1)): RMS size of Δa = B·Q·z relative to the full space's for the same z (Q spans Σ = 0).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable
@@ -243,7 +244,9 @@ def _initial_generation(ev: Evaluator, space: CoefficientSpace, init: dict[str, 
         if saved is None:
             states = list(ev._states(cands, len(cands), cache).values())
             reference = [i for i, n in enumerate(names) if n.startswith(ANCHOR_PREFIX)]
-            state = objective.calibrate(states, reference=reference) if reference else objective.calibrate(states)
+            takes = "reference" in inspect.signature(objective.calibrate).parameters
+            state = objective.calibrate(states, reference=reference) if reference and takes else \
+                objective.calibrate(states)
             ev.journal.append_meta("calibration", {"state": state})
             given = {c.index: s for c, s in zip(cands, state["scores"])}
         else:

@@ -1,0 +1,103 @@
+"""Benchmark: the anchoring decisions on the decision seeds (window-only vs anchored LCSC, guard, shrinkage, the
+worst-space objective, DM searched at NFE 10 vs 5), held-out in FD_digits, FD2 and FD3 against EMA*.
+
+Needs finished demo folders (``lcsc demo --seed S -o runs/demo-seedS``) of decision seeds (lcsc.protocol); for each it
+re-searches the final window with ``max:fd-digits,fd-digits2`` (both models) and, for the DM, at NFE 10, and reads
+every other row from the demo's report. Resumable: searches continue from their journals, finished seeds are reused.
+
+Run:  python benchmarks/anchoring.py runs/demo-seed0 runs/demo-seed1 runs/demo-seed2 --out docs/demo
+      (~3 min per seed on 2 CPU cores). The last line printed is one JSON object: wins_vs_ema_star (variant →
+      (seed, model, space) triples lower than EMA*), triples, mean_gain_pct (variant → mean held-out gain over EMA*),
+      search_seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from lcsc.analysis.anchoring import demo_rows, load_demo, searched_variants, wins
+from lcsc.atomic import write_json, write_text
+from lcsc.data import load_digits_data
+from lcsc.demo.headlines import SPACES
+from lcsc.errors import LCSCError
+from lcsc.protocol import seed_role
+
+MODELS = ("dm", "cm-ct")
+
+
+def _seed(folder: Path, work: Path, data) -> dict:
+    done = work / "result.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    cfg, report = load_demo(folder)
+    if seed_role(cfg.seed) != "decision":
+        raise LCSCError(f"{folder}: training seed {cfg.seed} is not a decision seed; decisions use seeds 0-2 only")
+    out = {"seed": cfg.seed, "models": {}}
+    for name in MODELS:
+        rows = demo_rows(cfg, report, name)
+        extra = searched_variants(folder, cfg, report, name, data, work / name)
+        out["models"][name] = {"rows": rows | extra["rows"], "seconds": extra["seconds"]}
+    write_json(done, out)
+    return out
+
+
+def _table(results: list[dict]) -> str:
+    lines = ["| Seed | Model | Variant | FD_digits | FD2 | FD3 | vs EMA* (FD_digits / FD2 / FD3) |",
+             "|---|---|---|---|---|---|---|"]
+    for res in results:
+        for name, m in res["models"].items():
+            for variant, r in m["rows"].items():
+                base = m["rows"]["EMA* @ NFE 10" if "10" in variant else "EMA*"]
+                vs = " / ".join(f"{100 * (r[k] / base[k] - 1):+.1f} %" for k in SPACES) if "EMA*" not in variant \
+                    else "—"
+                lines.append(f"| {res['seed']} | {name} | {variant} | {r['fd_mean']:.2f} | {r['fd2_mean']:.3f} | "
+                             f"{r['fd3_mean']:.3f} | {vs} |")
+    return "\n".join(lines)
+
+
+def _figures(results: list[dict]) -> dict:
+    triples, win, gain = 0, {}, {}
+    for res in results:
+        for m in res["models"].values():
+            rows = m["rows"]
+            at5 = {v: r for v, r in rows.items() if "10" not in v}
+            at10 = {"EMA*": rows["EMA* @ NFE 10"], **{v: r for v, r in rows.items() if "10" in v and "EMA*" not in v}} \
+                if "EMA* @ NFE 10" in rows else {}
+            triples += len(SPACES)
+            for group in (at5, at10):
+                for v, n in wins(group).items():
+                    win[v] = win.get(v, 0) + n
+                    gain.setdefault(v, []).extend(100 * (1 - group[v][k] / group["EMA*"][k]) for k in SPACES)
+    return {"wins_vs_ema_star": win, "triples": triples,
+            "mean_gain_pct": {v: round(float(np.mean(g)), 2) for v, g in gain.items()},
+            "search_seconds": {f"{r['seed']}/{n}/{v}": round(s, 1) for r in results for n, m in r["models"].items()
+                               for v, s in m["seconds"].items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("demos", nargs="+", type=Path, help="finished lcsc demo folders of decision seeds")
+    p.add_argument("--out", type=Path, default=Path("runs/anchoring"), help="where the table and JSON go")
+    p.add_argument("--work", type=Path, default=Path("runs/anchoring-work"), help="searches and per-seed results")
+    args = p.parse_args(argv)
+    data = load_digits_data()
+    try:
+        results = [_seed(folder, args.work / folder.name, data) for folder in args.demos]
+    except LCSCError as exc:
+        print(f"anchoring: {exc}", file=sys.stderr)
+        return 2
+    figures = _figures(results)
+    write_text(args.out / "anchoring_decisions.md", "# Anchoring decisions on the decision seeds\n\n" +
+               _table(results) + "\n\n```json\n" + json.dumps(figures, indent=1) + "\n```\n")
+    write_json(args.out / "anchoring_decisions.json", {"results": results, "figures": figures})
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
