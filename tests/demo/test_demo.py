@@ -72,7 +72,14 @@ def test_quick_demo_writes_a_complete_report(tmp_path, capsys, monkeypatch):
     rows, cfg = payload["rows"], DemoConfig.quick()
     main_rows = [r for r in rows if r["main"]]
     assert len(main_rows) == 14  # per model: EMA ×3, EMA* ×2, LCSC ×2
-    assert {r["method"] for r in rows} == {"EMA", "EMA*", "LCSC"}
+    assert {"EMA", "EMA*", "LCSC", "LCSC window only", "LCSC shrink 0.5", "LCSC shrink 0.75"} <= \
+        {r["method"] for r in rows} <= {"EMA", "EMA*", "LCSC", "LCSC window only", "LCSC shrink 0.5",
+                                        "LCSC shrink 0.75", "LCSC unguarded"}
+    for model in ("DM", "CM (CT)"):  # the anchoring rows: at the end of training, at the searched NFE, not main
+        extra = [r for r in rows if r["model"] == model and r["method"].startswith("LCSC ")]
+        assert extra and all(r["iteration"] == cfg.iterations and not r["main"] for r in extra)
+    anchored = [r for r in rows if r["method"] == "LCSC" and r["main"]]
+    assert all("anchors" in r["detail"] and "guard exported" in r["detail"] for r in anchored)
     for model in ("DM", "CM (CT)"):  # EMA and EMA* at every curve point (≥ 8)
         for method in ("EMA", "EMA*"):
             its = {r["iteration"] for r in rows if r["model"] == model and r["method"] == method}
@@ -104,7 +111,9 @@ def test_quick_demo_writes_a_complete_report(tmp_path, capsys, monkeypatch):
     assert "Training cost: EMA\\* first reaches" in md and "NFE: EMA\\* at the end of training" in md
     for name in ("fd_vs_iteration.png", "fd_vs_nfe.png", "ema_grid.png"):
         assert (report / name).stat().st_size > 0
+    assert "## Anchoring: window-only vs anchored LCSC" in md and "LCSC anchored + guard (exported)" in md
     stages = json.loads((report / "stages.json").read_text())
+    assert f"LCSC dm@{cfg.iterations} window only" in stages
     assert any(k.startswith("LCSC dm@") for k in stages) and stages["estimate_s"] > 0
 
 

@@ -228,3 +228,15 @@ def test_adapter_model_bin_is_read_weights_only(tmp_path: Path) -> None:
     torch.save({"x": object()}, folder / "adapter_model.bin")
     with pytest.raises(CheckpointError, match="adapter_model.bin: refused"):
         read_adapter(folder)
+
+
+def test_an_adapter_folder_is_an_anchor_row_of_exact_delta(tmp_path: Path) -> None:
+    """LoRA runs take anchors too (e.g. an EMA of the adapter): its dense ΔW becomes one more row of the stack."""
+    import shutil
+
+    deltas = make_adapters(tmp_path / "run")
+    shutil.move(str(tmp_path / "run" / "checkpoint-300"), str(tmp_path / "ema-adapter"))
+    stack = CheckpointStack.open(tmp_path / "run", cache=False, progress=False)
+    anchored = stack.with_anchors([("ema-adapter", tmp_path / "ema-adapter")])
+    assert (anchored.K, anchored.K_window, anchored.anchors[0].name) == (3, 2, "ema-adapter")
+    _assert_close(merge(anchored, A_COEFFS), _combined(deltas, A_COEFFS))

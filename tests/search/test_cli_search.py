@@ -85,12 +85,17 @@ def objective_file(tmp_path: Path) -> Path:
     (["--optimizer", "sep-cmaes"], (9, 17)),  # generations end at 6, 20, 30 records: never at the run's end
     (["--optimizer", "cmaes", "--space", "ema-basis:4"], (8, 21)),
     (["--optimizer", "alg1", "--space", "spline:5", "--racing", "--objective", "{obj}:racer"], (10, 23)),
+    (["--anchor", "{anchor}", "--space", "ema-basis:4", "--optimizer", "cmaes"], (4, 19)),  # an anchored search
 ])
 def test_sigkill_anywhere_then_resume_matches_uninterrupted(
     regression_ckpts: Path, objective_file: Path, tmp_path: Path, extra: list[str], kills: tuple[int, ...]
 ) -> None:
+    from lcsc.checkpoints import CheckpointStack, save_checkpoint
+
+    last = CheckpointStack.open(regression_ckpts, progress=False).checkpoint(-1)
+    anchor = save_checkpoint(tmp_path / "anchor.safetensors", {k: 0.9 * v for k, v in last.items()}, step=0)
     args = ["--objective", f"{objective_file}:score", "--evals", "30", "--seed", "3"]
-    args += [a.format(obj=objective_file) for a in extra]
+    args += [a.format(obj=objective_file, anchor=anchor) for a in extra]
     ref = _cli(str(regression_ckpts), *args, "-o", str(tmp_path / "ref"))
     assert ref.wait(timeout=300) == 0, ref.stderr.read()
     expected = _records(tmp_path / "ref")
