@@ -1,5 +1,5 @@
 """The demo report's anchoring section: at the end of training, EMA* vs the window-only search, the anchored search
-(with its validation guard), its unguarded best and its shrunk variants, held-out in every space."""
+(with its validation guard) and its shrunk variants, held-out in every space."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from lcsc.demo.headlines import SPACES
 
 __all__ = ["anchoring_section", "ANCHORING_METHODS", "anchor_weights"]
 
-ANCHORING_METHODS = ("EMA*", "LCSC window only", "LCSC", "LCSC unguarded", "LCSC shrink 0.5", "LCSC shrink 0.75")
+ANCHORING_METHODS = ("EMA*", "LCSC window only", "LCSC", "LCSC shrink 0.5", "LCSC shrink 0.75")
 _LABELS = {"LCSC": "LCSC anchored + guard (exported)"}
 
 

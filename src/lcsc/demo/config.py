@@ -52,7 +52,7 @@ class DemoConfig:
     grid_finalists: int = 4
     dm_nfe: int = 5
     cm_nfe: int = 1
-    dm_nfes: tuple[int, ...] = (4, 5, 6, 8, 10, 15, 20)
+    dm_nfes: tuple[int, ...] = (4, 5, 6, 8, 10, 20)
     cm_nfes: tuple[int, ...] = (1, 2, 3, 4)
     kid_subsets: int = 10
     search_samples: int = 1000

@@ -103,14 +103,15 @@ def verdicts(res: dict[str, Any]) -> list[str]:
 
 
 def curve_table(res: dict[str, Any]) -> str:
-    """EMA and EMA* held-out FDs at every training point, with EMA* and whether it is interior."""
+    """EMA* held-out FDs at every training point (EMA at the main table's points), with EMA* and whether it is
+    interior."""
     lines = ["| Model | Iter | EMA FD_digits | EMA FD2 | EMA FD3 | EMA* FD_digits | EMA* FD2 | EMA* FD3 | EMA* | "
              "interior |", "|---|---|---|---|---|---|---|---|---|---|"]
     for key, model in res["models"].items():
         for p in res["config"]["points"]:
             e, s = _get(res["rows"], model, "EMA", p, _nfe_of(res, model)), \
                 _get(res["rows"], model, "EMA*", p, _nfe_of(res, model))
-            vals = [_FMT[k].format(e[k]) for k in SPACES] + [_FMT[k].format(s[k]) for k in SPACES]
+            vals = [_FMT[k].format(e[k]) if e else "—" for k in SPACES] + [_FMT[k].format(s[k]) for k in SPACES]
             ok = res["ema_star_interior"][key][str(p)]
             lines.append(f"| {model} | {p} | " + " | ".join(vals) + f" | {s['detail']} | {'yes' if ok else '**edge**'} |")
     return "\n".join(lines)
