@@ -103,6 +103,33 @@ def test_the_guard_exports_the_anchor_when_nothing_beats_it_on_validation_noise(
     assert reval["anchor"]["name"] == "anchor good" and reval["anchor"]["candidate"] in reval["candidates"]
     assert reval["exported_anchor"] and np.array_equal(res.best, res.best_anchor)
     assert min(reval["scores"]) == pytest.approx(0.0, abs=1e-9)
+    from lcsc.search import write_search_outputs
+
+    cfg = SearchConfig(evals=30, seed=2, revalidate=3)
+    paths = write_search_outputs(res, anchored, _Distance(mid, good), cfg, tmp_path)
+    card = paths["card_md"].read_text()
+    assert "No candidate beat the best anchor (anchor good)" in card and "(best anchor)" in card
+
+
+class _FailsAfter(PrefixLoss):
+    """Raises from the ``n``-th call on (the shrunk point, scored after the search)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(300)
+        self.n = n
+
+    def score(self, state_dict) -> float:
+        if len(self.calls) >= self.n:
+            raise RuntimeError("sampler diverged")
+        return super().score(state_dict)
+
+
+def test_a_shrunk_point_that_fails_to_score_is_not_exported(anchored, tmp_path) -> None:
+    plain = run_search(anchored, PrefixLoss(300), SearchConfig(evals=24, seed=6), tmp_path / "a", progress=False)
+    obj = _FailsAfter(24)
+    res = run_search(anchored, obj, SearchConfig(evals=24, seed=6, shrink=0.5), tmp_path / "b", progress=False)
+    assert res.shrink["score"] is None and "failed to score" in res.shrink["exported"]
+    assert np.array_equal(res.best, plain.best) and res.best_score == plain.best_score
 
 
 def test_shrinkage_goes_toward_the_best_anchor(anchored, tmp_path) -> None:
@@ -139,3 +166,20 @@ def test_the_continued_ema_individual_is_the_online_ema_at_the_windows_end(tmp_p
     merged = merger.merge_many(np.asarray(record["coefficients"])[None])[0]
     for key, want in end.items():
         torch.testing.assert_close(merged[key], want, rtol=1e-5, atol=1e-6)
+
+
+class _BrokenValidation(_Distance):
+    def validation(self) -> _Distance:
+        out = super().validation()
+        out.score = lambda state: (_ for _ in ()).throw(RuntimeError("validation sampler failed"))
+        return out
+
+
+def test_when_every_validation_score_fails_the_search_best_is_exported_visibly(anchored, tmp_path) -> None:
+    stack = anchored.stack
+    target = stack.checkpoint(stack.K_window - 1)
+    res = run_search(anchored, _BrokenValidation(target, target), SearchConfig(evals=20, seed=2, revalidate=3),
+                     tmp_path, progress=False)
+    reval = res.revalidation
+    assert reval["picked"] is None and "every validation score failed" in reval["fallback"]
+    assert np.array_equal(res.best, res.search_best)

@@ -131,19 +131,31 @@ def _held_md(held: dict | None) -> str:
 def _reval_md(reval: dict | None) -> str:
     if not reval:
         return ""
-    rows = "\n".join(f"| #{c} | {_num(v)} |{' **exported**' if i == reval['picked'] else ''}"
+    anchor = (reval.get("anchor") or {}).get("candidate")
+    rows = "\n".join(f"| #{c}{' (best anchor)' if c == anchor else ''} | {_num(v)} |"
+                     f"{' **exported**' if i == reval['picked'] else ''}"
                      for i, (c, v) in enumerate(zip(reval["candidates"], reval["scores"])))
-    return (f"\n## Revalidation (validation noise seed {reval['validation_seed']})\n\nThe {len(reval['candidates'])} best "
-            "distinct individuals on the search noise, re-scored on fresh noise; the best there is exported.\n\n"
-            f"| evaluation | validation score |\n|---|---|\n{rows}\n")
+    if reval.get("fallback"):
+        verdict = f"**{reval['fallback']}.**"
+    elif reval.get("exported_anchor"):
+        verdict = (f"**No candidate beat the best anchor ({reval['anchor']['name']}) on the validation noise: the "
+                   "anchor itself is exported.**")
+    else:
+        verdict = "The best there is exported" + (" (it beat the best anchor there)." if anchor is not None else ".")
+    return (f"\n## Revalidation (validation noise seed {reval['validation_seed']})\n\nThe {len(reval['candidates'])} "
+            "finalists — the best distinct individuals on the search noise" + (" and the best anchor" if anchor is not
+                                                                                 None else "") +
+            f" — re-scored on fresh noise. {verdict}\n\n| evaluation | validation score |\n|---|---|\n{rows}\n")
 
 
 def _shrink_md(shrink: dict | None) -> str:
     if not shrink:
         return ""
-    return (f"\n## Shrinkage (λ = {shrink['lambda']:g})\n\nExported w₀ + λ(w* − w₀) between the best initial "
-            f"individual and evaluation #{shrink['from_index']} (search-noise score {_num(shrink['from_score'])}); "
-            f"its own search-noise score is {_num(shrink['score'])}.\n")
+    toward = shrink.get("toward") or "the best initial individual"
+    exported = shrink.get("exported", "the shrunk point")
+    return (f"\n## Shrinkage (λ = {shrink['lambda']:g})\n\nw₀ + λ(w* − w₀) between {toward} and evaluation "
+            f"#{shrink['from_index']} (search-noise score {_num(shrink['from_score'])}); its own search-noise score is "
+            f"{_num(shrink['score'])}. Exported: {exported}.\n")
 
 
 def _w_md(space: dict) -> str:
