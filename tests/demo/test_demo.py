@@ -146,3 +146,18 @@ def test_demo_search_noise_never_meets_held_out_noise(monkeypatch):
     monkeypatch.setattr("lcsc.demo.scoring.HELD_OUT_SEED_OFFSET", 2**32)  # another integer, the same noise
     with pytest.raises(ConfigError, match="draws the same noise as a search seed"):
         check_seed_separation(DemoConfig())
+
+
+def test_demo_switches_turn_anchoring_and_the_window_baseline_off():
+    import argparse
+
+    from lcsc.cli import demo_cmd
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    demo_cmd.register(sub)
+    parser = sub.choices["demo"]
+    default = demo_cmd.config_from_args(parser.parse_args([]))
+    assert default.anchored and default.window_only_baseline and default.guard_finalists == 4
+    off = demo_cmd.config_from_args(parser.parse_args(["--no-anchors", "--no-window-baseline", "--guard-finalists", "2"]))
+    assert not off.anchored and not off.window_only_baseline and off.guard_finalists == 2
+    assert off.search_config(60, anchored=True).revalidate == 2 and default.search_config(60).revalidate == 0

@@ -15,7 +15,10 @@ __all__ = ["register"]
 
 _OVERRIDES = {"iterations": int, "window": int, "interval": int, "dm_search_evals": int, "cm_search_evals": int,
               "search_samples": int, "eval_samples": int, "eval_seeds": int, "inception_samples": int,
-              "channels": int, "dm_nfe": int, "search_objective": str, "search_optimizer": str, "search_space": str}
+              "channels": int, "dm_nfe": int, "search_objective": str, "search_optimizer": str, "search_space": str,
+              "guard_finalists": int}
+_SWITCHES = {"no_anchors": ("anchored", "search the window alone (the paper's search; no anchoring table)"),
+             "no_window_baseline": ("window_only_baseline", "skip the window-only search at the end (faster)")}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,12 +32,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name, kind in _OVERRIDES.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help="override the preset")
     p.add_argument("--search-racing", action="store_true", default=None, help="race candidates on sample count")
+    for flag, (_, text) in _SWITCHES.items():
+        p.add_argument(f"--{flag.replace('_', '-')}", action="store_true", help=text)
     p.set_defaults(func=run)
 
 
 def config_from_args(args: argparse.Namespace) -> DemoConfig:
     overrides = {k: getattr(args, k) for k in (*_OVERRIDES, "search_racing") if getattr(args, k) is not None}
     overrides |= {"cd": args.cd, "inception": args.inception, "device": args.device, "seed": args.seed}
+    overrides |= {field: False for flag, (field, _) in _SWITCHES.items() if getattr(args, flag, False)}
     return DemoConfig.quick(**overrides) if args.quick else DemoConfig(**overrides)
 
 
