@@ -51,4 +51,4 @@ def test_report_seeds_come_first_and_every_variant_is_counted_against_ema_star()
     report_part = text[:text.index("## Decision seeds")]
     # window only: FD_digits 25 > 20 (worse), FD2 1.0 < 2.0, FD3 0.5 < 1.0 → 2 of 3; anchored: 18 / 1.8 / 0.9 → 3 of 3
     assert "window only 2 of 3" in report_part and "anchored + guard 3 of 3" in report_part
-    assert "25 / 1 / 0.5 (2/3)" in report_part
+    assert "25.0 / 1.000 / 0.500 (2/3)" in report_part

@@ -58,7 +58,7 @@ def _yes(v: bool | None) -> str:
 def _fds(values: dict[str, float] | None, base: dict[str, float] | None = None) -> str:
     if values is None:
         return "—"
-    text = " / ".join(f"{values[k]:.3g}" for k in SPACES)
+    text = " / ".join(f"{values[k]:{fmt}}" for k, fmt in zip(SPACES, (".1f", ".3f", ".3f")))
     if base is not None:
         text += f" ({sum(values[k] < base[k] for k in SPACES)}/3)"
     return text
@@ -98,7 +98,7 @@ def _summary(rows: list[dict[str, Any]]) -> list[str]:
                  for v in VARIANTS}
         total = {v: sum(3 for r in mine if v in r["variants"]) for v in VARIANTS}
         wins = "; ".join(f"{v} {pairs[v]} of {total[v]}" for v in VARIANTS if total[v])
-        out.append(f"- **{model}** ({n} seeds): LCSC beats EMA* in every space on "
+        out.append(f"- **{model}** ({n} seed{'s' if n != 1 else ''}): LCSC beats EMA* in every space on "
                    f"{sum(r['beats_everywhere'] for r in mine)} of {n}; (seed, space) pairs where LCSC is lower than "
                    f"EMA*: {wins or '—'}; training-cost speed-up claimed on "
                    f"{sum(r['speedup_claimed'] for r in mine)} of {n}; NFE reduction claimed on "
