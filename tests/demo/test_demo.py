@@ -143,7 +143,7 @@ def test_demo_search_noise_never_meets_held_out_noise(monkeypatch):
         for cfg in (DemoConfig(seed=seed), DemoConfig.quick(seed=seed)):
             noise = check_seed_separation(cfg)
             assert len(noise["held_out"]) == cfg.eval_seeds and not noise["search"] & noise["held_out"]
-    monkeypatch.setattr("lcsc.demo.scoring.HELD_OUT_SEED_OFFSET", 2**32)  # another integer, the same noise
+    monkeypatch.setattr("lcsc.protocol.HELD_OUT_SEED_OFFSET", 2**32)  # another integer, the same noise
     with pytest.raises(ConfigError, match="draws the same noise as a search seed"):
         check_seed_separation(DemoConfig())
 
