@@ -59,7 +59,7 @@ def demo_rows(cfg: DemoConfig, report: dict, name: str) -> dict[str, dict[str, f
 
 
 def _scored(cfg: DemoConfig, scorer: Scorer, run: ModelRun, star: str, out: Path) -> tuple[dict, float]:
-    evals = cfg.dm_search_evals if run.name == "dm" else cfg.cm_search_evals
+    evals = cfg.search_evals(run.name)
     search = lcsc_search(run, cfg, scorer, cfg.iterations, evals, out, progress=False, star=star)
     held = held_out_row(run, cfg, scorer, lcsc_state(search), run.nfe, full=False)
     return {k: getattr(held, k) for k in SPACES}, search.seconds
@@ -68,7 +68,7 @@ def _scored(cfg: DemoConfig, scorer: Scorer, run: ModelRun, star: str, out: Path
 def _unguarded(folder: Path, cfg: DemoConfig, scorer: Scorer, run: ModelRun, star: str, rows: dict) -> dict:
     """The demo's anchored search's best on the search noise (its journal is reused, nothing is searched again),
     held-out; the guarded row itself when the guard exported that best."""
-    evals = cfg.dm_search_evals if run.name == "dm" else cfg.cm_search_evals
+    evals = cfg.search_evals(run.name)
     search = lcsc_search(run, cfg, scorer, cfg.iterations, evals, folder, progress=False, star=star)
     res = search.result
     if res.search_best is None or np.array_equal(res.search_best, res.best):

@@ -23,7 +23,7 @@ import torch
 
 from lcsc.checkpoints.anchors import Anchor, anchor_from_file, state_dict_sha256
 from lcsc.checkpoints.format import checkpoint_name
-from lcsc.checkpoints.reader import DIFFUSERS_WEIGHTS
+from lcsc.checkpoints.reader import DIFFUSERS_WEIGHTS, checkpoint_interval
 from lcsc.checkpoints.training_folders import CHECKPOINT_DIR, is_training_checkpoint
 from lcsc.errors import CheckpointError, LCSCError, first_line
 
@@ -131,8 +131,6 @@ def _snapshot_steps(folder: Path) -> list[int]:
 
 
 def _start_step(spec: str, stack) -> int:
-    from lcsc.search.runner import checkpoint_interval  # the interval the search's EMA initialisation uses
-
     steps = [int(s) for s in stack.steps]
     start = steps[0] - checkpoint_interval(steps)
     if start < 0:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
@@ -29,6 +30,7 @@ __all__ = [
     "load_checkpoint",
     "read_step",
     "weights_file",
+    "checkpoint_interval",
 ]
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
@@ -263,3 +265,10 @@ def read_step(path: Path, metadata: dict[str, Any]) -> tuple[int, str]:
             f"{path}: no training step in its metadata ({'/'.join(_STEP_KEYS)}) or file name"
         )
     return int(numbers[-1]), "filename"
+
+
+def checkpoint_interval(steps: list[int]) -> int:
+    """Iterations between checkpoints (the median step gap): the interval of a window's EMA profiles, and of the
+    step before its first checkpoint (its start)."""
+    gaps = np.diff(np.asarray(steps))
+    return max(1, int(np.median(gaps))) if len(gaps) else 1

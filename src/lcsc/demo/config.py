@@ -121,6 +121,10 @@ class DemoConfig:
         return SearchConfig(evals=evals, seed=self.seed, optimizer=self.search_optimizer, space=self.search_space,
                             racing=self.search_racing, revalidate=self.guard_finalists if anchored else 0)
 
+    def search_evals(self, name: str) -> int:
+        """The LCSC search budget of model ``name`` ("dm", "cm-ct", "cm-cd")."""
+        return self.dm_search_evals if name == "dm" else self.cm_search_evals
+
     @property
     def anchor_half_lives(self) -> tuple[float, ...]:
         """Online EMAs whose window-start snapshot is an anchor: half-life ≥ 2 intervals (shorter ones at the start

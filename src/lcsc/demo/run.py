@@ -123,7 +123,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, *, progress: bool = True,
         choices = {p: ema_star_choice(cfg, finalists) for p, finalists in run.ema_finalists.items()}
         ema_star[name] = {p: c[0] for p, c in choices.items()}
         interior[name] = {p: c[1] for p, c in choices.items()}
-        evals = cfg.dm_search_evals if name == "dm" else cfg.cm_search_evals
+        evals = cfg.search_evals(name)
         searches[name] = {p: clock.run(f"LCSC {name}@{p}", lcsc_search, run, cfg, scorer, p, evals, out, progress,
                                        ema_star[name][p] if cfg.anchored else None) for p in cfg.lcsc_points}
         if cfg.anchored and cfg.window_only_baseline:

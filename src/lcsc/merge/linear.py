@@ -68,7 +68,7 @@ def merge_many(
     cols = max(1024, chunk_bytes // max(1, stack.K * stack.matrix.element_size()))
     blocks = [(c0, min(end, c0 + cols), g) for start, end, g in plan.runs for c0 in range(start, end, cols)]
     if dev.type == "cpu":
-        _merge_cpu(stack.matrix, A, out, blocks, stack.anchor_matrix if stack.anchors else None)
+        _merge_cpu(stack.matrix, A, out, blocks, stack.anchor_matrix)
     else:
         _merge_device(stack, A.to(dev), out, blocks)
     _clamp_nonnegative(stack, out)

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lcsc.atomic import remove_stale_temps
+from lcsc.checkpoints.reader import checkpoint_interval
 from lcsc.errors import ConfigError
 from lcsc.objectives.base import check_noise_separation
 from lcsc.search.basis import CoefficientSpace
@@ -70,12 +71,6 @@ class SearchResult:
     search_best: np.ndarray | None = None  # the best on the search noise (before revalidation or shrinkage)
     best_anchor: np.ndarray | None = None  # the best anchor alone on the search noise (None without anchors)
     best_anchor_name: str | None = None
-
-
-def checkpoint_interval(steps: list[int]) -> int:
-    """Iterations between checkpoints (the median step gap), used for the EMA initial individuals."""
-    gaps = np.diff(np.asarray(steps))
-    return max(1, int(np.median(gaps))) if len(gaps) else 1
 
 
 def anchors_of(merger: Any) -> list[dict[str, Any]]:
