@@ -55,7 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     res: dict = {}
     for w in args.windows:
-        res[str(w)] = _errors(w)
+        if not (w.parent.parent / "ema").is_dir():
+            print(f"ema_continuation: {w}: no ema/ folder two levels up; expected RUN/windows/END", file=sys.stderr)
+            return 2
+        try:
+            res[str(w)] = _errors(w)
+        except LCSCError as exc:
+            print(f"ema_continuation: {exc}", file=sys.stderr)
+            return 2
         for ema, e in res[str(w)].items():
             print(f"{w} {ema:>8}: ‖ê − e‖/‖e − θ_end‖ = {e['rel_to_raw']:.2e}, ‖ê − e‖/‖e‖ = {e['rel']:.2e} "
                   f"(interval {e['interval']})")
