@@ -17,6 +17,7 @@ from lcsc.consistency.sampling import sample_cm
 from lcsc.diffusion.sampling import DM_SOLVERS, sample_dm
 from lcsc.errors import ConfigError
 from lcsc.precision import with_autocast
+from lcsc.protocol import check_noise
 
 __all__ = ["SamplingInputs", "draw_inputs", "generate", "generate_many", "default_nfe", "SOLVERS"]
 
@@ -59,6 +60,7 @@ def draw_inputs(config, n: int, generator: torch.Generator | int, *, nfe: int = 
     CM re-noising draws. Same seed, same inputs, on any device."""
     if isinstance(generator, int):
         generator = torch.Generator().manual_seed(generator)
+    check_noise(generator.initial_seed())
     shape = (config.in_channels, config.resolution, config.resolution)
     if labels is None and config.num_classes > 0:
         labels = torch.randint(0, config.num_classes, (n,), generator=generator)

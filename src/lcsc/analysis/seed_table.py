@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lcsc.atomic import write_text
-from lcsc.demo.headlines import SPACES, holds_everywhere
+from lcsc.demo.headlines import ALL_SPACES, holds_everywhere, spaces_in
 from lcsc.protocol import DECISION_SEEDS, REPORT_SEEDS, seed_role
 
 __all__ = ["seed_rows", "seed_table", "main", "VARIANTS"]
@@ -26,7 +26,7 @@ _ROLE_TITLES = {"report": f"Report seeds {', '.join(map(str, REPORT_SEEDS))}: no
 
 def _variants(rows: list[dict], model: str, final: int, nfe: int) -> dict[str, dict[str, float]]:
     get = {r["method"]: r for r in rows if r["model"] == model and r["iteration"] == final and r["nfe"] == nfe}
-    return {v: {k: get[m][k] for k in SPACES} for v, m in VARIANTS.items() if m in get}
+    return {v: {k: get[m][k] for k in spaces_in(get[m])} for v, m in VARIANTS.items() if m in get}
 
 
 def _row(payload: dict[str, Any], key: str, model: str) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def _row(payload: dict[str, Any], key: str, model: str) -> dict[str, Any]:
     early = next(r for (m, it), r in get.items() if m == "LCSC" and it < final)
     match = payload["nfe_match"].get(key, {})
     return {"seed": payload["config"]["seed"], "model": model, "ema_star": star["detail"],
-            "ema": {k: star[k] for k in SPACES}, "lcsc": {k: lcsc[k] for k in SPACES},
+            "ema": {k: star[k] for k in spaces_in(star)}, "lcsc": {k: lcsc[k] for k in spaces_in(lcsc)},
             "variants": _variants(rows, model, final, lcsc["nfe"]), "guard": lcsc.get("detail", ""),
             "beats_everywhere": holds_everywhere(lcsc, star),
             "speedup": early["speedup"]["speedup_iters"], "speedup_claimed": early["speedup"]["claimed"],
@@ -55,17 +55,30 @@ def _yes(v: bool | None) -> str:
     return "—" if v is None else ("yes" if v else "**no**")
 
 
+def _keys(*values: dict[str, float]) -> tuple[str, ...]:
+    """The spaces every one of ``values`` has (FD4 on report noise only)."""
+    return tuple(k for k in ALL_SPACES if all(k in v for v in values))
+
+
 def _fds(values: dict[str, float] | None, base: dict[str, float] | None = None) -> str:
     if values is None:
         return "—"
-    text = " / ".join(f"{values[k]:{fmt}}" for k, fmt in zip(SPACES, (".1f", ".3f", ".3f")))
+    keys = _keys(values, base) if base is not None else _keys(values)
+    text = " / ".join(f"{values[k]:{'.1f' if k == 'fd_mean' else '.3f'}}" for k in keys)
     if base is not None:
-        text += f" ({sum(values[k] < base[k] for k in SPACES)}/3)"
+        text += f" ({sum(values[k] < base[k] for k in keys)}/{len(keys)})"
     return text
 
 
+def _space_names(rows: list[dict[str, Any]]) -> str:
+    keys = _keys(*(r["ema"] for r in rows))
+    return " / ".join({"fd_mean": "FD_digits", "fd2_mean": "FD2", "fd3_mean": "FD3", "fd4_mean": "FD4"}[k]
+                      for k in keys)
+
+
 def _headline_table(rows: list[dict[str, Any]]) -> list[str]:
-    out = ["| Seed | Model | EMA* | EMA* FD_digits / FD2 / FD3 | LCSC FD_digits / FD2 / FD3 | LCSC beats EMA* "
+    names = _space_names(rows)
+    out = [f"| Seed | Model | EMA* | EMA* {names} | LCSC {names} | LCSC beats EMA* "
            "everywhere | Speed-up at the early point (all spaces; with search) | EMA* NFE matching LCSC | EMA* "
            "interior |", "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["model"], r["seed"])):
@@ -94,9 +107,9 @@ def _summary(rows: list[dict[str, Any]]) -> list[str]:
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model]
         n = len(mine)
-        pairs = {v: sum(r["variants"][v][k] < r["ema"][k] for r in mine if v in r["variants"] for k in SPACES)
-                 for v in VARIANTS}
-        total = {v: sum(3 for r in mine if v in r["variants"]) for v in VARIANTS}
+        pairs = {v: sum(r["variants"][v][k] < r["ema"][k] for r in mine if v in r["variants"]
+                        for k in _keys(r["variants"][v], r["ema"])) for v in VARIANTS}
+        total = {v: sum(len(_keys(r["variants"][v], r["ema"])) for r in mine if v in r["variants"]) for v in VARIANTS}
         wins = "; ".join(f"{v} {pairs[v]} of {total[v]}" for v in VARIANTS if total[v])
         out.append(f"- **{model}** ({n} seed{'s' if n != 1 else ''}): LCSC beats EMA* in every space on "
                    f"{sum(r['beats_everywhere'] for r in mine)} of {n}; (seed, space) pairs where LCSC is lower than "
@@ -117,7 +130,7 @@ def seed_table(payloads: list[dict[str, Any]]) -> str:
         if not mine:
             continue
         out += [f"## {_ROLE_TITLES[role]}", "", *_headline_table(mine), "",
-                "Held-out FD_digits / FD2 / FD3 at the end of training; (n/3): spaces where the variant is lower "
+                f"Held-out {_space_names(mine)} at the end of training; (n/m): spaces where the variant is lower "
                 "than EMA*. LCSC anchored + guard is the demo's LCSC (the rows above).", "", *_variant_table(mine), "",
                 *_summary(mine), ""]
     return "\n".join(out)
@@ -137,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"{path}: not a readable lcsc demo report.json ({type(exc).__name__}: {exc})")
         payloads.append(payload)
     text = ("# lcsc demo: seed robustness\n\nOne row per training seed and model, from the report.json of `lcsc demo "
-            "--seed S` runs (held-out FD means; a headline counts only where it holds in FD_digits, FD2 and FD3). "
+            "--seed S` runs (held-out FD means; a headline counts only where it holds in FD_digits, FD2, FD3 and, on report noise, the report-only FD4). "
             "Made with `python -m lcsc.analysis.seed_table REPORT.json … -o seeds.md`.\n\n"
             + seed_table(payloads))
     if args.output:

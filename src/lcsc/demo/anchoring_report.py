@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from lcsc.demo.headlines import SPACES
+from lcsc.demo.headlines import spaces_in
 
 __all__ = ["anchoring_section", "ANCHORING_METHODS", "anchor_weights"]
 
@@ -31,14 +31,17 @@ def _table(payload: dict[str, Any], model: str, final: int) -> list[str]:
     rows = {r["method"]: r for r in payload["rows"] if r["model"] == model and r["iteration"] == final
             and r["nfe"] == _searched_nfe(payload, model)}
     star = rows.get("EMA*")
-    out = ["| Method | FD_digits | FD2 | FD3 | vs EMA* (FD_digits / FD2 / FD3) | Detail |", "|---|---|---|---|---|---|"]
+    keys = spaces_in(*rows.values())
+    names = [{"fd_mean": "FD_digits", "fd2_mean": "FD2", "fd3_mean": "FD3", "fd4_mean": "FD4"}[k] for k in keys]
+    out = ["| Method | " + " | ".join(names) + f" | vs EMA* ({' / '.join(names)}) | Detail |",
+           "|---|" + "---|" * (len(keys) + 2)]
     for method in ANCHORING_METHODS:
         r = rows.get(method)
         if r is None:
             continue
-        vs = " / ".join(_pct(star[k], r[k]) for k in SPACES) if star and method != "EMA*" else "—"
-        out.append(f"| {_LABELS.get(method, method)} | {r['fd_mean']:.2f} | {r['fd2_mean']:.3f} | "
-                   f"{r['fd3_mean']:.3f} | {vs} | {r['detail']} |")
+        vs = " / ".join(_pct(star[k], r[k]) for k in keys) if star and method != "EMA*" else "—"
+        vals = " | ".join(f"{r[k]:.2f}" if k == "fd_mean" else f"{r[k]:.3f}" for k in keys)
+        out.append(f"| {_LABELS.get(method, method)} | {vals} | {vs} | {r['detail']} |")
     return out
 
 

@@ -29,8 +29,9 @@ class DemoConfig:
     also alone and continued to the window's end in the initial population; the export is the best on validation
     noise of the top ``guard_finalists`` and the best anchor. At the end of training the window-only search (the
     paper's) and the anchored search shrunk toward its best anchor (``shrink_lambdas``) are scored too. Every row is
-    then scored on ``eval_seeds`` held-out noise seeds; the final DM / CM rows also at every NFE of ``dm_nfes`` /
-    ``cm_nfes``. The grids, lists and sizes are fixed here, before any held-out result of a report seed is seen; the
+    then scored on ``eval_seeds`` held-out noise seeds (report noise; check noise with ``held_out_noise="decision"``,
+    which benchmarks use to decide on decision seeds, :mod:`lcsc.protocol`); the final DM / CM rows also at every NFE
+    of ``dm_nfes`` / ``cm_nfes``. The grids, lists and sizes are fixed here, before any held-out result of a report seed is seen; the
     search objective, the anchoring and the guard were chosen on decision seeds (see :mod:`lcsc.protocol`).
     """
 
@@ -73,6 +74,7 @@ class DemoConfig:
     inception_samples: int = 500
     seed: int = 0
     device: str = "cpu"
+    held_out_noise: str = "report"  # "decision": check noise, for benchmarks deciding on decision seeds
 
     def __post_init__(self) -> None:
         from lcsc.models.config import ModelConfig
@@ -111,6 +113,9 @@ class DemoConfig:
         if self.guard_finalists < 0 or not all(0 < lam < 1 for lam in self.shrink_lambdas):
             raise ConfigError(f"guard_finalists {self.guard_finalists} must be >= 0 and shrink_lambdas "
                               f"{self.shrink_lambdas} in (0, 1)")
+        if self.held_out_noise not in ("report", "decision"):
+            raise ConfigError(f"held_out_noise {self.held_out_noise!r}: choose 'report' (the demo's held-out rows) or "
+                              "'decision' (check noise, for benchmarks deciding on decision seeds)")
         if self.inception and self.inception_samples < 2:
             raise ConfigError(f"inception_samples {self.inception_samples} must be >= 2 (FID needs a covariance)")
 

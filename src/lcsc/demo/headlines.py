@@ -3,7 +3,8 @@
 
 A curve is ``xs`` (training iterations or NFEs, increasing) against held-out FD ``ys`` (lower is better). The
 crossing is the first ``x`` at which the curve reaches ``target``, linearly interpolated between the two points that
-bracket it; ``None`` if it never does ("> end"). A headline is claimed only when it holds in every space.
+bracket it; ``None`` if it never does ("> end"). A headline is claimed only when it holds in every space: FD_digits,
+FD2, FD3, and the report-only FD4 wherever the rows have it.
 """
 
 from __future__ import annotations
@@ -11,9 +12,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SPACES", "Crossing", "crossing", "speedup", "nfe_match", "holds_everywhere"]
+__all__ = ["SPACES", "REPORT_ONLY", "ALL_SPACES", "spaces_in", "Crossing", "crossing", "speedup", "nfe_match",
+           "holds_everywhere"]
 
-SPACES = ("fd_mean", "fd2_mean", "fd3_mean")  # FD_digits, FD2, FD3 (held-out means)
+SPACES = ("fd_mean", "fd2_mean", "fd3_mean")  # the decision spaces FD_digits, FD2, FD3 (held-out means): rules use these
+REPORT_ONLY = ("fd4_mean",)  # FD4 (ViT), report-only (lcsc.protocol): in reports, never in a rule
+ALL_SPACES = SPACES + REPORT_ONLY
+
+
+def spaces_in(*rows: dict[str, Any]) -> tuple[str, ...]:
+    """The decision spaces, and FD4 where every row has a finite value (rows scored on report noise)."""
+    def finite(r: dict[str, Any], k: str) -> bool:
+        v = r.get(k)
+        return isinstance(v, (int, float)) and v == v and abs(v) != float("inf")
+    return SPACES + tuple(k for k in REPORT_ONLY if rows and all(finite(r, k) for r in rows))
 
 
 @dataclass(frozen=True)
@@ -52,13 +64,13 @@ def speedup(points: list[int], curve: list[dict[str, Any]], lcsc: dict[str, Any]
     where EMA* never gets there contributes the lower bound ``points[-1] / point`` (``lower_bound`` is then True
     when that bound is the minimum)."""
     by_space, with_search, crossings = {}, {}, {}
-    end = float(points[-1])
-    for key in SPACES:
+    end, keys = float(points[-1]), spaces_in(lcsc, *curve)
+    for key in keys:
         c = crossing([float(p) for p in points], [float(r[key]) for r in curve], float(lcsc[key]))
         x = end if c.x is None else c.x
         by_space[key], with_search[key] = x / point, x / (point + search_iters)
         crossings[key] = {"iteration": c.x, "label": c.label(end), "at_start": c.at_start, "never": c.x is None}
-    worst = min(SPACES, key=lambda k: by_space[k])
+    worst = min(keys, key=lambda k: by_space[k])
     return {"speedup_iters": by_space[worst], "speedup_with_search": min(with_search.values()),
             "lower_bound": crossings[worst]["never"], "claimed": all(v > 1.0 for v in by_space.values()),
             "by_space": by_space, "with_search_by_space": with_search, "crossings": crossings}
@@ -68,9 +80,10 @@ def nfe_match(nfes: list[int], curve: list[dict[str, Any]], lcsc: dict[str, Any]
     """The NFE at which EMA* first matches LCSC at ``lcsc_nfe`` (per space; ``ema_star_nfe`` is the minimum over
     spaces, a string "> N" when EMA* never gets there within ``nfes``); claimed when it is at least the next NFE of
     the list everywhere (a reduction of at least one step of the list, e.g. LCSC at 1 step ≤ EMA* at 2)."""
-    per = {k: crossing([float(n) for n in nfes], [float(r[k]) for r in curve], float(lcsc[k])) for k in SPACES}
+    keys = spaces_in(lcsc, *curve)
+    per = {k: crossing([float(n) for n in nfes], [float(r[k]) for r in curve], float(lcsc[k])) for k in keys}
     xs = {k: (float("inf") if c.x is None else c.x) for k, c in per.items()}
-    worst = min(SPACES, key=lambda k: xs[k])
+    worst = min(keys, key=lambda k: xs[k])
     m = per[worst]
     value: float | str = f"> {nfes[-1]}" if m.x is None else round(m.x, 2)
     bigger = [n for n in nfes if n > lcsc_nfe]
@@ -80,5 +93,5 @@ def nfe_match(nfes: list[int], curve: list[dict[str, Any]], lcsc: dict[str, Any]
 
 
 def holds_everywhere(lcsc: dict[str, Any], base: dict[str, Any]) -> bool:
-    """LCSC's held-out FD is lower than ``base``'s in every space."""
-    return all(lcsc[k] < base[k] for k in SPACES)
+    """LCSC's held-out FD is lower than ``base``'s in every space (FD4 too where both have it)."""
+    return all(lcsc[k] < base[k] for k in spaces_in(lcsc, base))

@@ -27,8 +27,8 @@ from lcsc.training.log import read_log
 
 __all__ = ["write_demo_report", "report_payload", "REPORT_KEYS", "table_columns", "verdicts", "MODEL_KEYS"]
 
-REPORT_KEYS = ("model", "method", "iteration", "nfe", "fd_mean", "fd_std", "fd2_mean", "fd3_mean", "kid_x1e3", "precision",
-               "recall", "speedup_iters", "speedup_with_search", "main")
+REPORT_KEYS = ("model", "method", "iteration", "nfe", "fd_mean", "fd_std", "fd2_mean", "fd3_mean", "fd4_mean", "kid_x1e3",
+               "precision", "recall", "speedup_iters", "speedup_with_search", "main")
 MODEL_KEYS = {"dm": "dm", "cm-ct": "cm", "cm-cd": "cd"}  # report.json's keys for nfe_match / ema_star_interior
 
 
@@ -41,7 +41,9 @@ def table_columns(with_fid: bool) -> list:
             ("Training iter", lambda r: str(r["iteration"])), ("NFE", lambda r: str(r["nfe"])),
             ("FD_digits ↓", lambda r: _pm(r["fd_mean"], r["fd_std"], 2)),
             ("FD2 ↓", lambda r: _pm(r["fd2_mean"], r["fd2_std"], 3)),
-            ("FD3 ↓", lambda r: _pm(r["fd3_mean"], r["fd3_std"], 3)), ("KID×10³ ↓ (FD_digits)", lambda r: _num(r["kid_x1e3"], "{:.4g}")),
+            ("FD3 ↓", lambda r: _pm(r["fd3_mean"], r["fd3_std"], 3)),
+            ("FD4 ↓ (report-only)", lambda r: "—" if r.get("fd4_mean") is None else _pm(r["fd4_mean"], r["fd4_std"], 3)),
+            ("KID×10³ ↓ (FD_digits)", lambda r: _num(r["kid_x1e3"], "{:.4g}")),
             ("Prec. ↑", lambda r: _num(r["precision"], "{:.3f}")), ("Rec. ↑", lambda r: _num(r["recall"], "{:.3f}")),
             ("Speed-up (all spaces) ↑", _speedup_cell),
             ("Detail", lambda r: r["detail"])]
@@ -69,7 +71,9 @@ def _gains_line(lcsc: dict[str, Any], star: dict[str, Any], fd2_searched: bool =
     init = lcsc.get("initial") or {}
     parts = []
     fd2 = "FD2 (searched)" if fd2_searched else "FD2 (never searched)"
-    for key, label in (("fd_mean", "FD_digits (searched)"), ("fd2_mean", fd2), ("fd3_mean", "FD3 (never searched)")):
+    spaces = (("fd_mean", "FD_digits (searched)"), ("fd2_mean", fd2), ("fd3_mean", "FD3 (never searched)"),
+              ("fd4_mean", "FD4 (report-only)"))
+    for key, label in ((k, n) for k, n in spaces if lcsc.get(k) is not None and star.get(k) is not None):
         vs_init = pct(init[key], lcsc[key]) if key in init else "—"
         parts.append(f"{label} {vs_init} vs the best initial individual, {pct(star[key], lcsc[key])} vs EMA*")
     return "Held-out gain: " + "; ".join(parts) + "."
@@ -201,8 +205,9 @@ def _setup_lines(res: DemoResult) -> list[str]:
             f"`{c.search_objective}` on {c.search_samples} samples from fixed search noise (seed {c.seed}); DM NFE "
             f"{c.dm_nfe} (DPM-Solver++), CM NFE {c.cm_nfe}.",
             f"- Held-out: every row on {c.eval_seeds} other noise seeds × {c.eval_samples} samples (mean ± std) in "
-            "three independent digits feature spaces (different architectures, seeds and training recipes); FD3 is "
-            "never searched, FD2 only when the search objective includes it. KID×10³ (main rows): 1,000 × the unbiased "
+            "four independent digits feature spaces (different architectures, seeds and training recipes); FD3 is "
+            "never searched, FD2 only when the search objective includes it; FD4 (a small vision transformer) is "
+            "report-only: no search, grid, rule or default ever used it (lcsc.protocol). KID×10³ (main rows): 1,000 × the unbiased "
             f"cubic-kernel MMD² of the FD_digits features (not Inception features), {c.kid_subsets} subsets; "
             "precision / recall (k = 3) in the same space.",
             r"- Training-cost speed-up (paper Tables 6–8, Fig. 1): the iteration at which the EMA\* curve first "

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from lcsc.data import load_digits_data
 from lcsc.demo.config import DemoConfig
-from lcsc.demo.headlines import nfe_match, speedup
+from lcsc.demo.headlines import ALL_SPACES, nfe_match, speedup
 from lcsc.demo.scoring import HeldOutScore, Scorer
 from lcsc.demo.stages import (
     ModelRun,
@@ -58,12 +58,12 @@ class DemoRow:
         s, h = self.score, self.headline or {}
         out = {"model": self.model, "method": self.method, "iteration": self.iteration, "nfe": self.nfe,
                "fd_mean": s.fd_mean, "fd_std": s.fd_std, "fd2_mean": s.fd2_mean, "fd2_std": s.fd2_std,
-               "fd3_mean": s.fd3_mean, "fd3_std": s.fd3_std, "kid_x1e3": KID_SCALE * s.kid, "precision": s.precision,
+               "fd3_mean": s.fd3_mean, "fd3_std": s.fd3_std, "fd4_mean": s.fd4_mean, "fd4_std": s.fd4_std, "kid_x1e3": KID_SCALE * s.kid, "precision": s.precision,
                "recall": s.recall, "fid": s.fid, "detail": self.detail, "fd_per_seed": list(s.fd_per_seed),
                "main": self.main, "speedup_iters": h.get("speedup_iters"),
                "speedup_with_search": h.get("speedup_with_search"), "speedup": h or None,
                "initial": None if self.initial is None else
-               {"fd_mean": self.initial.fd_mean, "fd2_mean": self.initial.fd2_mean, "fd3_mean": self.initial.fd3_mean}}
+               {k: getattr(self.initial, k) for k in ALL_SPACES if math.isfinite(getattr(self.initial, k))}}
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
 
 

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from lcsc import protocol
 from lcsc.checkpoints import CheckpointStack
 from lcsc.data import ImageData
 from lcsc.demo.config import DemoConfig
@@ -161,14 +162,15 @@ def ema_grid_scores(run: ModelRun, cfg: DemoConfig, scorer: Scorer, point: int) 
     the best ``grid_finalists`` on all ``search_samples`` (``run.ema_finalists``: EMA* is the lowest of those). A
     mean objective is calibrated on the candidates themselves
     (each term divided by its best candidate's value)."""
-    model = load_model(run.run_dir / "last.safetensors", cfg.device)
-    full = scorer.search_objective(model, run.nfe)
-    states = candidate_states(run, cfg, point)
-    scores = _score_states(full.with_samples(min(cfg.grid_samples, cfg.search_samples)), states)
-    finalists = sorted(scores, key=scores.get)[:cfg.grid_finalists]
-    run.ema_scores[point] = scores
-    run.ema_finalists[point] = _score_states(full, {n: states[n] for n in finalists}) \
-        if cfg.grid_samples < cfg.search_samples else {n: scores[n] for n in finalists}
+    with protocol.deciding(f"EMA* grid {run.name}@{point}"):
+        model = load_model(run.run_dir / "last.safetensors", cfg.device)
+        full = scorer.search_objective(model, run.nfe)
+        states = candidate_states(run, cfg, point)
+        scores = _score_states(full.with_samples(min(cfg.grid_samples, cfg.search_samples)), states)
+        finalists = sorted(scores, key=scores.get)[:cfg.grid_finalists]
+        run.ema_scores[point] = scores
+        run.ema_finalists[point] = _score_states(full, {n: states[n] for n in finalists}) \
+            if cfg.grid_samples < cfg.search_samples else {n: scores[n] for n in finalists}
     return scores
 
 
@@ -222,8 +224,9 @@ def lcsc_search(run: ModelRun, cfg: DemoConfig, scorer: Scorer, point: int, eval
     objective = scorer.search_objective(load_model(stack.paths[-1], cfg.device), run.nfe)
     search_dir = out / "search" / (f"{run.name}-{point}-anchored" if star is not None else f"{run.name}-{point}")
     resume = (search_dir / "journal.jsonl").is_file()
-    result = run_search(merger, objective, cfg.search_config(evals, anchored=star is not None), search_dir,
-                        resume=resume, progress=progress)
+    with protocol.deciding(f"LCSC search {run.name}@{point}"):
+        result = run_search(merger, objective, cfg.search_config(evals, anchored=star is not None), search_dir,
+                            resume=resume, progress=progress)
     return SearchRun(point, result, merger, float(result.wall_time_s))
 
 

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from lcsc.demo.headlines import SPACES
+from lcsc.demo.headlines import spaces_in
 
 __all__ = ["verdicts", "curve_table", "speedup_table", "nfe_table", "space_labels"]
 
-_NAMES = {"fd_mean": "FD_digits", "fd2_mean": "FD2", "fd3_mean": "FD3"}
-_FMT = {"fd_mean": "{:.2f}", "fd2_mean": "{:.3f}", "fd3_mean": "{:.3f}"}
+_NAMES = {"fd_mean": "FD_digits", "fd2_mean": "FD2", "fd3_mean": "FD3", "fd4_mean": "FD4"}
+_FMT = {"fd_mean": "{:.2f}", "fd2_mean": "{:.3f}", "fd3_mean": "{:.3f}", "fd4_mean": "{:.3f}"}
+
+
+def _names(keys) -> str:
+    return " / ".join(_NAMES[k] for k in keys)
 
 
 def space_labels(objective: str) -> dict[str, str]:
     """``fd_mean`` → "FD_digits (searched)", … : which spaces the search saw."""
     searched = {"fd_mean"} | ({"fd2_mean"} if "fd-digits2" in objective else set())
-    return {k: f"{n} ({'searched' if k in searched else 'never searched'})" for k, n in _NAMES.items()}
+    out = {k: f"{n} ({'searched' if k in searched else 'never searched'})" for k, n in _NAMES.items()}
+    return out | {"fd4_mean": "FD4 (report-only, never searched)"}
 
 
 def _get(rows: list[dict], model: str, method: str, iteration: int, nfe: int | None = None) -> dict | None:
@@ -32,17 +37,18 @@ def _pct(base: float, value: float) -> str:
 
 def _final(model: str, rows: list[dict], final: int, labels: dict[str, str]) -> list[str]:
     star, lcsc = _get(rows, model, "EMA*", final), _get(rows, model, "LCSC", final)
+    keys = spaces_in(lcsc, star)
     parts = [f"{labels[k]} {_FMT[k].format(lcsc[k])} vs {_FMT[k].format(star[k])} ({_pct(star[k], lcsc[k])})"
-             for k in SPACES]
-    higher = [k for k in SPACES if lcsc[k] >= star[k]]
+             for k in keys]
+    higher = [k for k in keys if lcsc[k] >= star[k]]
     if not higher:
         claim = "**LCSC beats EMA\\* in every space**"
-    elif len(higher) == len(SPACES):
+    elif len(higher) == len(keys):
         claim = "**LCSC does not beat EMA\\***"
     else:
         unseen = [k for k in higher if "never" in labels[k]]
         why = "**not supported outside the searched space**" if unseen else \
-            "**no claim** (a headline needs all three spaces, and a searched one fails on held-out noise)"
+            f"**no claim** (a headline needs all {len(keys)} spaces, and a searched one fails on held-out noise)"
         claim = f"LCSC is not lower in {', '.join(_NAMES[k] for k in higher)}: {why}"
     wins = sum(b < a for a, b in zip(star["fd_per_seed"], lcsc["fd_per_seed"]))
     return [f"- **{model}** at {final} (NFE {lcsc['nfe']}), LCSC vs EMA\\* ({star['detail']}), held-out: "
@@ -55,11 +61,12 @@ def _speedup(model: str, rows: list[dict], final: int) -> list[str]:
         if r["model"] != model or r["method"] != "LCSC" or r["iteration"] >= final or not r.get("speedup"):
             continue
         s = r["speedup"]
-        reach = " / ".join(s["crossings"][k]["label"] for k in SPACES)
-        ratio = " / ".join(f"{s['by_space'][k]:.2f}×" for k in SPACES)
-        with_search = " / ".join(f"{s['with_search_by_space'][k]:.2f}×" for k in SPACES)
+        keys = list(s["by_space"])
+        reach = " / ".join(s["crossings"][k]["label"] for k in keys)
+        ratio = " / ".join(f"{s['by_space'][k]:.2f}×" for k in keys)
+        with_search = " / ".join(f"{s['with_search_by_space'][k]:.2f}×" for k in keys)
         head = f"  Training cost: EMA\\* first reaches LCSC-at-{r['iteration']}'s held-out FD at iteration {reach} " \
-               f"(FD_digits / FD2 / FD3): speed-up {ratio}; counting the search's wall time as training: {with_search}"
+               f"({_names(keys)}): speed-up {ratio}; counting the search's wall time as training: {with_search}"
         if s["claimed"]:
             bound = "≥ " if s["lower_bound"] else ""
             out.append(head + f" → **training-cost speed-up {bound}{s['speedup_iters']:.2f}× in every space** "
@@ -72,9 +79,9 @@ def _speedup(model: str, rows: list[dict], final: int) -> list[str]:
 def _nfe(model_key: str, model: str, match: dict[str, Any] | None) -> list[str]:
     if not match:
         return []
-    per = " / ".join(match["by_space"][k] for k in SPACES)
+    per = " / ".join(match["by_space"].values())
     head = f"  NFE: EMA\\* at the end of training matches LCSC (searched at NFE {match['lcsc_nfe']}) at NFE {per} " \
-           "(FD_digits / FD2 / FD3)"
+           f"({_names(match['by_space'])})"
     if match["claimed"]:
         m = match["ema_star_nfe"]
         return [head + f" → **LCSC at {match['lcsc_nfe']} NFE matches EMA\\* at {m} NFE in every space**."]
@@ -105,13 +112,15 @@ def verdicts(res: dict[str, Any]) -> list[str]:
 def curve_table(res: dict[str, Any]) -> str:
     """EMA* held-out FDs at every training point (EMA at the main table's points), with EMA* and whether it is
     interior."""
-    lines = ["| Model | Iter | EMA FD_digits | EMA FD2 | EMA FD3 | EMA* FD_digits | EMA* FD2 | EMA* FD3 | EMA* | "
-             "interior |", "|---|---|---|---|---|---|---|---|---|---|"]
+    keys = spaces_in(*res["rows"])
+    lines = ["| Model | Iter | " + " | ".join(f"EMA {_NAMES[k]}" for k in keys) + " | "
+             + " | ".join(f"EMA* {_NAMES[k]}" for k in keys) + " | EMA* | interior |",
+             "|---|---|" + "---|" * (2 * len(keys) + 2)]
     for key, model in res["models"].items():
         for p in res["config"]["points"]:
             e, s = _get(res["rows"], model, "EMA", p, _nfe_of(res, model)), \
                 _get(res["rows"], model, "EMA*", p, _nfe_of(res, model))
-            vals = [_FMT[k].format(e[k]) if e else "—" for k in SPACES] + [_FMT[k].format(s[k]) for k in SPACES]
+            vals = [_FMT[k].format(e[k]) if e else "—" for k in keys] + [_FMT[k].format(s[k]) for k in keys]
             ok = res["ema_star_interior"][key][str(p)]
             lines.append(f"| {model} | {p} | " + " | ".join(vals) + f" | {s['detail']} | {'yes' if ok else '**edge**'} |")
     return "\n".join(lines)
@@ -128,7 +137,7 @@ def speedup_table(res: dict[str, Any]) -> str:
         s = r.get("speedup")
         if r["method"] != "LCSC" or not s:
             continue
-        for k in SPACES:
+        for k in s["by_space"]:
             lines.append(f"| {r['model']} | {r['iteration']} | {_NAMES[k]} | {_FMT[k].format(r[k])} | "
                          f"{s['crossings'][k]['label']} | {s['by_space'][k]:.2f}× | "
                          f"{s['with_search_by_space'][k]:.2f}× |")
@@ -146,7 +155,7 @@ def nfe_table(res: dict[str, Any]) -> str:
                 "|---|---|---|" + "---|" * len(nfes)]
         for method in ("EMA*", "LCSC"):
             by = {r["nfe"]: r for r in rows if r["method"] == method}
-            for k in SPACES:
+            for k in spaces_in(*rows):
                 out.append(f"| {model} | {method} | {_NAMES[k]} | "
                            + " | ".join(_FMT[k].format(by[n][k]) if n in by else "—" for n in nfes) + " |")
         out.append("")

@@ -10,13 +10,14 @@ from typing import Literal, Protocol, runtime_checkable
 import torch
 
 from lcsc.errors import ConfigError
+from lcsc.protocol import REPORT_NOISE_OFFSET, VALIDATION_NOISE_OFFSET
 
 __all__ = ["Direction", "Objective", "FunctionObjective", "SeededObjective", "HELD_OUT_SEED_OFFSET",
            "VALIDATION_SEED_OFFSET", "noise_fingerprint", "check_noise_separation"]
 
 Direction = Literal["minimize", "maximize"]
-HELD_OUT_SEED_OFFSET = 1_000_003
-VALIDATION_SEED_OFFSET = 500_009  # validation noise: the search may choose among its best on it, never report on it
+HELD_OUT_SEED_OFFSET = REPORT_NOISE_OFFSET  # held-out noise is report noise (lcsc.protocol)
+VALIDATION_SEED_OFFSET = VALIDATION_NOISE_OFFSET  # the search may choose among its best on it, never report on it
 
 
 @runtime_checkable
