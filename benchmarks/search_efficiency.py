@@ -3,12 +3,15 @@
 Trains the demo's DM and CM (improved CT) for each training seed once (or reuses them from --cache), then for every
 method (see lcsc.analysis.search_efficiency.METHODS) × search seed searches the window ending at the end of training
 on the demo's search noise, up to DM 200 / CM 400 evaluations. The best-so-far individual at each budget is scored on
-held-out noise in FD_digits, FD_digits2 and FD_digits3; EMA* (the best online EMA on search noise) is scored the same
-way. Writes search_efficiency.{md,json,png} to --out; the last line printed is one JSON object of the figures
-(max_evals, alg1_heldout_fd, best_method, evals_to_match_alg1, samples_to_match_alg1, sample_efficiency,
-unseen_gain).
+check noise (lcsc.protocol: decision seeds only, never the demo's report noise) in FD_digits, FD_digits2 and
+FD_digits3; EMA* (the demo's: online and post-hoc EMAs raced on search noise) is scored the same way. It decides the
+default search objective (search_summary.objective_decision). Writes search_efficiency.{md,json,png} to --out; the
+last line printed is one JSON object of the figures (max_evals, alg1_heldout_fd, best_method, evals_to_match_alg1,
+samples_to_match_alg1, sample_efficiency, unseen_gain, objective_decision).
 
-Run:  python benchmarks/search_efficiency.py --out docs/search       # full: ~70 min on 2 CPU cores (--workers 2)
+Run:  python benchmarks/search_efficiency.py --out docs/search       # every method: ~70 min on 2 CPU cores
+      python benchmarks/search_efficiency.py --out docs/search --cache runs --methods alg1,alg1-mean12,alg1-max12 \
+          --search-seeds 0,1 --dm-search-seeds 0                      # the objective decision (docs/search)
       python benchmarks/search_efficiency.py --quick                  # ≤ 3 min smoke version
 Runs are resumable: finished jobs in --work are reused, unfinished searches resume from their journals.
 """
@@ -26,8 +29,18 @@ from pathlib import Path
 
 import numpy as np
 
-from lcsc.analysis.search_efficiency import METHODS, SPACES, Judge, ema_star_job, posthoc_job, run_job
-from lcsc.analysis.search_summary import curves, gains, generalises, summary_line, unseen
+from lcsc import protocol
+from lcsc.analysis.search_efficiency import METHODS, SPACES, ema_star_job, posthoc_job, run_job, scorer_for
+from lcsc.analysis.search_summary import (
+    DEFAULT_OBJECTIVE,
+    OBJECTIVE_METHODS,
+    curves,
+    gains,
+    generalises,
+    objective_decision,
+    summary_line,
+    unseen,
+)
 from lcsc.atomic import write_json, write_text
 from lcsc.demo.config import DemoConfig
 from lcsc.errors import LCSCError
@@ -35,7 +48,7 @@ from lcsc.report.plots import save_figure
 from lcsc.report.tables import markdown_table
 
 MODELS = ("dm", "cm-ct")
-_JUDGE: Judge | None = None
+_SCORERS: dict = {}
 
 
 def _args() -> argparse.Namespace:
@@ -66,8 +79,10 @@ def _plan(a: argparse.Namespace) -> dict:
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise LCSCError(f"--methods: unknown {bad}; choose from {', '.join(METHODS)}")
+    for s in seeds:  # a benchmark that decides reads decision seeds only
+        protocol.check_training_seed(s, "benchmarks/search_efficiency.py")
     return {
-        "quick": quick, "seeds": seeds, "methods": methods, "eval_seeds": 3,
+        "quick": quick, "seeds": seeds, "methods": methods, "eval_seeds": 3, "held_out_noise": "decision",
         "search_seeds": {"dm": _ints(a.dm_search_seeds, search_seeds), "cm-ct": search_seeds},
         "budgets": {"dm": 16, "cm-ct": 24} if quick else {"dm": 200, "cm-ct": 400},
         "dm_samples": a.dm_samples or (DemoConfig.quick().search_samples if quick else 500),
@@ -88,11 +103,12 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _judge() -> Judge:
-    global _JUDGE
-    if _JUDGE is None:
-        _JUDGE = Judge()
-    return _JUDGE
+def _scorer(demo: DemoConfig):
+    """The demo's Scorer on check noise, one per (seed, config) per process."""
+    key = repr(demo)
+    if key not in _SCORERS:
+        _SCORERS[key] = scorer_for(demo)
+    return _SCORERS[key]
 
 
 def _train(plan: dict, cache: Path, seed: int, model: str) -> str:
@@ -109,13 +125,14 @@ def _job(plan: dict, cache: Path, work: Path, key: tuple) -> dict:
         return json.loads(path.read_text())
     kind, seed, model = key[:3]
     demo = _demo(plan, seed, model)
-    if kind == "ema":
-        res = ema_star_job(_judge(), cache, demo, seed, model, plan["eval_seeds"])
+    if kind == "ema":  # the demo's EMA* exactly: the demo's config, its search sample count included
+        demo = _demo(plan, seed)
+        res = ema_star_job(_scorer(demo), cache, demo, seed, model, plan["eval_seeds"])
     elif kind == "posthoc":
-        res = posthoc_job(_judge(), cache, work, demo, seed, model, METHODS[key[3]], key[4], plan["eval_seeds"])
+        res = posthoc_job(_scorer(demo), cache, work, demo, seed, model, METHODS[key[3]], key[4], plan["eval_seeds"])
     else:
         method, search_seed = METHODS[key[3]], key[4]
-        res = run_job(_judge(), cache, work, demo, seed, model, method, search_seed, plan["budgets"][model],
+        res = run_job(_scorer(demo), cache, work, demo, seed, model, method, search_seed, plan["budgets"][model],
                       plan["grid"], plan["eval_seeds"])
     write_json(path, res)
     return res
@@ -134,7 +151,7 @@ def _run_all(plan: dict, cache: Path, work: Path, workers: int) -> tuple[list[di
     from tqdm.auto import tqdm
 
     work.mkdir(parents=True, exist_ok=True)
-    Judge()  # train / cache the feature networks once, before the workers read them
+    _scorer(_demo(plan, plan["seeds"][0]))  # train / cache the feature networks once, before the workers read them
     with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
         trains = [pool.submit(_train, plan, cache, s, m) for s in plan["seeds"] for m in MODELS]
         for f in tqdm(trains, desc="train (or reuse)", unit="run"):
@@ -231,6 +248,24 @@ def _curve_table(methods: dict) -> str:
     return markdown_table(rows, cols)
 
 
+def _intro(plan: dict, line: dict) -> str:
+    """What was run, on which data, and the objective decision when it was made."""
+    text = (f"Decision seeds {', '.join(map(str, plan['seeds']))} (lcsc.protocol); held-out scores on *check* noise "
+            f"({plan['eval_seeds']} seeds from offset {protocol.DECISION_NOISE_OFFSET}, never the demo's report "
+            "noise); spaces FD_digits, FD2, FD3 (the report-only FD4 is never built). EMA* is the demo's: online and "
+            "post-hoc EMAs raced on the search noise with the demo's default objective.\n\n")
+    d = line.get("objective_decision")
+    if d:
+        text += ("**Default objective** (rule fixed before the results, `search_summary.objective_decision`: an "
+                 "objective qualifies when Alg. 1 with it generalises on every model; the default stays if it "
+                 "qualifies, else the best qualifying FD3 gain, else the largest FD3 gain): qualifies "
+                 + ", ".join(f"`{o}` {'yes' if v else 'no'}" for o, v in d["qualifies"].items())
+                 + "; mean FD3 gain over EMA* " + ", ".join(f"`{o}` {100 * v:+.1f} %" for o, v in
+                                                         d["mean_fd3_gain"].items())
+                 + f". **Chosen: `{d['chosen']}`** ({d['reason']}).\n\n")
+    return text
+
+
 def main() -> None:
     a = _args()
     plan = _plan(a)
@@ -243,11 +278,14 @@ def main() -> None:
     cur, gain = curves(jobs), gains(jobs, ema)
     specs = {j["method"]: j["method_spec"] for j in jobs}
     line = summary_line(cur, gain, specs)
+    if all(m in specs for m in OBJECTIVE_METHODS.values()):
+        line["objective_decision"] = objective_decision(gain, specs, DEFAULT_OBJECTIVE)
     a.out.mkdir(parents=True, exist_ok=True)
     write_json(a.out / "search_efficiency.json", {"plan": plan, "summary": line, "curves": cur, "gains": gain,
                                                  "ema_star": ema, "wall_s": round(time.time() - t0, 1)})
     _plot(cur, a.out / "search_efficiency.png")
-    write_text(a.out / "search_efficiency.md", "# Search efficiency (issue 13)\n\n" + _tables(cur, gain, ema, specs)
+    write_text(a.out / "search_efficiency.md", "# Search efficiency (issues 13, 25)\n\n" + _intro(plan, line)
+               + _tables(cur, gain, ema, specs)
                + "\n\n```json\n" + json.dumps(line, indent=1) + "\n```\n")
     print(json.dumps(line))
 

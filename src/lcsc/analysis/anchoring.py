@@ -1,7 +1,8 @@
-"""Anchoring decisions (issue: LCSC that never loses to EMA*): on a finished demo run, search the final window
-again with the variants the demo does not run — the worst-space objective ``max:`` instead of the mean, and the DM at
-NFE 10 instead of 5 — and score them on the demo's held-out noise beside the demo's own rows (EMA*, window-only,
-anchored with the validation guard, unguarded, shrunk). Decisions use decision seeds only (:mod:`lcsc.protocol`)."""
+"""Anchoring decisions (issue: LCSC that never loses to EMA*): on a finished demo run of a decision seed, score on
+*check* noise (never the demo's report noise, :mod:`lcsc.protocol`) EMA*, the window-only search, the anchored search
+with its validation guard, its unguarded best and its shrunk variants (the demo's own searches, resumed from their
+journals), and search the final window again with the variants the demo does not run — the worst-space objective
+``max:`` instead of the mean, and the DM at NFE 10 instead of 5."""
 
 from __future__ import annotations
 
@@ -12,17 +13,24 @@ from typing import Any
 
 import numpy as np
 
+from lcsc import protocol
 from lcsc.demo.config import DemoConfig
 from lcsc.demo.headlines import SPACES
 from lcsc.demo.scoring import Scorer
-from lcsc.demo.stages import ModelRun, held_out_row, lcsc_search, lcsc_state, train_seconds_at
+from lcsc.demo.stages import (
+    ModelRun,
+    ema_state_named,
+    held_out_row,
+    lcsc_search,
+    lcsc_state,
+    shrunk,
+    train_seconds_at,
+)
 from lcsc.errors import ConfigError
 
-__all__ = ["DEMO_VARIANTS", "load_demo", "demo_rows", "searched_variants", "wins"]
+__all__ = ["load_demo", "decision_rows", "wins"]
 
-DEMO_VARIANTS = {"EMA*": "EMA*", "window only": "LCSC window only", "anchored + guard": "LCSC",
-                 "shrink 0.5": "LCSC shrink 0.5", "shrink 0.75": "LCSC shrink 0.75"}
-_MODELS = {"dm": "DM", "cm-ct": "CM (CT)"}
+_KEYS = {"dm": "dm", "cm-ct": "cm"}
 
 
 def load_demo(folder: Path) -> tuple[DemoConfig, dict[str, Any]]:
@@ -37,60 +45,52 @@ def load_demo(folder: Path) -> tuple[DemoConfig, dict[str, Any]]:
     return DemoConfig(**kw), report
 
 
-def _row(report: dict, model: str, method: str, iteration: int, nfe: int) -> dict | None:
-    return next((r for r in report["rows"] if r["model"] == model and r["method"] == method
-                 and r["iteration"] == iteration and r["nfe"] == nfe), None)
-
-
-def demo_rows(cfg: DemoConfig, report: dict, name: str) -> dict[str, dict[str, float]]:
-    """variant → held-out FD means (the three spaces) at the end of training, from the demo's own rows."""
-    model, nfe = _MODELS[name], cfg.dm_nfe if name == "dm" else cfg.cm_nfe
-    out = {}
-    for variant, method in DEMO_VARIANTS.items():
-        row = _row(report, model, method, cfg.iterations, nfe)
-        if row is not None:
-            out[variant] = {k: row[k] for k in SPACES}
-    if name == "dm":
-        for method, variant in (("EMA*", "EMA* @ NFE 10"), ("LCSC", "anchored (searched at 5) @ NFE 10")):
-            row = _row(report, model, method, cfg.iterations, 10)
-            if row is not None:
-                out[variant] = {k: row[k] for k in SPACES}
-    return out
-
-
-def _scored(cfg: DemoConfig, scorer: Scorer, run: ModelRun, star: str, out: Path) -> tuple[dict, float]:
-    evals = cfg.search_evals(run.name)
-    search = lcsc_search(run, cfg, scorer, cfg.iterations, evals, out, progress=False, star=star)
-    held = held_out_row(run, cfg, scorer, lcsc_state(search), run.nfe, full=False)
-    return {k: getattr(held, k) for k in SPACES}, search.seconds
-
-
-def _unguarded(folder: Path, cfg: DemoConfig, scorer: Scorer, run: ModelRun, star: str, rows: dict) -> dict:
-    """The demo's anchored search's best on the search noise (its journal is reused, nothing is searched again),
-    held-out; the guarded row itself when the guard exported that best."""
-    evals = cfg.search_evals(run.name)
-    search = lcsc_search(run, cfg, scorer, cfg.iterations, evals, folder, progress=False, star=star)
-    res = search.result
-    if res.search_best is None or np.array_equal(res.search_best, res.best):
-        return rows["anchored + guard"]
-    held = held_out_row(run, cfg, scorer, lcsc_state(search, a=res.search_best), run.nfe, full=False)
+def _held(run: ModelRun, cfg: DemoConfig, scorer: Scorer, state, nfe: int | None = None) -> dict[str, float]:
+    held = held_out_row(run, cfg, scorer, state, nfe, full=False)
     return {k: getattr(held, k) for k in SPACES}
 
 
-def searched_variants(folder: Path, cfg: DemoConfig, report: dict, name: str, data, work: Path) -> dict[str, Any]:
-    """The variants searched here: ``max`` (both models) and, for the DM, the mean objective at NFE 10."""
-    key = {"dm": "dm", "cm-ct": "cm"}[name]
-    star = report["ema_star"][key][str(cfg.iterations)]
+def _demo_variants(folder: Path, cfg: DemoConfig, scorer: Scorer, run: ModelRun, star: str) -> dict[str, dict]:
+    """EMA*, window only, anchored + guard, unguarded and shrunk, from the demo's own searches (journals reused)."""
+    final, evals = cfg.iterations, cfg.search_evals(run.name)
+    rows = {"EMA*": _held(run, cfg, scorer, ema_state_named(run, star, final))}
+    window = lcsc_search(run, cfg, scorer, final, evals, folder, progress=False)
+    rows["window only"] = _held(run, cfg, scorer, lcsc_state(window))
+    search = lcsc_search(run, cfg, scorer, final, evals, folder, progress=False, star=star)
+    rows["anchored + guard"] = _held(run, cfg, scorer, lcsc_state(search))
+    res = search.result
+    same = res.search_best is None or np.array_equal(res.search_best, res.best)
+    rows["unguarded"] = rows["anchored + guard"] if same else \
+        _held(run, cfg, scorer, lcsc_state(search, a=res.search_best))
+    for lam in cfg.shrink_lambdas if res.best_anchor is not None else ():
+        rows[f"shrink {lam:g}"] = _held(run, cfg, scorer, lcsc_state(search, a=shrunk(search, lam)))
+    if run.name == "dm":
+        rows["EMA* @ NFE 10"] = _held(run, cfg, scorer, ema_state_named(run, star, final), 10)
+        rows["anchored (searched at 5) @ NFE 10"] = _held(run, cfg, scorer, lcsc_state(search), 10)
+    return rows
+
+
+def _searched(cfg: DemoConfig, data, run: ModelRun, star: str, out: Path) -> tuple[dict, float]:
+    scorer = Scorer(cfg, data)
+    search = lcsc_search(run, cfg, scorer, cfg.iterations, cfg.search_evals(run.name), out, progress=False, star=star)
+    return _held(run, cfg, scorer, lcsc_state(search), run.nfe), search.seconds
+
+
+def decision_rows(folder: Path, cfg: DemoConfig, report: dict, name: str, data, work: Path) -> dict[str, Any]:
+    """variant → check-noise FD means (decision spaces) at the end of training, and the new searches' seconds."""
+    protocol.check_training_seed(cfg.seed, "the anchoring decisions")
+    cfg = dataclasses.replace(cfg, held_out_noise="decision")
+    star = report["ema_star"][_KEYS[name]][str(cfg.iterations)]
     run = ModelRun(name, folder / name, cfg.dm_nfe if name == "dm" else cfg.cm_nfe, train_seconds_at(folder / name))
-    out: dict[str, Any] = {"rows": {}, "seconds": {}}
-    out["rows"]["unguarded"] = _unguarded(folder, cfg, Scorer(cfg, data), run, star, demo_rows(cfg, report, name))
-    worst = dataclasses.replace(cfg, search_objective="max:fd-digits,fd-digits2")
-    rows, secs = _scored(worst, Scorer(worst, data), run, star, work / "max")
-    out["rows"]["max + guard"], out["seconds"]["max + guard"] = rows, secs
-    if name == "dm":
-        rows, secs = _scored(cfg, Scorer(cfg, data), dataclasses.replace(run, nfe=10), star, work / "nfe10")
-        out["rows"]["anchored searched @ NFE 10"], out["seconds"]["anchored searched @ NFE 10"] = rows, secs
-    return out
+    with protocol.deciding(f"anchoring decisions seed {cfg.seed} {name}"):
+        rows = _demo_variants(folder, cfg, Scorer(cfg, data), run, star)
+        seconds = {}
+        worst = dataclasses.replace(cfg, search_objective="max:fd-digits,fd-digits2")
+        rows["max + guard"], seconds["max + guard"] = _searched(worst, data, run, star, work / "max")
+        if name == "dm":
+            key = "anchored searched @ NFE 10"
+            rows[key], seconds[key] = _searched(cfg, data, dataclasses.replace(run, nfe=10), star, work / "nfe10")
+    return {"rows": rows, "seconds": seconds}
 
 
 def wins(rows: dict[str, dict[str, float]], base: str = "EMA*") -> dict[str, int]:

@@ -1,40 +1,40 @@
 # Equal-budget comparison of LCSC coefficient searches (Liu et al., Algorithm 1 vs CMA-ES, structured spaces, racing).
 """One search run of the search-efficiency benchmark: search a demo window, then score its best-so-far individual at
-several budgets on held-out noise in every digits feature space (searched or not), next to EMA*.
+several budgets on held-out noise in every decision space (searched or not), next to EMA*.
 
 A *job* is (training seed, model, method, search seed). Its search noise is the training seed's (as in the demo);
-the search seed only drives the optimiser. Results are plain dicts written as JSON, so jobs are resumable and can
-run in separate processes.
+the search seed only drives the optimiser. The benchmark decides (which method, which default objective), so it runs
+on decision seeds only and its held-out noise is *check* noise, never the demo's report noise (:mod:`lcsc.protocol`);
+the report-only space FD4 is never built. Its judge is the demo's :class:`~lcsc.demo.scoring.Scorer`, and its EMA*
+is the demo's (:func:`lcsc.demo.stages.ema_grid_scores`: online and post-hoc EMAs raced on the search noise with
+the demo's default objective). Results are plain dicts written as JSON, so jobs are resumable and can run in
+separate processes.
 """
 
 from __future__ import annotations
 
-import copy
-from dataclasses import asdict, dataclass, field
+import dataclasses
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from lcsc import protocol
 from lcsc.checkpoints import CheckpointStack
 from lcsc.data import load_digits_data
 from lcsc.demo.config import DemoConfig
-from lcsc.generate import generate
+from lcsc.demo.scoring import Scorer
 from lcsc.merge import StackMerger
-from lcsc.metrics.frechet import GaussianStats
-from lcsc.metrics.reference import reference_set
-from lcsc.metrics.spaces import feature_space
 from lcsc.models import load_model
-from lcsc.objectives import FDObjective, MeanObjective
-from lcsc.objectives.base import HELD_OUT_SEED_OFFSET, VALIDATION_SEED_OFFSET
+from lcsc.objectives import MeanObjective
+from lcsc.objectives.base import VALIDATION_SEED_OFFSET
 from lcsc.search import SearchConfig, run_search
 from lcsc.search.journal import Journal
-from lcsc.training.ema import ema_name
 
-__all__ = ["Method", "METHODS", "SPACES", "Judge", "best_so_far", "run_job", "ema_star_job", "posthoc_job"]
+__all__ = ["Method", "METHODS", "SPACES", "scorer_for", "best_so_far", "run_job", "ema_star_job", "posthoc_job"]
 
-SPACES = ("digits", "digits2", "digits3")
+SPACES = protocol.DECISION_SPACES  # the report-only FD4 is never scored here
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Method:
     space: str = "full"
     racing: bool = False
     objective: tuple[str, ...] = ("digits",)  # one space: FD there; several: MeanObjective over them
+    reduce: str = "mean"  # several spaces: their calibrated "mean" or "max" (worst)
     samples_factor: int = 1  # full-count samples = factor × base (racing at 1/(4·factor) keeps the cost per eval)
 
     def search_config(self, evals: int, seed: int) -> SearchConfig:
@@ -60,49 +61,26 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("sep-cmaes", optimizer="sep-cmaes"),
     Method("cmaes-ema8", optimizer="cmaes", space="ema-basis:8"),
     Method("alg1-mean12", objective=("digits", "digits2")),
+    Method("alg1-max12", objective=("digits", "digits2"), reduce="max"),
     Method("sep-cmaes-mean12-race", optimizer="sep-cmaes", racing=True, objective=("digits", "digits2")),
     Method("alg1-race4x", racing=True, samples_factor=4),
 )}
 
 
-@dataclass
-class Judge:
-    """Feature spaces and reference sets, built once per process; search objectives and held-out scores."""
-
-    device: str = "cpu"
-    features: dict[str, Any] = field(default_factory=dict)
-    refs: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        data = load_digits_data()
-        for name in SPACES:
-            self.features[name] = feature_space(name, self.device)
-            self.refs[name] = reference_set(data, self.features[name])
-
-    def fd(self, space: str, model, samples: int, nfe: int, seed: int) -> FDObjective:
-        return FDObjective(copy.deepcopy(model), self.features[space], self.refs[space], num_samples=samples,
-                           nfe=nfe, device=self.device, noise_seed=seed, name=f"fd_{space}")
-
-    def objective(self, method: Method, model, samples: int, nfe: int, seed: int):
-        n = samples * method.samples_factor
-        terms = [self.fd(s, model, n, nfe, seed) for s in method.objective]
-        return terms[0] if len(terms) == 1 else MeanObjective(terms)
-
-    def scores(self, model, state: dict[str, torch.Tensor], nfe: int, seeds: list[int], n: int) -> dict[str, float]:
-        """Mean FD over ``seeds`` in every space (one set of images per seed, scored in all spaces)."""
-        model.load_state_dict(state)
-        out: dict[str, list[float]] = {s: [] for s in SPACES}
-        for seed in seeds:
-            with torch.no_grad():
-                images = generate(model, n, seed, nfe=nfe, device=self.device)
-            for s in SPACES:
-                feats = self.features[s](images).numpy().astype(np.float64)
-                out[s].append(float(self.refs[s].frechet.distance(GaussianStats.from_features(feats))))
-        return {s: float(np.mean(v)) for s, v in out.items()}
+def scorer_for(demo: DemoConfig) -> Scorer:
+    """The demo's Scorer on check noise (``held_out_noise="decision"``) for decision seed ``demo.seed``."""
+    protocol.check_training_seed(demo.seed, "the search-efficiency benchmark")
+    return Scorer(dataclasses.replace(demo, held_out_noise="decision"), load_digits_data())
 
 
-def held_out_seeds(train_seed: int, count: int) -> list[int]:
-    return [HELD_OUT_SEED_OFFSET + train_seed + i for i in range(count)]
+def _objective(scorer: Scorer, method: Method, model, samples: int, nfe: int, seed: int):
+    n = samples * method.samples_factor
+    terms = [scorer.fd(s, model, n, nfe, seed) for s in method.objective]
+    return terms[0] if len(terms) == 1 else MeanObjective(terms, reduce=method.reduce)
+
+
+def _check_seeds(train_seed: int, count: int) -> list[int]:
+    return list(protocol.held_out_seeds(train_seed, count, "decision"))
 
 
 def best_so_far(journal: Journal, budgets: list[int], direction: str = "minimize") -> list[dict[str, Any]]:
@@ -127,57 +105,58 @@ def _window(cache: Path, train_seed: int, model: str, demo: DemoConfig):
     return run_dir, stack
 
 
-def run_job(judge: Judge, cache: Path, work: Path, demo: DemoConfig, train_seed: int, model: str, method: Method,
+def run_job(scorer: Scorer, cache: Path, work: Path, demo: DemoConfig, train_seed: int, model: str, method: Method,
             search_seed: int, evals: int, grid: list[int], eval_seeds: int) -> dict[str, Any]:
     """Search one window with ``method``; score the best-so-far at every budget of ``grid`` (≤ evals)."""
     run_dir, stack = _window(cache, train_seed, model, demo)
-    merger = StackMerger(stack, device=judge.device)
-    net = load_model(stack.paths[-1], judge.device)
+    merger = StackMerger(stack, device=demo.device)
+    net = load_model(stack.paths[-1], demo.device)
     nfe = demo.dm_nfe if model == "dm" else demo.cm_nfe
-    objective = judge.objective(method, net, demo.search_samples, nfe, train_seed)
+    objective = _objective(scorer, method, net, demo.search_samples, nfe, train_seed)
     out = work / f"seed{train_seed}-{model}-{method.name}-s{search_seed}"
     resume = (out / "journal.jsonl").is_file()
-    result = run_search(merger, objective, method.search_config(evals, search_seed), out, resume=resume,
-                        progress=False)
+    with protocol.deciding(f"search-efficiency {out.name}"):
+        result = run_search(merger, objective, method.search_config(evals, search_seed), out, resume=resume,
+                            progress=False)
     journal = Journal.load(out / "journal.jsonl")
     n_init = len(result.init_scores)
     points = best_so_far(journal, sorted({n_init, *[b for b in grid if b <= evals], evals}))
-    seeds, cache_scores = held_out_seeds(train_seed, eval_seeds), {}
+    seeds, cache_scores = _check_seeds(train_seed, eval_seeds), {}
     for p in points:
         if p["hash"] not in cache_scores:
             state = merger.merge_many(np.asarray(p["coefficients"], dtype=np.float64)[None])[0]
-            held = judge.scores(net, state, nfe, seeds, demo.eval_samples)
-            search = judge.scores(net, state, nfe, [train_seed], demo.search_samples)
+            with protocol.deciding(f"search-efficiency {out.name} held-out"):
+                held = scorer.space_scores(net, state, nfe, seeds, demo.eval_samples)
+                search = scorer.space_scores(net, state, nfe, [train_seed], demo.search_samples)
             cache_scores[p["hash"]] = {"held_out": held, "search": search}
         p.update(cache_scores[p["hash"]])
         p["init"] = p["evals"] == n_init
         del p["coefficients"]
     return {"train_seed": train_seed, "model": model, "method": method.name, "search_seed": search_seed,
-            "method_spec": asdict(method), "evals": result.evaluations, "samples": result.samples,
+            "held_out_noise": "decision", "spaces": list(SPACES), "method_spec": asdict(method), "evals": result.evaluations, "samples": result.samples,
             "wall_time_s": result.wall_time_s, "stopped": result.stopped, "points": points,
             "best_coefficients": np.asarray(result.best).tolist(), "coefficient_abs_sum": float(np.abs(result.best).sum())}
 
 
-def ema_star_job(judge: Judge, cache: Path, demo: DemoConfig, train_seed: int, model: str,
+def ema_star_job(scorer: Scorer, cache: Path, demo: DemoConfig, train_seed: int, model: str,
                  eval_seeds: int) -> dict[str, Any]:
-    """EMA* at the window's end: the online EMA with the lowest search-noise FD_digits, scored like a search."""
-    from safetensors.torch import load_file
+    """EMA* at the window's end: the demo's (online and post-hoc EMAs raced on the search noise with the demo's
+    search objective, :func:`lcsc.demo.stages.ema_grid_scores`), scored like a search on check noise."""
+    from lcsc.demo.stages import ModelRun, ema_grid_scores, ema_star_choice, ema_state_named
 
-    run_dir, stack = _window(cache, train_seed, model, demo)
-    net = load_model(stack.paths[-1], judge.device)
-    nfe = demo.dm_nfe if model == "dm" else demo.cm_nfe
-    search: dict[str, float] = {}
-    states = {}
-    for h in demo.half_lives:
-        name = ema_name(half_life=h)
-        states[name] = load_file(str(run_dir / "ema" / name / f"ema-{demo.iterations:09d}.safetensors"))
-        search[name] = judge.scores(net, states[name], nfe, [train_seed], demo.search_samples)["digits"]
-    best = min(search, key=search.get)
-    held = judge.scores(net, states[best], nfe, held_out_seeds(train_seed, eval_seeds), demo.eval_samples)
-    return {"train_seed": train_seed, "model": model, "ema_star": best, "search_fd_digits": search, "held_out": held}
+    run = ModelRun(model, cache / f"demo-seed{train_seed}" / model, demo.dm_nfe if model == "dm" else demo.cm_nfe, 0.0)
+    grid = ema_grid_scores(run, demo, scorer, demo.iterations)
+    best, _ = ema_star_choice(demo, run.ema_finalists[demo.iterations])
+    net = load_model(run.run_dir / "last.safetensors", demo.device)
+    with protocol.deciding(f"search-efficiency EMA* seed{train_seed}-{model} held-out"):
+        held = scorer.space_scores(net, ema_state_named(run, best, demo.iterations), run.nfe,
+                                   _check_seeds(train_seed, eval_seeds), demo.eval_samples)
+    return {"train_seed": train_seed, "model": model, "ema_star": best, "ema_star_source": "lcsc.demo (online + "
+            "post-hoc, raced on search noise)", "search_grid": grid, "held_out": held, "held_out_noise": "decision",
+            "spaces": list(SPACES)}
 
 
-def posthoc_job(judge: Judge, cache: Path, work: Path, demo: DemoConfig, train_seed: int, model: str,
+def posthoc_job(scorer: Scorer, cache: Path, work: Path, demo: DemoConfig, train_seed: int, model: str,
                 method: Method, search_seed: int, eval_seeds: int, shrink: float = 0.5, top: int = 5) -> dict[str, Any]:
     """Two cheap remedies applied to a finished search, scored like it (held-out, every space):
 
@@ -188,8 +167,8 @@ def posthoc_job(judge: Judge, cache: Path, work: Path, demo: DemoConfig, train_s
       the search's nor a held-out one): a second noise draw, not a second space, so digits2 and digits3 stay unseen.
     """
     run_dir, stack = _window(cache, train_seed, model, demo)
-    merger = StackMerger(stack, device=judge.device)
-    net = load_model(stack.paths[-1], judge.device)
+    merger = StackMerger(stack, device=demo.device)
+    net = load_model(stack.paths[-1], demo.device)
     nfe = demo.dm_nfe if model == "dm" else demo.cm_nfe
     journal = Journal.load(work / f"seed{train_seed}-{model}-{method.name}-s{search_seed}" / "journal.jsonl")
     full = sorted((r for r in journal.records if r["stage"] == "full" and r["status"] != "failed"),
@@ -198,14 +177,19 @@ def posthoc_job(judge: Judge, cache: Path, work: Path, demo: DemoConfig, train_s
     a0, best = np.asarray(init["coefficients"]), np.asarray(full[0]["coefficients"])
     unique = list({r["hash"]: r for r in reversed(full)}.values())[::-1][:top]
     states = merger.merge_many(np.stack([a0 + shrink * (best - a0)] + [np.asarray(r["coefficients"]) for r in unique]))
-    second = [judge.scores(net, s, nfe, [train_seed], demo.search_samples)["digits2"] for s in states[1:]]
-    valid = [judge.scores(net, s, nfe, [VALIDATION_SEED_OFFSET + train_seed], demo.search_samples)["digits"]
-             for s in states[1:]]
-    pick, vpick = int(np.argmin(second)), int(np.argmin(valid))
-    seeds = held_out_seeds(train_seed, eval_seeds)
-    return {"train_seed": train_seed, "model": model, "method": method.name, "search_seed": search_seed,
-            "shrink": {"lambda": shrink, "held_out": judge.scores(net, states[0], nfe, seeds, demo.eval_samples)},
-            "select2": {"top": top, "picked_rank": pick, "search_digits2": second,
-                        "held_out": judge.scores(net, states[1 + pick], nfe, seeds, demo.eval_samples)},
-            "revalidate": {"top": top, "picked_rank": vpick, "validation_digits": valid,
-                           "held_out": judge.scores(net, states[1 + vpick], nfe, seeds, demo.eval_samples)}}
+    with protocol.deciding(f"search-efficiency remedies seed{train_seed}-{model}-{method.name}"):
+        second = [scorer.space_scores(net, s, nfe, [train_seed], demo.search_samples)["digits2"] for s in states[1:]]
+        valid = [scorer.space_scores(net, s, nfe, [VALIDATION_SEED_OFFSET + train_seed], demo.search_samples)
+                 ["digits"] for s in states[1:]]
+        pick, vpick = int(np.argmin(second)), int(np.argmin(valid))
+        seeds = _check_seeds(train_seed, eval_seeds)
+
+        def held(i: int) -> dict[str, float]:
+            return scorer.space_scores(net, states[i], nfe, seeds, demo.eval_samples)
+
+        return {"train_seed": train_seed, "model": model, "method": method.name, "search_seed": search_seed,
+                "held_out_noise": "decision", "spaces": list(SPACES),
+                "shrink": {"lambda": shrink, "held_out": held(0)},
+                "select2": {"top": top, "picked_rank": pick, "search_digits2": second, "held_out": held(1 + pick)},
+                "revalidate": {"top": top, "picked_rank": vpick, "validation_digits": valid,
+                               "held_out": held(1 + vpick)}}

@@ -7,7 +7,11 @@
   in each space, ``(baseline − method) / baseline``; a space is *unseen* when the method's objective never used it;
 - the best method is chosen on search-noise FD_digits at the maximum budget only (held-out scores only report);
 - sample efficiency = Alg. 1's maximum budget ÷ the evaluations a method needs for its mean held-out FD_digits to
-  reach Alg. 1's at that budget (None if it never does).
+  reach Alg. 1's at that budget (None if it never does);
+- the default search objective (:func:`objective_decision`), by a rule fixed before its results.
+
+These are decisions: they read results of decision seeds scored on check noise only, in decision spaces only
+(:func:`lcsc.protocol.check_decision_jobs` refuses anything else).
 """
 
 from __future__ import annotations
@@ -18,8 +22,15 @@ from typing import Any
 import numpy as np
 
 from lcsc.analysis.search_efficiency import SPACES
+from lcsc.protocol import check_decision_jobs
 
-__all__ = ["curves", "gains", "generalises", "matches", "best_method", "summary_line"]
+__all__ = ["curves", "gains", "generalises", "matches", "best_method", "summary_line", "objective_decision",
+           "OBJECTIVE_METHODS", "DEFAULT_OBJECTIVE"]
+
+# the objectives `lcsc demo` / `--objective auto` may default to, each searched by Algorithm 1 in the benchmark
+OBJECTIVE_METHODS = {"fd-digits": "alg1", "mean:fd-digits,fd-digits2": "alg1-mean12",
+                     "max:fd-digits,fd-digits2": "alg1-max12"}
+DEFAULT_OBJECTIVE = "mean:fd-digits,fd-digits2"
 
 
 def _point(job: dict, evals: int | None = None, init: bool = False) -> dict | None:
@@ -29,6 +40,7 @@ def _point(job: dict, evals: int | None = None, init: bool = False) -> dict | No
 
 def curves(jobs: list[dict]) -> dict[str, dict[str, list[dict]]]:
     """model → method → [{evals, samples, <space>_mean, <space>_std, search_digits}] over all seeds."""
+    check_decision_jobs(jobs, "search_summary.curves")
     by: dict[tuple, list[dict]] = defaultdict(list)
     for j in jobs:
         for p in j["points"]:
@@ -52,6 +64,7 @@ def unseen(job_or_spec: dict) -> list[str]:
 
 def gains(jobs: list[dict], ema: list[dict]) -> dict[str, dict[str, dict]]:
     """model → method → {per_seed: {seed: {space: gain}}, mean: {space: gain}, vs_init: {space: gain}}."""
+    check_decision_jobs([*jobs, *ema], "search_summary.gains")
     star = {(e["model"], e["train_seed"]): e["held_out"] for e in ema}
     acc: dict[tuple, dict] = defaultdict(lambda: defaultdict(list))
     init_acc: dict[tuple, dict] = defaultdict(lambda: defaultdict(list))
@@ -134,3 +147,28 @@ def summary_line(curves_: dict, gains_: dict, specs: dict[str, dict], baseline: 
                                for m in models if name in gains_.get(m, {})}
                         for name, spec in specs.items()},
     }
+
+
+def objective_decision(gains_: dict[str, dict[str, dict]], specs: dict[str, dict],
+                       default: str = DEFAULT_OBJECTIVE) -> dict[str, Any]:
+    """The default search objective, by a rule fixed before its results: an objective *qualifies* when its Alg. 1
+    method :func:`generalises` on every model; the default stays if it qualifies; otherwise the qualifying one with
+    the largest mean held-out FD3 gain over EMA* (FD3: unseen by every candidate) wins; if none qualifies, the one
+    with the largest mean FD3 gain. ``gains_`` must come from decision seeds on check noise (:func:`gains`)."""
+    models = sorted(gains_)
+    present = {o: m for o, m in OBJECTIVE_METHODS.items() if all(m in gains_[md] for md in models)}
+    if default not in present:
+        raise ValueError(f"the objective decision needs the default's method {OBJECTIVE_METHODS[default]!r} on "
+                         f"every model; present: {sorted(present.values())}")
+    ok = {o: all(generalises(gains_[md][m], unseen(specs[m]), list(specs[m]["objective"])) for md in models)
+          for o, m in present.items()}
+    fd3 = {o: float(np.mean([gains_[md][m]["mean"]["digits3"] for md in models])) for o, m in present.items()}
+    qualified = [o for o in present if ok[o]]
+    if ok[default]:
+        chosen, why = default, "the default qualifies"
+    elif qualified:
+        chosen, why = max(qualified, key=lambda o: fd3[o]), "the default does not qualify; the best qualifying FD3 gain"
+    else:
+        chosen, why = max(present, key=lambda o: fd3[o]), "no objective qualifies; the largest FD3 gain"
+    return {"chosen": chosen, "reason": why, "qualifies": ok, "mean_fd3_gain": {o: round(v, 4) for o, v in fd3.items()},
+            "methods": present}
