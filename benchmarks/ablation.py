@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lcsc.analysis.ablation import VARIANTS, AblationConfig, run_ablation, summarize, sweep_variants
+from lcsc.analysis.ablation import VARIANTS, AblationConfig, summarize, sweep_variants
+from lcsc.analysis.ablation_runs import run_ablation
 from lcsc.atomic import write_json, write_text
 from lcsc.errors import ConfigError, LCSCError
 from lcsc.report.plots import save_figure

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from lcsc.atomic import append_record, atomic_path, is_temp_file, remove_stale_temps, write_json
+from lcsc.atomic import append_record, atomic_path, is_temp_file, remove_stale_temps, write_json, write_text
 from lcsc.errors import DiskFullError, LCSCError
 from tests.faults import Killed, enospc, fail_writes_to, safetensors_enospc, temp_files
 
@@ -94,3 +97,29 @@ def test_a_failed_append_is_cut_back(tmp_path: Path, monkeypatch, on: str) -> No
     with open(log, "ab", buffering=0) as fh, pytest.raises(DiskFullError, match="log.jsonl: cannot write: no space"):
         append_record(fh.fileno(), b'{"step": 2, "loss": 0.5}\n', log)
     assert log.read_bytes() == b'{"step": 1}\n'
+
+
+def test_importing_lcsc_atomic_leaves_the_umask_alone() -> None:
+    """Reading the umask with os.umask sets it for a moment: a thread creating a file then gets the wrong mode."""
+    code = ("import os\ncalls = []\nreal = os.umask\nos.umask = lambda mask: calls.append(mask) or real(mask)\n"
+            "import lcsc.atomic\nfrom lcsc.atomic import write_text\nimport sys, tempfile\n"
+            "write_text(tempfile.mkdtemp() + '/f.txt', 'x')\nprint(calls)\nsys.exit(1 if calls else 0)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"os.umask called with {done.stdout.strip()} {done.stderr[-500:]}"
+
+
+@pytest.mark.parametrize("umask", [0o027, 0o002, 0o077])
+def test_written_files_get_the_mode_plain_open_gives(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        with open(tmp_path / "plain.txt", "w") as fh:
+            fh.write("x")
+        write_text(tmp_path / "atomic.txt", "x")
+        with atomic_path(tmp_path / "weights.safetensors", suffix=".safetensors") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(old)
+    want = stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
+    assert want == 0o666 & ~umask
+    for name in ("atomic.txt", "weights.safetensors"):
+        assert oct(stat.S_IMODE((tmp_path / name).stat().st_mode)) == oct(want), name

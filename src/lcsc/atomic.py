@@ -16,9 +16,9 @@ import errno
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -41,12 +41,11 @@ __all__ = [
     "write_text",
 ]
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
 _DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
-# tempfile.mkstemp(prefix=".NAME.", suffix=SUFFIX + ".tmp"): 8 random characters from [a-z0-9_].
+# .NAME.XXXXXXXX[SUFFIX].tmp: 8 random characters from [a-z0-9_] (as tempfile.mkstemp names them).
 _TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)?\.tmp$")
+_TEMP_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+_TEMP_TRIES = 100
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how Rust writers (safetensors) name the errno
 STALE_TEMP_AGE_S = 3600.0  # a temp file untouched this long in a shared folder belongs to a dead process
 _KEPT = "the previous file, if any, is unchanged; free some space and run again"
@@ -101,12 +100,9 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(target))
     with disk_full_as_error(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
-        os.close(fd)
-        tmp_path = Path(tmp)
+        tmp_path = _create_temp(target, suffix)
         try:
             yield tmp_path
-            os.chmod(tmp_path, 0o666 & ~_UMASK)
             with open(tmp_path, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp_path, target)
@@ -120,6 +116,22 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _create_temp(target: Path, suffix: str) -> Path:
+    """Create a new empty file ``.NAME.XXXXXXXX[SUFFIX].tmp`` beside ``target`` with mode 0o666 less the umask (what
+    a plain ``open(target, "w")`` gives; the kernel applies the umask, so it is never read or changed)."""
+    rng = random.SystemRandom()
+    for _ in range(_TEMP_TRIES):
+        name = f".{target.name}.{''.join(rng.choices(_TEMP_CHARS, k=8))}{suffix}.tmp"
+        path = target.parent / name
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return path
+    raise FileExistsError(errno.EEXIST, f"no free temporary file name after {_TEMP_TRIES} tries", str(target))
 
 
 def check_writable(path: str | os.PathLike, *, folder: bool = False) -> Path:

@@ -10,17 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from lcsc.analysis import VARIANTS, AblationConfig, iters_to_reach, summarize
+from lcsc.analysis import VARIANTS, AblationConfig, summarize
 from lcsc.analysis.ablation import sweep_variants
 from lcsc.errors import ConfigError
-
-
-def test_iters_to_reach_interpolates_the_first_crossing():
-    steps = [100, 200, 300, 400]
-    assert iters_to_reach(steps, [50, 40, 30, 20], 35) == pytest.approx(250)
-    assert iters_to_reach(steps, [50, 40, 30, 20], 20) == pytest.approx(400)
-    assert iters_to_reach(steps, [50, 40, 30, 20], 10) is None
-    assert iters_to_reach(steps, [50, 25, 30, 20], 30) == pytest.approx(100 + 100 * 20 / 25)  # first crossing
 
 
 def test_summarize_speedup_and_spread():
@@ -37,6 +29,9 @@ def test_summarize_speedup_and_spread():
     assert rows["fast"]["seeds_better"] == "2/2" and rows["slow"]["seeds_better"] == "0/2"
     mixed = summarize({"baseline": curves["baseline"], "mixed": {0: [9, 9, 9, 19], 1: [9, 9, 9, 23]}}, steps)
     assert mixed[1]["seeds_better"] == "1/2"
+    assert mixed[1]["iters_to_baseline_fd"] == 100 and mixed[1]["speedup"] == pytest.approx(4.0)  # reached at once
+    dip = summarize({"baseline": curves["baseline"], "dip": {0: [50, 15, 30, 20], 1: [52, 17, 32, 22]}}, steps)
+    assert dip[1]["iters_to_baseline_fd"] == pytest.approx(100 + 100 * 30 / 35)  # the first crossing of 21
 
 
 @pytest.mark.parametrize("kw", [dict(eval_every=0), dict(iterations=0), dict(iterations=-200), dict(eval_every=7)])

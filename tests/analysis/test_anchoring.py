@@ -8,25 +8,24 @@ from pathlib import Path
 
 import pytest
 
-from lcsc.analysis.anchoring import demo_rows, wins
+from lcsc.analysis.anchoring import decision_rows, wins
 from lcsc.demo.config import DemoConfig
+from lcsc.protocol import ProtocolError
 
 
-def _row(method: str, nfe: int, fd: float) -> dict:
-    return {"model": "DM", "method": method, "iteration": 3200, "nfe": nfe, "main": method in ("EMA*", "LCSC"),
-            "fd_mean": fd, "fd2_mean": fd / 10, "fd3_mean": fd / 100, "detail": ""}
+def test_wins_count_the_spaces_lower_than_ema_star():
+    def r(fd: float) -> dict:
+        return {"fd_mean": fd, "fd2_mean": fd / 10, "fd3_mean": fd / 100, "fd4_mean": 0.0}
+
+    rows = {"EMA*": r(100.0), "anchored + guard": r(90.0), "window only": r(110.0),
+            "shrink 0.5": {"fd_mean": 95.0, "fd2_mean": 10.5, "fd3_mean": 0.9}}
+    assert wins(rows) == {"anchored + guard": 3, "window only": 0, "shrink 0.5": 2}  # FD4 is never counted
+    assert wins({"anchored + guard": r(1.0)}) == {}
 
 
-def test_demo_rows_and_wins_against_ema_star():
-    report = {"rows": [_row("EMA*", 5, 100.0), _row("LCSC", 5, 90.0), _row("LCSC window only", 5, 110.0),
-                       _row("LCSC shrink 0.5", 5, 95.0), _row("EMA*", 10, 50.0), _row("LCSC", 10, 49.0),
-                       _row("LCSC", 800, 1.0)]}
-    rows = demo_rows(DemoConfig(), report, "dm")
-    assert rows["anchored + guard"]["fd_mean"] == 90.0 and rows["window only"]["fd_mean"] == 110.0
-    assert rows["EMA* @ NFE 10"]["fd_mean"] == 50.0 and rows["anchored (searched at 5) @ NFE 10"]["fd_mean"] == 49.0
-    assert "unguarded" not in rows  # no such row: the guard exported the search's best
-    at5 = {k: v for k, v in rows.items() if "10" not in k}
-    assert wins(at5) == {"anchored + guard": 3, "window only": 0, "shrink 0.5": 3}
+def test_decision_rows_refuse_a_report_seed(tmp_path: Path):
+    with pytest.raises(ProtocolError, match="training seed 5 is a report seed"):
+        decision_rows(tmp_path, DemoConfig(seed=5), {}, "dm", None, tmp_path / "w")
 
 
 def test_the_benchmark_refuses_a_report_seed(tmp_path: Path, capsys):

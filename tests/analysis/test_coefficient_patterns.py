@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -26,13 +25,20 @@ from lcsc.search.journal import Journal
 A = [-0.1, 0.2, -0.1, 1.0]
 
 
-def _journal(folder, steps, records):
-    j = Journal.create(folder / "journal.jsonl", {"version": 2, "steps": steps, "hashes": [f"h{s}" for s in steps],
+def _journal(folder, steps, records, hashes=None):
+    """A journal of (a, score, status[, stage]) records over ``steps`` (checkpoint hashes h<step> unless given)."""
+    j = Journal.create(folder / "journal.jsonl", {"version": 2, "steps": steps,
+                                                 "hashes": hashes or [f"h{s}" for s in steps],
                                                  "G": 1, "K": len(steps), "objective": {"direction": "minimize"}})
-    for i, (a, score, status) in enumerate(records):
-        j.append({"index": i, "candidate": i, "generation": 0, "stage": "full", "name": None,
+    for i, (a, score, status, *stage) in enumerate(records):
+        j.append({"index": i, "candidate": i, "generation": 0, "stage": stage[0] if stage else "full", "name": None,
                   "coefficients": [a], "score": score, "status": status, "samples": 10})
     return folder
+
+
+def _pearson_by_hand(a, b) -> float:
+    ca, cb = np.subtract(a, np.mean(a)), np.subtract(b, np.mean(b))
+    return float(ca @ cb / np.sqrt((ca @ ca) * (cb @ cb)))
 
 
 @pytest.fixture
@@ -65,22 +71,34 @@ def test_profiles():
         ema_star_profile(steps, "foo")
 
 
+B = [1.0, -0.1, 0.2, -0.1]  # A reversed: Pearson(A, B) = −0.49 / 0.81 (both centred on 0.25)
+C = [0.4, 0.3, 0.2, 0.1]  # Pearson(A, C) = −0.15 / √(0.81 · 0.05) = −√20 / 6
+
+
 def test_best_curve_and_correlation(search, tmp_path):
     s = load_search(search)
     assert s.coefficients == A and s.best_score == 1.5 and s.best_index == 1
     assert s.curve == [(1, 2.0), (2, 1.5), (3, 1.5), (4, 1.5)]
-    shutil.copytree(search, tmp_path / "copy")
+    # planted bests: each after a worse record that equals A, next to a better racing-only score that must not count
+    planted = _journal(tmp_path / "planted", [10, 20, 30, 40],
+                       [(A, 3.0, "ok"), (B, 1.0, "ok"), ([0.25] * 4, 2.0, "ok"), (A, 0.5, "ok", "race")])
+    refiled = _journal(tmp_path / "refiled", [10, 20, 30, 40], [(A, 2.0, "ok"), (C, 1.0, "ok")],
+                       hashes=["x1", "x2", "x3", "x4"])  # the same steps, other checkpoint files
     other = _journal(tmp_path / "other", [5, 10, 15, 20], [(A, 1.0, "ok")])
     report = {"ema_star": {"s1": {"40": "hl-10"}}}
-    data = coefficient_patterns([search, tmp_path / "copy", other], [10.0], report)
-    assert [c["pearson"] for c in data["correlations"]] == [pytest.approx(1.0)]
-    assert data["correlations"][0]["same_checkpoints"]
-    assert sum("different windows" in n for n in data["notes"]) == 2
+    data = coefficient_patterns([search, planted, refiled, other], [10.0], report)
+    assert [(c["a"], c["b"]) for c in data["correlations"]] == [("s1", "planted"), ("s1", "refiled"),
+                                                                ("planted", "refiled")]
+    assert [c["pearson"] for c in data["correlations"]] == [pytest.approx(-49 / 81), pytest.approx(-np.sqrt(20) / 6),
+                                                            pytest.approx(np.sqrt(20) / 6)]
+    assert _pearson_by_hand(A, B) == pytest.approx(-49 / 81) and _pearson_by_hand(A, C) == pytest.approx(-np.sqrt(20) / 6)
+    assert [c["same_checkpoints"] for c in data["correlations"]] == [True, False, False]
+    assert sum("different windows" in n for n in data["notes"]) == 3
     first = data["searches"][0]["stats"]
     assert first["negative_mass"] == pytest.approx(0.2) and first["effective_window"] == 3
     assert first["effective_window_steps"] == 30
     assert set(first["profiles"]) == {"ema-hl10", "ema*=hl-10"}
-    assert "no EMA* choice" in " ".join(data["notes"])  # "copy" and "other" have none
+    assert "no EMA* choice" in " ".join(data["notes"])  # "planted", "refiled" and "other" have none
 
 
 def test_missing_journal(tmp_path):
@@ -106,9 +124,21 @@ def real_search(tmp_path_factory):
     return search
 
 
+def _planted_twin(search, folder, coefficients):
+    """A search over the same checkpoints whose only (and so best) record is ``coefficients``."""
+    header = Journal.load(search / "journal.jsonl").header
+    j = Journal.create(folder / "journal.jsonl", header)
+    j.append({"index": 0, "candidate": 0, "generation": 0, "stage": "full", "name": None, "samples": 10,
+              "coefficients": [list(coefficients)] * header["G"], "score": 1.0, "status": "ok"})
+    return folder
+
+
 def test_cli_on_a_tiny_search(real_search, tmp_path, capsys):
-    twin = tmp_path / "twin"
-    shutil.copytree(real_search, twin)
+    best = load_search(real_search).coefficients
+    planted = best[::-1]  # the search's best pattern reversed in time
+    expected = _pearson_by_hand(best, planted)
+    assert abs(expected - 1.0) > 0.1  # the two can be told apart
+    twin = _planted_twin(real_search, tmp_path / "twin", planted)
     out = tmp_path / "out"
     assert main(["analyze", "coefficients", str(real_search), str(twin), "--ema-half-life", "10", "-o",
                  str(out)]) == 0
@@ -118,8 +148,10 @@ def test_cli_on_a_tiny_search(real_search, tmp_path, capsys):
     s = data["searches"][0]
     assert s["steps"] == [15, 20, 25, 30] and sum(s["coefficients"]) == pytest.approx(1.0)
     assert len(s["curve"]) >= 6 and s["curve"][-1][1] == s["best_score"]
-    assert data["correlations"][0]["pearson"] == pytest.approx(1.0)
-    assert "pearson(search, twin) = 1.000" in capsys.readouterr().out
+    assert data["searches"][1]["coefficients"] == pytest.approx(planted, abs=0)
+    assert data["correlations"][0]["pearson"] == pytest.approx(expected)
+    assert data["correlations"][0]["same_checkpoints"]
+    assert f"pearson(search, twin) = {expected:.3f}" in capsys.readouterr().out
     assert main(["analyze", "coefficients", str(tmp_path / "nothing"), "-o", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no journal.jsonl" in err[0]

@@ -45,9 +45,33 @@ def test_every_candidate_at_every_point(grid):
     for p in ("20", "30"):
         at = [r for r in grid["rows"] if r["point"] == int(p)]
         best = grid["best"][p]
-        assert best["by_search"] == min(at, key=lambda r: r["search_fd"])["candidate"]
         assert best["by_held_out"] == min(at, key=lambda r: r["held_out_fd"])["candidate"]
         assert best["agree"] == (best["by_search"] == best["by_held_out"])
+
+
+def test_every_search_score_and_best_equal_a_direct_fd_objective_on_the_files(run_dir, grid, one_thread):
+    """Each candidate's search FD, and so the best by search noise, recomputed without ema_grid: the online EMAs from
+    ema/hl-H/ema-<point>, the post-hoc ones from the stored power-EMA snapshot of that σ_rel at that point (an exact
+    profile). A candidate scored from another one's weights (or another point's) shows here."""
+    from lcsc.data import load_digits_data
+    from lcsc.metrics import reference_set
+    from lcsc.metrics.spaces import feature_space
+    from lcsc.models import load_model
+    from lcsc.objectives import FDObjective
+
+    digits = feature_space("digits")
+    objective = FDObjective(load_model(run_dir / "last.safetensors"), digits, reference_set(load_digits_data(), digits),
+                            num_samples=QUICK.samples, nfe=5, noise_seed=0)
+    for point in (20, 30):
+        files = {f"hl-{h}": run_dir / f"ema/hl-{h}/ema-{point:09d}.safetensors" for h in (2, 8)}
+        files |= {f"sigma-{s:.3f}": run_dir / f"phema/sigma-{s:.3f}/phema-{point:09d}.safetensors" for s in (0.05, 0.1)}
+        want = {name: objective.score(load_file(str(path))) for name, path in files.items()}
+        got = {r["candidate"]: r["search_fd"] for r in grid["rows"] if r["point"] == point}
+        assert got.keys() == want.keys()
+        for name in want:
+            assert got[name] == pytest.approx(want[name], rel=1e-9), (point, name)
+        assert len(set(want.values())) == len(want)  # no ties: the best is well defined
+        assert grid["best"][str(point)]["by_search"] == min(want, key=want.get)
 
 
 def test_search_fd_equals_a_direct_fd_objective(run_dir, grid, one_thread):

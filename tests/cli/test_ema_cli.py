@@ -77,11 +77,27 @@ def test_stored_sigma_rel_is_exact(run_dir, tmp_path):
     assert read_metadata(out)["step"] == "12" and float(read_metadata(out)["profile_error"]) == 0.0
 
 
-def test_half_life_inside_the_range(run_dir, tmp_path):
+def test_half_life_inside_the_range(run_dir, tmp_path, capsys):
     lo, hi = PosthocEMA.open(run_dir).half_life_range(ITERATIONS)
+    half_life = float(f"{(lo * hi) ** 0.5:.3f}")
     out = tmp_path / "hl.safetensors"
-    assert main(["ema", str(run_dir), "--half-life", f"{(lo * hi) ** 0.5:.3f}", "-o", str(out)]) == 0
-    assert float(read_metadata(out)["posthoc_half_life"]) == pytest.approx((lo * hi) ** 0.5, rel=1e-3)
+    assert main(["ema", str(run_dir), "--half-life", str(half_life), "-o", str(out)]) == 0
+    meta = read_metadata(out)
+    assert float(meta["posthoc_half_life"]) == pytest.approx(half_life, rel=1e-12)
+    # the online EMA's share on the initial weights, 0.5^(T/H), is left out of the target and the rest renormalised
+    share = 0.5 ** (ITERATIONS / half_life)
+    assert float(meta["posthoc_initial_share"]) == pytest.approx(share, rel=1e-12)
+    text = capsys.readouterr().out
+    assert f"without its {100 * share:.1f} % share on the initial weights, renormalised" in text
+    resolved = json.loads((tmp_path / "hl.config.json").read_text())
+    assert resolved["reconstruction"]["initial_share"] == pytest.approx(share, rel=1e-12)
+
+
+def test_half_life_help_says_what_the_target_is(capsys):
+    with pytest.raises(SystemExit):
+        main(["ema", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "without its share on the initial weights" in text and "renormalised" in text
 
 
 @pytest.mark.parametrize("args, message", [

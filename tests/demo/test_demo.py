@@ -10,23 +10,30 @@ import torch
 
 import lcsc.generate
 import lcsc.objectives.generative
+from lcsc import protocol
 from lcsc.cli.main import main
 from lcsc.demo import run as demo_run
+from lcsc.demo import scoring as demo_scoring
 from lcsc.demo.config import DemoConfig
 from lcsc.demo.report import REPORT_KEYS
 from lcsc.demo.scoring import check_seed_separation
 from lcsc.errors import ConfigError
-from lcsc.objectives.base import noise_fingerprint
+from lcsc.objectives.base import VALIDATION_SEED_OFFSET, noise_fingerprint
 
 
 class _NoiseRecorder:
-    """Records the noise of every sampling run (as a fingerprint) with the demo stage it happened in, and which
-    finalist scores EMA* was chosen from."""
+    """Records the noise of every sampling run (as a fingerprint) with the demo stage it happened in and the
+    protocol's decision context, every feature space built with its stage, and which finalist scores EMA* was chosen
+    from."""
 
     def __init__(self, monkeypatch) -> None:
         self.phase, self.draws, self.grid_finalists, self.chosen_from = "other", [], [], []
+        self.contexts, self.spaces = [], []
         for module in (lcsc.generate, lcsc.objectives.generative):
             monkeypatch.setattr(module, "draw_inputs", self._recording(module.draw_inputs))
+        build = demo_scoring.feature_space
+        monkeypatch.setattr(demo_scoring, "feature_space",
+                            lambda name, *a, **kw: (self.spaces.append((self.phase, name)), build(name, *a, **kw))[1])
         monkeypatch.setattr(demo_run, "ema_grid_scores", self._phase("grid", demo_run.ema_grid_scores))
         monkeypatch.setattr(demo_run, "lcsc_search", self._phase("search", demo_run.lcsc_search))
         choice = demo_run.ema_star_choice
@@ -38,6 +45,7 @@ class _NoiseRecorder:
             clone = torch.Generator()
             clone.set_state(g.get_state())
             self.draws.append((self.phase, noise_fingerprint(clone)))
+            self.contexts.append((self.phase, protocol.decision_context()))
             return fn(config, n, g, **kw)
         return draw
 
@@ -53,14 +61,53 @@ class _NoiseRecorder:
         return wrapped
 
 
+def protocol_violations(recorder: _NoiseRecorder, cfg: DemoConfig) -> list[str]:
+    """What a demo run did against the protocol: decision stages (EMA* grid, LCSC search) sampling anything but
+    search / validation noise, or outside a protocol decision context, or building a report-only space; held-out
+    rows not on report noise; FD4 never scored."""
+    noise, out = check_seed_separation(cfg), []
+    validation = noise_fingerprint(torch.Generator().manual_seed(cfg.seed + VALIDATION_SEED_OFFSET))
+    report = {noise_fingerprint(torch.Generator().manual_seed(s)) for s in protocol.held_out_seeds(cfg.seed, 8)}
+    chosen_on = {fp for phase, fp in recorder.draws if phase in ("grid", "search")}
+    if not chosen_on or not chosen_on <= noise["search"] | {validation}:
+        out.append("a decision stage sampled noise other than the search / validation noise")
+    if chosen_on & report:
+        out.append("a decision stage sampled report noise")
+    if any(phase in ("grid", "search") and ctx is None for phase, ctx in recorder.contexts):
+        out.append("a decision stage ran outside protocol.deciding()")
+    if any(phase != "other" and name in protocol.REPORT_SPACES for phase, name in recorder.spaces):
+        out.append("a decision stage built a report-only space")
+    reported_on = {fp for phase, fp in recorder.draws if phase == "other"}
+    if not noise["held_out"] <= reported_on or not noise["held_out"] <= report:
+        out.append("the held-out rows are not on report noise")
+    if ("other", "digits4") not in recorder.spaces:
+        out.append("the report-only space FD4 was never scored")
+    return out
+
+
+def test_protocol_violations_catch_a_deliberate_leak(monkeypatch):
+    """The checker itself can fail: a grid that sampled report noise and a search that built FD4 are both caught."""
+    cfg = DemoConfig.quick()
+    rec = _NoiseRecorder.__new__(_NoiseRecorder)
+    search_fp = noise_fingerprint(torch.Generator().manual_seed(cfg.seed))
+    held = [noise_fingerprint(torch.Generator().manual_seed(s)) for s in protocol.held_out_seeds(cfg.seed, 2)]
+    rec.draws = [("grid", search_fp), ("search", search_fp), *[("other", h) for h in held]]
+    rec.contexts = [("grid", "EMA* grid"), ("search", "LCSC search"), ("other", None)]
+    rec.spaces = [("other", "digits"), ("other", "digits4")]
+    assert protocol_violations(rec, cfg) == []
+    rec.draws.append(("grid", held[0]))
+    rec.spaces.append(("search", "digits4"))
+    rec.contexts.append(("search", None))
+    assert protocol_violations(rec, cfg) == [
+        "a decision stage sampled noise other than the search / validation noise",
+        "a decision stage sampled report noise", "a decision stage ran outside protocol.deciding()",
+        "a decision stage built a report-only space"]
+
+
 def test_quick_demo_writes_a_complete_report(tmp_path, capsys, monkeypatch):
     out, recorder = tmp_path / "demo", _NoiseRecorder(monkeypatch)
     assert main(["demo", "--quick", "-o", str(out)]) == 0
-    noise = check_seed_separation(DemoConfig.quick())
-    chosen_on = {fp for phase, fp in recorder.draws if phase in ("grid", "search")}
-    assert chosen_on and chosen_on <= noise["search"], "EMA* and LCSC must be chosen on search noise only"
-    reported_on = {fp for phase, fp in recorder.draws if phase == "other"}
-    assert noise["held_out"] <= reported_on and not noise["held_out"] & chosen_on
+    assert protocol_violations(recorder, DemoConfig.quick()) == []
     assert recorder.chosen_from and all(any(c is g for g in recorder.grid_finalists) for c in recorder.chosen_from)
     printed = capsys.readouterr().out
     assert "LCSC" in printed and "EMA*" in printed
@@ -102,12 +149,14 @@ def test_quick_demo_writes_a_complete_report(tmp_path, capsys, monkeypatch):
     for d in payload["ema_grid_scores"].values():  # online EMAs and post-hoc σ_rel grid at every point
         assert all(len(s) == len(cfg.half_lives) + len(cfg.sigma_rels) for s in d.values())
     lcsc = [r for r in rows if r["method"] == "LCSC" and r["main"]]
-    assert all(set(r["initial"]) == {"fd_mean", "fd2_mean", "fd3_mean"} for r in lcsc)
     md = (report / "report.md").read_text()
+    assert all(set(r["initial"]) == {"fd_mean", "fd2_mean", "fd3_mean", "fd4_mean"} for r in lcsc)
+    assert all(isinstance(r["fd4_mean"], float) and math.isfinite(r["fd4_mean"]) for r in rows)
+    assert "FD4 (report-only" in md
     assert md.count("Held-out gain: FD_digits (searched)") == 2 and "FD3 (never searched)" in md
     assert "FD2 (searched)" in md  # the default objective is the mean of FD_digits and FD2
     assert "| DM | LCSC | 160 | 5 |" in md and "| DM | LCSC | 640 | 5 |" in md and "## Time per stage" in md
-    assert md.count("| CM (CT) | EMA |") == 3 and md.count("| CM (CT) | LCSC | FD") == 3  # main table; NFE table
+    assert md.count("| CM (CT) | EMA |") == 3 and md.count("| CM (CT) | LCSC | FD") == 4  # NFE table: FD_digits, FD2, FD3, FD4
     assert "Training cost: EMA\\* first reaches" in md and "NFE: EMA\\* at the end of training" in md
     for name in ("fd_vs_iteration.png", "fd_vs_nfe.png", "ema_grid.png"):
         assert (report / name).stat().st_size > 0
@@ -143,7 +192,7 @@ def test_demo_search_noise_never_meets_held_out_noise(monkeypatch):
         for cfg in (DemoConfig(seed=seed), DemoConfig.quick(seed=seed)):
             noise = check_seed_separation(cfg)
             assert len(noise["held_out"]) == cfg.eval_seeds and not noise["search"] & noise["held_out"]
-    monkeypatch.setattr("lcsc.protocol.HELD_OUT_SEED_OFFSET", 2**32)  # another integer, the same noise
+    monkeypatch.setattr("lcsc.protocol.REPORT_NOISE_OFFSET", 2**32)  # another integer, the same noise
     with pytest.raises(ConfigError, match="draws the same noise as a search seed"):
         check_seed_separation(DemoConfig())
 

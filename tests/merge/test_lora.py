@@ -21,7 +21,15 @@ from lcsc.merge.lora import (
     concatenate_adapters,
     save_adapter,
 )
-from tests.merge.lora_helpers import explicit_delta, write_adapter
+from tests.merge.lora_helpers import (
+    CURRENT_RULE,
+    LEGACY_RULE,
+    TRICKY_SHAPES,
+    explicit_delta,
+    make_tricky_adapters,
+    peft_rank,
+    write_adapter,
+)
 
 # module → (weight shape (out, in[, kh, kw]))
 SHAPES = {"blocks.0.attn.to_q": (6, 5), "blocks.0.attn.to_out.0": (5, 6), "blocks.1.conv": (4, 3, 3, 3)}
@@ -112,10 +120,53 @@ def test_concatenated_adapter_is_exact_and_rereads(tmp_path: Path) -> None:
     assert tensors["base_model.model.blocks.1.conv.lora_A.weight"].shape == (10, 3, 3, 3)
     # to_q has rank 1 in the third adapter: total 2 + 5 + 1 = 8; the others 2 + 5 + 3 = 10
     assert config["r"] == config["lora_alpha"] == 10 and not config["use_rslora"]
-    assert config["rank_pattern"] == config["alpha_pattern"] == {r"^blocks\.0\.attn\.to_q": 8}
     assert config["target_modules"] == sorted(SHAPES)
+    _assert_close(_by_hand(tensors, config), _combined(deltas, A_COEFFS))
     out = save_adapter(tmp_path / "merged", tensors, config, {"lcsc_steps": "[100, 200, 300]"})
     _assert_close(read_adapter(out).delta_state(), _combined(deltas, A_COEFFS))
+
+
+def _by_hand(tensors: dict[str, torch.Tensor], config: dict) -> dict[str, torch.Tensor]:
+    """ΔW = (α/r)·B·A of every module of a written adapter, with r and α as peft resolves them (both rules must
+    agree, and r must be the factors' rank), computed without lcsc's reader."""
+    out = {}
+    for key, A in tensors.items():
+        if ".lora_A." not in key:
+            continue
+        name = key.removeprefix("base_model.model.").removesuffix(".lora_A.weight")
+        ranks = {peft_rank(config, name, rule) for rule in (LEGACY_RULE, CURRENT_RULE)}
+        alphas = {peft_rank(config, name, rule, "alpha_pattern") for rule in (LEGACY_RULE, CURRENT_RULE)}
+        assert ranks == {A.shape[0]} and len(alphas) == 1, (name, ranks, alphas, A.shape)
+        B = tensors[key.replace(".lora_A.", ".lora_B.")]
+        out[f"{name}.weight"] = explicit_delta(A, B, alphas.pop(), ranks.pop())
+    return out
+
+
+def test_concatenated_pattern_keys_select_each_module_under_old_and_new_peft(tmp_path: Path) -> None:
+    """A top-level module whose name ends a nested one, and a full name that is a dotted suffix of another: each
+    module gets its own rank and α from the keys under the pattern rule of peft < 0.15 and of later releases."""
+    deltas = make_tricky_adapters(tmp_path / "run")
+    aset = AdapterSet.open(tmp_path / "run")
+    coeffs = np.array([0.7, 0.3])
+    tensors, config = concatenate_adapters(aset.adapters, coeffs)
+    want = {"conv_in": 3, "blocks.0.attn.to_q": 5, "down.conv_in": 4, "blocks.0.attn.to_k": 4,
+            "x.blocks.0.attn.to_q": 4}
+    assert {n: tensors[f"base_model.model.{n}.lora_A.weight"].shape[0] for n in TRICKY_SHAPES} == want
+    assert config["r"] == 4 and not any(k.startswith("^") for k in config["rank_pattern"])
+    for name, rank in want.items():
+        for rule in (LEGACY_RULE, CURRENT_RULE):
+            assert peft_rank(config, name, rule) == rank, (name, rule)
+            assert peft_rank(config, name, rule, "alpha_pattern") == rank, (name, rule)
+    _assert_close(_by_hand(tensors, config), _combined(deltas, coeffs))
+    out = save_adapter(tmp_path / "merged", tensors, config)
+    _assert_close(read_adapter(out).delta_state(), _combined(deltas, coeffs))
+
+
+def test_pattern_keys_refuse_a_top_level_name_no_key_can_select_alone() -> None:
+    from lcsc.merge.lora_patterns import pattern_keys
+
+    with pytest.raises(CheckpointError, match=r"module 'x\.aab': .*legacy peft rule \(it would get 3, not rank 4\)"):
+        pattern_keys({"a+b": 3, "x.aab": 4, "c": 4}, 4)  # the key "a+b" is a regex matching "aab"
 
 
 def test_group_coefficients_apply_per_layer(tmp_path: Path) -> None:

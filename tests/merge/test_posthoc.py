@@ -163,6 +163,39 @@ def test_exponential_target_matches_the_step_by_step_sum():
         assert norm2 == pytest.approx(float(q @ q), rel=1e-10)
 
 
+def _online_ema_weights(steps: int, half_life: float) -> np.ndarray:
+    """The weights θ̄_T = Σ_{s=0}^{T} w_s θ_s of an online EMA started at θ̄_0 = θ_0, by running its update
+    θ̄_t = β θ̄_{t−1} + (1 − β) θ_t (β = 0.5^(1/H)) on one-hot iterates."""
+    beta, w = 0.5 ** (1 / half_life), np.zeros(steps + 1)
+    w[0] = 1.0
+    for t in range(1, steps + 1):
+        w *= beta
+        w[t] += 1 - beta
+    return w
+
+
+def test_half_life_target_is_the_online_ema_without_its_initial_share_renormalised(ph):
+    """At H = 1280 and step 800 the online EMA keeps 0.5^(800/1280) = 64.8 % on the initial weights, which
+    snapshots cannot hold: the target is its weights on iterates 1..T divided by (1 − that share), summing to 1."""
+    steps, half_life = 800, 1280.0
+    w = _online_ema_weights(steps, half_life)
+    assert w.sum() == pytest.approx(1.0, abs=1e-12)
+    share = posthoc_mod.initial_weights_share(steps, half_life)
+    assert share == pytest.approx(w[0], rel=1e-12) and share == pytest.approx(0.6484, abs=1e-4)
+    q = w[1:] / (1 - share)  # the profile the code must build
+    t, g = np.array([200.0, 500.0, 800.0]), np.array([0.0, 6.94, 16.97])
+    b, norm2 = exponential_inner(t, g, steps, half_life)
+    brute = np.array([q @ np.diff(power_cdf(ti, gi, np.arange(steps + 1.0))) for ti, gi in zip(t, g)])
+    np.testing.assert_allclose(b, brute, rtol=1e-9)
+    assert norm2 == pytest.approx(float(q @ q), rel=1e-9)
+    # against the uniform profile over (0, T] (density 1/T) the inner product is Σ_s q_s / T: the weights sum to 1
+    assert float(exponential_inner(np.array([800.0]), np.zeros(1), steps, half_life)[0][0]) * steps == \
+        pytest.approx(1.0, rel=1e-9)
+    rec = ph.coefficients(STEPS, half_life=300)
+    assert rec.initial_share == pytest.approx(0.5 ** (STEPS / 300), rel=1e-12)
+    assert ph.coefficients(STEPS, sigma_rel=0.07).initial_share is None
+
+
 def test_discrete_power_weights_are_the_profile_integrated_over_each_step():
     ema_weights = lambda s, T, g: (s ** (g + 1) - (s - 1) ** (g + 1)) / T ** (g + 1)  # noqa: E731
     s = np.arange(1, 101, dtype=np.float64)

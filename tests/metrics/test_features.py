@@ -45,6 +45,30 @@ def test_digits3_is_a_third_independent_space(digits):
     assert (resid ** 2).sum() / (centred[200:] ** 2).sum() > 0.05
 
 
+def test_digits4_is_a_report_only_space_of_another_architecture_family(digits):
+    from torch import nn
+
+    from lcsc import protocol
+    from lcsc.metrics.digits_features import DIGITS_SPECS as SPECS
+
+    d = digits_features("digits4")
+    assert "digits4" in protocol.REPORT_SPACES and "digits4" not in protocol.DECISION_SPACES
+    assert d.held_out_accuracy >= 0.95
+    assert not any(isinstance(m, nn.Conv2d) for m in d.net.modules())  # not a CNN: attention over 2×2 patches
+    assert any(isinstance(m, nn.MultiheadAttention) for m in d.net.modules())
+    others = {SPECS[s] for s in protocol.DECISION_SPACES}
+    assert SPECS["digits4"].split_seed not in {o.split_seed for o in others}  # its own split
+    assert SPECS["digits4"].optimizer not in {o.optimizer for o in others}  # and its own recipe
+    f4 = d(digits.images[:300]).numpy()
+    assert f4.shape == (300, 48) and np.isfinite(f4).all()
+    for s in protocol.DECISION_SPACES:  # not a linear copy of any decision space
+        fo = digits_features(s)(digits.images[:300]).numpy()
+        centred = f4 - f4.mean(0)
+        coef, *_ = np.linalg.lstsq(np.c_[fo, np.ones(300)][:200], centred[:200], rcond=None)
+        resid = centred[200:] - np.c_[fo, np.ones(300)][200:] @ coef
+        assert (resid ** 2).sum() / (centred[200:] ** 2).sum() > 0.05, s
+
+
 def test_digits_nets_are_cached_and_reused(tmp_path):
     first = digits_features("digits2", cache_dir=tmp_path)
     path = first.weights_path
@@ -103,7 +127,7 @@ def test_inception_features_sanity():
     assert not f.has_logits
 
 
-@pytest.mark.parametrize("space", ["digits", "digits2", "digits3"])
+@pytest.mark.parametrize("space", ["digits", "digits2", "digits3", "digits4"])
 def test_fd_grows_as_noise_is_added_to_real_images(digits, space):
     from lcsc.metrics import evaluate_images
 

@@ -42,7 +42,6 @@ def test_consistency_boundary_condition():
 
 
 def test_diffusers_unet_preset_forward():
-    pytest.importorskip("diffusers")
     model = build_model(ModelConfig(backbone="unet32", in_channels=3, resolution=32)).eval()
     assert 30e6 < count_parameters(model) < 40e6
     with torch.no_grad():

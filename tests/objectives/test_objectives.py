@@ -83,3 +83,11 @@ def test_noise_guard_compares_the_noise_not_the_seed_integers() -> None:
     with pytest.raises(ConfigError, match="validation noise .* identical to the held-out noise"):
         check_noise_separation(aliased_validation)
     check_noise_separation(_Sampler(noise_seed=7))
+
+
+@pytest.mark.parametrize("name", ["fd-digits4", "kid-digits4", "mean:fd-digits,fd-digits4", "max:fd-digits4,fd-digits"])
+def test_a_report_only_space_is_never_a_search_objective(name, tmp_path):
+    from lcsc.objectives.builtin import builtin_objective
+
+    with pytest.raises(ConfigError, match="digits4 is a report-only space"):
+        builtin_objective(tmp_path / "no-checkpoints-needed", name)

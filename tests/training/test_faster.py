@@ -207,12 +207,15 @@ def test_minsnr_bad_gamma(gamma):
 
 
 def test_clts_and_minsnr_inside_ddpm_loss():
+    """The loss is mean_i w_i ‖ε_θ(x_t_i, t_i) − ε_i‖² / d with w = min(SNR(t), γ)/SNR(t) for ε-prediction (Hang et al.
+    2023, Eq. 7), SNR = ᾱ/(1 − ᾱ) of the linear β schedule 1e-4…0.02: the reference is rebuilt from those formulas,
+    not from MinSNRWeighting."""
     torch.manual_seed(0)
     schedule = NoiseSchedule(num_train_timesteps=T)
     sampler, weighting = CLTSSampler(T, total_steps=40, target=10), MinSNRWeighting(5.0)
     loss_fn = DDPMLoss(schedule, timesteps=sampler, weighting=weighting)
     model = build_model(ModelConfig(kind="dm", channels=8))
-    x0 = torch.randn(4, 1, 8, 8)
+    x0 = torch.randn(16, 1, 8, 8)
     gen = _gen(3)
     state = gen.get_state()
     loss, info = loss_fn(model, x0, None, gen, step=5)
@@ -221,11 +224,16 @@ def test_clts_and_minsnr_inside_ddpm_loss():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
     gen.set_state(state)
-    ac = schedule.alphas_cumprod().float()
-    t = sampler(4, T, gen, torch.device("cpu"), 5)
+    ac = _linear_alphas_cumprod()  # float64, from the β formula
+    torch.testing.assert_close(schedule.alphas_cumprod().double(), ac, rtol=1e-6, atol=0)
+    t = sampler(16, T, gen, torch.device("cpu"), 5)
     noise = torch.randn(x0.shape, generator=gen)
-    a = ac[t].view(-1, 1, 1, 1)
+    a = ac[t].float().view(-1, 1, 1, 1)
     with torch.no_grad():
-        eps = model(a.sqrt() * x0 + (1 - a).sqrt() * noise, t.float(), None)
-    manual = ((eps - noise) ** 2).flatten(1).mean(1) * weighting(t, ac)
-    assert torch.allclose(loss.detach(), manual.mean(), rtol=1e-5, atol=1e-7)
+        mse = ((model(a.sqrt() * x0 + (1 - a).sqrt() * noise, t.float(), None) - noise) ** 2).flatten(1).mean(1)
+    snr = ac[t] / (1 - ac[t])
+    w = torch.minimum(snr, torch.tensor(5.0, dtype=torch.float64)) / snr
+    assert bool((w < 0.9).any()) and bool((w == 1).any())  # both regimes drawn: a weighting bug shows
+    want = float((mse.double() * w).mean())
+    assert float(loss.detach()) == pytest.approx(want, rel=1e-4)
+    assert abs(float(mse.mean()) - want) > 1e-2 * want  # the unweighted mean is far from it

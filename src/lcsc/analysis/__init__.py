@@ -1,5 +1,6 @@
 """Analysis: ablations and the figures that explain them."""
 
-from lcsc.analysis.ablation import VARIANTS, AblationConfig, Variant, iters_to_reach, run_ablation, summarize
+from lcsc.analysis.ablation import VARIANTS, AblationConfig, Variant, summarize
+from lcsc.analysis.ablation_runs import run_ablation
 
-__all__ = ["VARIANTS", "AblationConfig", "Variant", "iters_to_reach", "run_ablation", "summarize"]
+__all__ = ["VARIANTS", "AblationConfig", "Variant", "run_ablation", "summarize"]

@@ -6,16 +6,15 @@ the baseline needs to reach its final FD ÷ the iterations a variant needs to re
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lcsc.demo.headlines import crossing
 from lcsc.errors import ConfigError
 
-__all__ = ["Variant", "VARIANTS", "AblationConfig", "iters_to_reach", "summarize", "sweep_variants"]
+__all__ = ["Variant", "VARIANTS", "AblationConfig", "summarize", "sweep_variants"]
 
 
 @dataclass(frozen=True)
@@ -82,32 +81,21 @@ class AblationConfig:
         return dataclasses.asdict(self)
 
 
-def iters_to_reach(steps: list[int] | np.ndarray, fds: list[float] | np.ndarray, target: float) -> float | None:
-    """First iteration at which the FD curve reaches ``target`` (linear between evaluations); None if never."""
-    steps, fds = np.asarray(steps, dtype=float), np.asarray(fds, dtype=float)
-    hits = np.nonzero(fds <= target)[0]
-    if not len(hits):
-        return None
-    i = int(hits[0])
-    if i == 0:
-        return float(steps[0] * min(1.0, target / fds[0])) if fds[0] > 0 else float(steps[0])
-    x0, x1, y0, y1 = steps[i - 1], steps[i], fds[i - 1], fds[i]
-    return float(x0 + (x1 - x0) * (y0 - target) / (y0 - y1)) if y0 != y1 else float(x1)
-
-
 def summarize(curves: dict[str, dict[int, list[float]]], steps: tuple[int, ...]) -> list[dict[str, Any]]:
     """Rows ``variant, final_fd_mean, final_fd_std, iters_to_baseline_fd, speedup`` (+ ``within_spread``, and
     ``seeds_better``: on how many training seeds the variant's final FD is below the baseline's with that seed).
 
-    ``curves[variant][seed] = FD at each of ``steps``; the seed-mean curve is used for crossings."""
+    ``curves[variant][seed] = FD at each of ``steps``; the seed-mean curve is used for crossings
+    (:func:`lcsc.demo.headlines.crossing`: linear between evaluations, the first step when already reached there)."""
     mean = {v: np.mean(np.asarray(list(c.values())), axis=0) for v, c in curves.items()}
     finals = {v: np.asarray(list(c.values()))[:, -1] for v, c in curves.items()}
     base = mean["baseline"]
     target = float(base[-1])
-    base_iters = iters_to_reach(steps, base, target)
+    xs = [float(s) for s in steps]
+    base_iters = crossing(xs, [float(y) for y in base], target).x
     rows = []
     for v in curves:
-        it = iters_to_reach(steps, mean[v], target)
+        it = crossing(xs, [float(y) for y in mean[v]], target).x
         spread = float(finals[v].std() + finals["baseline"].std())
         paired = [s for s in curves[v] if s in curves["baseline"]]
         wins = sum(curves[v][s][-1] < curves["baseline"][s][-1] for s in paired)
@@ -118,17 +106,3 @@ def summarize(curves: dict[str, dict[int, list[float]]], steps: tuple[int, ...])
                      "fd_curve_mean": [float(x) for x in mean[v]]})
     return rows
 
-
-def run_ablation(cfg: AblationConfig, out: str | Path, *, progress: bool = True,
-                 on_run: Callable[[str, int, list[float]], None] | None = None) -> dict[str, dict[int, list[float]]]:
-    """Train every variant × seed into ``out/<variant>/seed-<s>`` (resumable) and return the FD curves."""
-    from lcsc.analysis.ablation_runs import train_and_score
-
-    curves: dict[str, dict[int, list[float]]] = {}
-    for variant in cfg.variants:
-        for seed in cfg.seeds:
-            fds = train_and_score(variant, seed, cfg, Path(out), progress)
-            curves.setdefault(variant.name, {})[seed] = fds
-            if on_run:
-                on_run(variant.name, seed, fds)
-    return curves

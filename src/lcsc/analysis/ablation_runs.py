@@ -1,8 +1,9 @@
-"""One ablation run: train the digits DM with a variant's recipe, score its EMA snapshots on held-out noise."""
+"""Ablation runs: train the digits DM with each variant's recipe and seed, score its EMA snapshots on held-out noise."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from safetensors.torch import load_file
@@ -17,7 +18,7 @@ from lcsc.objectives.base import HELD_OUT_SEED_OFFSET
 from lcsc.training import OptimConfig, RecordConfig, TrainConfig, Trainer
 from lcsc.training.ema import ema_name
 
-__all__ = ["train_and_score", "variant_config"]
+__all__ = ["run_ablation", "train_and_score", "variant_config"]
 
 
 def variant_config(variant: Variant, seed: int, cfg: AblationConfig) -> TrainConfig:
@@ -52,3 +53,16 @@ def train_and_score(variant: Variant, seed: int, cfg: AblationConfig, out: Path,
         images = generate(model, cfg.eval_samples, HELD_OUT_SEED_OFFSET, nfe=cfg.eval_nfe, device=cfg.device)
         fds.append(ref.frechet.distance(GaussianStats.from_features(features(images))))
     return fds
+
+
+def run_ablation(cfg: AblationConfig, out: str | Path, *, progress: bool = True,
+                 on_run: Callable[[str, int, list[float]], None] | None = None) -> dict[str, dict[int, list[float]]]:
+    """Train every variant × seed into ``out/<variant>/seed-<s>`` (resumable) and return the FD curves."""
+    curves: dict[str, dict[int, list[float]]] = {}
+    for variant in cfg.variants:
+        for seed in cfg.seeds:
+            fds = train_and_score(variant, seed, cfg, Path(out), progress)
+            curves.setdefault(variant.name, {})[seed] = fds
+            if on_run:
+                on_run(variant.name, seed, fds)
+    return curves

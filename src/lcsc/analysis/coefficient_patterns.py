@@ -23,8 +23,10 @@ import numpy as np
 
 from lcsc.errors import ConfigError
 from lcsc.merge.profiles import power_cdf
+from lcsc.objectives.base import direction_sign
 from lcsc.search import ema_coefficients, half_life_to_rate
 from lcsc.search.journal import Journal
+from lcsc.search.ranking import FULL, best_full_record
 from lcsc.training.phema import sigma_rel_to_gamma
 
 __all__ = ["SearchPattern", "load_search", "negative_mass", "effective_window", "participation",
@@ -50,25 +52,24 @@ class SearchPattern:
 
 
 def _best_record(journal: Journal, direction: str) -> dict[str, Any]:
-    ok = [r for r in journal.records if r.get("stage") == "full" and r.get("status") == "ok"
-          and r.get("score") is not None]
-    if not ok:
+    ok = [r for r in journal.records if r.get("status") == "ok"]
+    best = best_full_record(ok, direction)
+    if best is None:
         raise ConfigError(f"{journal.path}: holds no successful full-count evaluation")
     reval = journal.find_meta("revalidation")
-    if reval is not None:
+    if reval is not None and reval.get("picked") is not None:  # None: every validation score failed
         picked = reval["candidates"][reval["picked"]]
-        hit = [r for r in ok if r["candidate"] == picked]
+        hit = [r for r in ok if r["candidate"] == picked and r.get("stage") == FULL and r.get("score") is not None]
         if hit:
             return hit[0]
-    sign = 1.0 if direction == "minimize" else -1.0
-    return min(ok, key=lambda r: (sign * r["score"], r["index"]))
+    return best
 
 
 def _curve(journal: Journal, direction: str) -> list[tuple[int, float]]:
     """Best full-count score so far after each evaluation (records in journal order)."""
-    sign, best, out = (1.0 if direction == "minimize" else -1.0), None, []
+    sign, best, out = direction_sign(direction), None, []
     for n, r in enumerate((r for r in journal.records if r.get("status") != "cached"), start=1):
-        ok = r.get("stage") == "full" and r.get("status") == "ok" and r.get("score") is not None
+        ok = r.get("stage") == FULL and r.get("status") == "ok" and r.get("score") is not None
         if ok and (best is None or sign * r["score"] < sign * best):
             best = float(r["score"])
         if best is not None:

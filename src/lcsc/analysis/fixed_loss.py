@@ -22,9 +22,15 @@ from lcsc.models import load_model
 from lcsc.models.build import read_data_info, read_model_config
 
 __all__ = ["TIMESTEP_CHOICES", "FixedLoss", "find_train_config", "load_checkpoint", "check_same_architecture",
-           "make_fixed_loss", "interpolate_states"]
+           "make_fixed_loss", "interpolate_states", "checkpoint_label"]
 
 TIMESTEP_CHOICES = ("uniform", "clts")
+
+
+def checkpoint_label(path: str | Path) -> str:
+    """A checkpoint's short name in plots and tables: ``<folder>/<file stem>``."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.stem}"
 
 
 def find_train_config(ckpt: str | Path, levels: int = 4) -> dict | None:

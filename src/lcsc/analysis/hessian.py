@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lcsc.analysis.fixed_loss import FixedLoss, load_checkpoint, make_fixed_loss
+from lcsc.analysis.fixed_loss import FixedLoss, checkpoint_label, load_checkpoint, make_fixed_loss
 from lcsc.errors import ConfigError
 
 __all__ = ["HessianEigs", "HessianResult", "make_hvp", "top_hessian_eigs", "analyze_hessian", "plot_hessian",
@@ -128,11 +128,6 @@ def analyze_hessian(checkpoints: Sequence[str | Path], *, k: int = 5, batch: int
     return HessianResult(entries, settings)
 
 
-def _label(path: str) -> str:
-    p = Path(path)
-    return f"{p.parent.name}/{p.stem}"
-
-
 def plot_hessian(result: HessianResult):
     """Eigenvalues per checkpoint: one column of markers per checkpoint, λ₁ highlighted."""
     import matplotlib
@@ -146,7 +141,7 @@ def plot_hessian(result: HessianResult):
         ax.scatter([i] * len(vals), vals, marker="_", s=400, color="C0")
         if vals:
             ax.scatter([i], [vals[0]], marker="o", color="C3", zorder=3, label="λ₁" if i == 0 else None)
-    ax.set_xticks(range(len(result.entries)), [_label(e.checkpoint) for e in result.entries], rotation=20,
+    ax.set_xticks(range(len(result.entries)), [checkpoint_label(e.checkpoint) for e in result.entries], rotation=20,
                   ha="right", fontsize=8)
     ax.set_ylabel("Hessian eigenvalue")
     ax.set_title(f"Top-{result.settings.get('k')} Hessian eigenvalues (batch {result.settings.get('batch')}, "

@@ -20,6 +20,7 @@ from tqdm import tqdm  # noqa: E402
 from lcsc.errors import ConfigError  # noqa: E402
 from lcsc.merge import Coefficients  # noqa: E402
 from lcsc.search import Journal, ema_coefficients, half_life_to_rate  # noqa: E402
+from lcsc.search.ranking import best_full_record  # noqa: E402
 
 __all__ = ["Anchor", "Landscape", "parse_points", "resolve_point", "grid_axis", "plane", "compute_landscape",
            "plot_landscape", "landscape_markdown", "default_points", "search_best"]
@@ -105,11 +106,9 @@ def search_best(path: Path, steps: list[int]) -> np.ndarray:
     if journal.header.get("G", 1) != 1:
         raise ConfigError(f"{journal_path}: a per-group search (G={journal.header['G']}); the landscape needs one "
                           "coefficient vector")
-    sign = -1.0 if journal.header.get("objective", {}).get("direction") == "maximize" else 1.0
-    scored = [r for r in journal.records if r.get("stage", "full") == "full" and r.get("score") is not None]
-    if not scored:
+    best = best_full_record(journal.records, journal.header.get("objective", {}).get("direction") or "minimize")
+    if best is None:
         raise ConfigError(f"{journal_path}: no scored candidate to take the best coefficients from")
-    best = min(scored, key=lambda r: (sign * r["score"], r.get("index", 0)))
     return np.asarray(best["coefficients"], dtype=np.float64).reshape(-1)
 
 

@@ -16,6 +16,7 @@ import torch
 
 from lcsc.analysis.fixed_loss import (
     check_same_architecture,
+    checkpoint_label,
     interpolate_states,
     load_checkpoint,
     make_fixed_loss,
@@ -105,16 +106,11 @@ def analyze_loss_landscape(pairs: Sequence[tuple[str | Path, str | Path]], *, lo
     curves = []
     for i, (a, b) in enumerate(pairs):
         c = loss_along_line(a, b, ts, batch=batch, seed=seed, timesteps=timesteps, progress=progress)
-        c.label = labels[i] if labels and i < len(labels) else f"{_short(a)} → {_short(b)}"
+        c.label = labels[i] if labels and i < len(labels) else f"{checkpoint_label(a)} → {checkpoint_label(b)}"
         curves.append(c)
     settings = {"range": [lo, hi], "points": points, "batch": batch, "seed": seed, "timesteps": timesteps,
                 "loss": "DM: ε-MSE on fixed (x0, t, ε); CM: the run's CT/CD loss with a re-seeded generator"}
     return LandscapeResult(curves, settings)
-
-
-def _short(path: str | Path) -> str:
-    p = Path(path)
-    return f"{p.parent.name}/{p.stem}"
 
 
 def plot_loss_landscape(result: LandscapeResult):

@@ -28,9 +28,10 @@ from lcsc.demo.scoring import Scorer
 from lcsc.merge import StackMerger
 from lcsc.models import load_model
 from lcsc.objectives import MeanObjective
-from lcsc.objectives.base import VALIDATION_SEED_OFFSET
+from lcsc.objectives.base import VALIDATION_SEED_OFFSET, direction_sign
 from lcsc.search import SearchConfig, run_search
 from lcsc.search.journal import Journal
+from lcsc.search.ranking import FULL
 
 __all__ = ["Method", "METHODS", "SPACES", "scorer_for", "best_so_far", "run_job", "ema_star_job", "posthoc_job"]
 
@@ -85,11 +86,11 @@ def _check_seeds(train_seed: int, count: int) -> list[int]:
 
 def best_so_far(journal: Journal, budgets: list[int], direction: str = "minimize") -> list[dict[str, Any]]:
     """At each budget b (candidates), the best full-count individual among the first b and the samples spent."""
-    sign = 1.0 if direction == "minimize" else -1.0
+    sign = direction_sign(direction)
     out = []
     for b in budgets:
         recs = [r for r in journal.records if r["candidate"] < b]
-        full = [r for r in recs if r["stage"] == "full" and r["status"] != "failed"]
+        full = [r for r in recs if r["stage"] == FULL and r["status"] != "failed"]
         if not full or max(r["candidate"] for r in recs) < b - 1:
             continue  # the run stopped before this budget
         best = min(full, key=lambda r: (sign * r["score"], r["candidate"]))
@@ -171,7 +172,7 @@ def posthoc_job(scorer: Scorer, cache: Path, work: Path, demo: DemoConfig, train
     net = load_model(stack.paths[-1], demo.device)
     nfe = demo.dm_nfe if model == "dm" else demo.cm_nfe
     journal = Journal.load(work / f"seed{train_seed}-{model}-{method.name}-s{search_seed}" / "journal.jsonl")
-    full = sorted((r for r in journal.records if r["stage"] == "full" and r["status"] != "failed"),
+    full = sorted((r for r in journal.records if r["stage"] == FULL and r["status"] != "failed"),
                   key=lambda r: (r["score"], r["candidate"]))
     init = min((r for r in full if r["generation"] == 0), key=lambda r: (r["score"], r["candidate"]))
     a0, best = np.asarray(init["coefficients"]), np.asarray(full[0]["coefficients"])

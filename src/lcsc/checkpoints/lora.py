@@ -130,11 +130,12 @@ def _read_config(folder: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def _pattern_value(patterns: dict[str, Any] | None, module: str, default: Any) -> Any:
-    """peft's rule: the first pattern ``p`` with ``re.match(rf"(.*\\.)?({p})$", module)`` wins."""
+    """peft's rule: the first pattern ``p`` with ``re.match(rf"(.*\\.)?({p})$", module)`` wins, else the pattern
+    equal to the module's name, else ``default``."""
     for pattern, value in (patterns or {}).items():
         if re.match(rf"(.*\.)?({pattern})$", module):
             return value
-    return default
+    return (patterns or {}).get(module, default)
 
 
 def module_scale(config: dict[str, Any], module: str, source: str | Path = ADAPTER_CONFIG) -> tuple[int, float]:

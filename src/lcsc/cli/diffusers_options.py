@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from lcsc.cli.search_saved import read_saved
 from lcsc.diffusion.sampling import DM_SOLVERS
 from lcsc.errors import ConfigError
 
@@ -31,9 +32,7 @@ def add_diffusers_options(p: argparse.ArgumentParser) -> None:
 def uses_diffusers(args: argparse.Namespace) -> bool:
     """True when the search is over a diffusers run (``--model-config``, given now or saved by the resumed search)."""
     if getattr(args, "resume", None) is not None and getattr(args, "model_config", None) is None:
-        from lcsc.cli.search_cmd import _read_saved
-
-        saved = _read_saved(args.resume)
+        saved = read_saved(args.resume)
         for key in _RESTORED:
             if getattr(args, key, None) is None and saved.get(key) is not None:
                 setattr(args, key, Path(saved[key]) if key == "model_config" else saved[key])
@@ -63,16 +62,17 @@ def _common(args: argparse.Namespace) -> dict:
 
 def diffusers_search_objective(args: argparse.Namespace):
     """The built-in objective ``--objective`` for the diffusers run ``args.checkpoints``."""
-    from lcsc.models.diffusers_run import read_diffusers_config
-    from lcsc.objectives.diffusers import diffusers_objective
+    from lcsc.objectives.diffusers import diffusers_model, diffusers_objective
 
-    objective = diffusers_objective(args.checkpoints, args.objective, progress=sys.stderr.isatty(),
-                                    batched=bool(getattr(args, "batched_sampling", False)),
-                                    autocast=getattr(args, "autocast", None), **_common(args))
-    config = read_diffusers_config(args.model_config)
-    if config.scheduler_source is None:
-        print(f"note: no scheduler config beside {config.source}: assuming DDPMScheduler's defaults (1000 steps, "
-              "linear betas 1e-4 … 0.02, epsilon prediction)", file=sys.stderr)
+    common, batched = _common(args), bool(getattr(args, "batched_sampling", False))
+    # The model (and so the UNet's config.json) is read once here; diffusers_objective refuses batched sampling
+    # before it would need one.
+    model = None if batched else diffusers_model(args.model_config, args.checkpoints, args.key)
+    objective = diffusers_objective(args.checkpoints, args.objective, progress=sys.stderr.isatty(), batched=batched,
+                                    autocast=getattr(args, "autocast", None), model=model, **common)
+    if model.config.scheduler_source is None:
+        print(f"note: no scheduler config beside {model.config.source}: assuming DDPMScheduler's defaults (1000 "
+              "steps, linear betas 1e-4 … 0.02, epsilon prediction)", file=sys.stderr)
     return objective
 
 

@@ -18,6 +18,7 @@ from lcsc.cli.common import write_resolved_config
 from lcsc.errors import ConfigError
 from lcsc.merge.posthoc import PROFILE_TOL, PosthocEMA, Reconstruction
 from lcsc.objectives import builtin_objective, is_builtin, load_objective
+from lcsc.objectives.base import direction_sign
 
 __all__ = ["register", "parse_grid"]
 
@@ -28,7 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ema", help="post-hoc EMA: any EMA length after training, from the run's power-EMA snapshots")
     p.add_argument("run", type=Path, help="run folder holding phema/ (record with lcsc train --phema-sigma-rels)")
     p.add_argument("--sigma-rel", type=float, default=None, help="target power-EMA width σ_rel (e.g. 0.07)")
-    p.add_argument("--half-life", type=float, default=None, help="target online-EMA half-life in iterations")
+    p.add_argument("--half-life", type=float, default=None,
+                   help="target: the weights an online EMA of this half-life (iterations) puts on the training "
+                        "iterates, without its share on the initial weights (0.5^(step/H), printed), renormalised; "
+                        "the online EMA itself only when step >> H")
     p.add_argument("--sweep", action="store_true", help="score a grid of σ_rel with an objective; keep the best")
     p.add_argument("--step", type=int, default=None, help="training step to reconstruct at (default: the last snapshot)")
     p.add_argument("-o", "--output", type=Path, required=True, help="out.safetensors (a sweep: an output folder)")
@@ -82,6 +86,7 @@ def _save(path: Path, ph: PosthocEMA, rec: Reconstruction) -> Path:
         extra["posthoc_sigma_rel"] = repr(float(rec.sigma_rel))
     else:
         extra["posthoc_half_life"] = repr(float(rec.half_life))
+        extra["posthoc_initial_share"] = repr(float(rec.initial_share))
     images = meta.get("images_seen") if _snapshot_step(meta) == rec.step else None
     return save_checkpoint(path, ph.combine(rec), step=rec.step, images_seen=int(images) if images else None,
                            config=config, extra=extra)
@@ -92,8 +97,19 @@ def _snapshot_step(meta: dict[str, str]) -> int | None:
 
 
 def _summary(rec: Reconstruction) -> dict:
-    return {"target": rec.target, "step": rec.step, "profile_error": rec.profile_error, "weight_sum": rec.weight_sum,
-            "snapshots": [{"path": str(p), "weight": float(w)} for p, w in zip(rec.paths, rec.weights)]}
+    out = {"target": rec.target, "step": rec.step, "profile_error": rec.profile_error, "weight_sum": rec.weight_sum,
+           "snapshots": [{"path": str(p), "weight": float(w)} for p, w in zip(rec.paths, rec.weights)]}
+    if rec.initial_share is not None:
+        out["initial_share"] = rec.initial_share
+    return out
+
+
+def _target_text(rec: Reconstruction) -> str:
+    """The target as printed; a half-life target says which share of the online EMA it leaves out."""
+    if rec.initial_share is None:
+        return rec.target
+    return (f"{rec.target} (the online EMA without its {100 * rec.initial_share:.1f} % share on the initial "
+            "weights, renormalised over the iterates)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     _save(args.output, ph, rec)
     config_path = args.output.with_name(args.output.stem + ".config.json")
     write_resolved_config(config_path, "ema", args, {"reconstruction": _summary(rec)})
-    print(f"{rec.target} at step {step} from {len(rec.paths)} snapshots: profile error {rec.profile_error:.4f}, "
+    print(f"{_target_text(rec)} at step {step} from {len(rec.paths)} snapshots: profile error {rec.profile_error:.4f}, "
           f"Σx = {rec.weight_sum:.6f} → {args.output} (config: {config_path})")
     return 0
 
@@ -161,7 +177,7 @@ def _sweep(args: argparse.Namespace, ph: PosthocEMA, step: int) -> int:
     objective = _objective(args, [recs[-1].paths[-1]])
     direction = getattr(objective, "direction", "minimize")
     scores = _scores(objective, ph, recs)
-    keyed = [(-s if direction == "maximize" else s) if math.isfinite(s) else math.inf for s in scores]
+    keyed = [direction_sign(direction) * s if math.isfinite(s) else math.inf for s in scores]
     if all(math.isinf(k) for k in keyed):
         raise ConfigError(f"--objective {args.objective}: no σ_rel of the grid scored a finite value")
     best = int(np.argmin(keyed))

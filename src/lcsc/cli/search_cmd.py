@@ -20,7 +20,8 @@ from lcsc.cli.diffusers_options import (
     diffusers_search_objective,
     uses_diffusers,
 )
-from lcsc.cli.search_pool import add_pool_options, make_pool
+from lcsc.cli.search_pool import add_pool_options, check_pool_options, make_pool
+from lcsc.cli.search_saved import RESUME_KEPT, RESUME_TAKEN, read_saved, save_args
 from lcsc.devices import check_device
 from lcsc.errors import ConfigError
 from lcsc.merge import Coefficients, StackMerger, groups_by_prefix
@@ -32,10 +33,6 @@ from lcsc.search import SearchConfig, run_search, write_search_outputs
 
 __all__ = ["register"]
 
-_SAVED = "search_args.json"
-_RESUME_KEPT = ("optimizer", "space", "popsize", "racing", "race_fraction", "race_keep")  # refused if changed
-_RESUME_TAKEN = ("objective", "direction", "generation_size", "parents", "sigma", "mix_prob", "convex", "groups", "seed",
-                 "half_lives", "interval", "key", "storage", "device")  # always the saved values
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -110,7 +107,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--data", default=None, help="reference data (default: what the checkpoints were trained on)")
     g.add_argument("--noise-seed", type=int, default=0, help="search noise seed (held-out reports use another)")
     g.add_argument("--batched-sampling", action="store_true",
-                   help="sample a whole generation at once (vmap over stacked weights; see benchmarks)")
+                   help="sample a whole generation at once (vmap over stacked weights; see benchmarks; not with "
+                        "--workers, whose workers score one candidate at a time)")
     g.add_argument("--autocast", choices=AUTOCAST_MODES, default="off",
                    help="sample with the network under bf16 autocast (default off; held-out reports stay float32; "
                         "see benchmarks/mixed_precision.py)")
@@ -131,15 +129,15 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
         args.evals = args.evals if args.evals is not None else SearchConfig().evals
         _fill_defaults(args)
         return args
-    saved = _read_saved(args.resume)
-    for key in _RESUME_TAKEN:
+    saved = read_saved(args.resume)
+    for key in RESUME_TAKEN:
         setattr(args, key, saved[key])
     check_device(args.device)  # the saved one: this machine may lack it
     for key, default in (("samples", 1000), ("nfe", None), ("solver", "dpm-solver"), ("data", None),
                          ("noise_seed", 0), ("autocast", "off")):
         setattr(args, key, saved.get(key, default))
     d = SearchConfig()
-    for key in _RESUME_KEPT:
+    for key in RESUME_KEPT:
         setattr(args, key, _resumed(args, saved, key, getattr(d, key)))
     args.anchor = _resumed(args, saved, "anchor", None)  # the anchors are rows of the journalled vectors
     args.max_samples = args.max_samples if args.max_samples is not None else saved.get("max_samples")
@@ -150,23 +148,6 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     args.init_coeffs = [Path(p) for p in saved["init_coeffs"]]
     args.output = args.resume
     return args
-
-
-def _read_saved(folder: Path) -> dict:
-    """The options a search saved in ``folder`` (a clear error when they are missing or damaged)."""
-    path = folder / _SAVED
-    if not path.is_file():
-        raise ConfigError(f"{folder}: no {_SAVED}; is this a search output folder?")
-    try:
-        saved = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc}); the saved search options are damaged") from None
-    required = (*_RESUME_TAKEN, "evals", "checkpoints", "init_coeffs")
-    missing = [k for k in required if k not in saved] if isinstance(saved, dict) else list(required)
-    if missing:
-        raise ConfigError(f"{path}: saved search options lack {', '.join(missing)}; the file is damaged or not "
-                          "written by lcsc search")
-    return saved
 
 
 def _resumed(args: argparse.Namespace, saved: dict, key: str, default):
@@ -180,7 +161,7 @@ def _resumed(args: argparse.Namespace, saved: dict, key: str, default):
 
 def _fill_defaults(args: argparse.Namespace) -> None:
     d = SearchConfig()
-    for key in _RESUME_KEPT:
+    for key in RESUME_KEPT:
         if getattr(args, key) is None:
             setattr(args, key, getattr(d, key))
 
@@ -245,17 +226,9 @@ def _half_lives(text) -> tuple[float, ...] | None:
         raise ConfigError(f"--half-lives {text!r}: expected comma-separated numbers of iterations") from None
 
 
-def _save_args(args: argparse.Namespace) -> None:
-    """What ``--resume`` needs; written once every setting has been checked (a refused search writes nothing)."""
-    args.output.mkdir(parents=True, exist_ok=True)
-    saved = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
-    saved.update(checkpoints=[str(p) for p in args.checkpoints], init_coeffs=[str(p) for p in args.init_coeffs])
-    write_json(args.output / _SAVED, saved)
-
-
 def _on_event(kind: str, info: dict, args: argparse.Namespace) -> None:
     if kind == "ready" and args.resume is None:
-        _save_args(args)
+        save_args(args)
     elif kind == "estimate":
         print(
             f"estimated time for the rest: {info['total_s'] / 60:.1f} min ({info['seconds_per_eval']:.2f} s/eval)",
@@ -265,6 +238,7 @@ def _on_event(kind: str, info: dict, args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     args = _resolve(args)
+    check_pool_options(args)
     half_lives = _half_lives(args.half_lives)
     config = SearchConfig(
         evals=args.evals, generation_size=args.generation_size, parents=args.parents, sigma=args.sigma,

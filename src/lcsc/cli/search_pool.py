@@ -11,7 +11,7 @@ from typing import Any
 from lcsc.errors import ConfigError
 from lcsc.search.distributed import PoolSettings, RayPool, ray_available
 
-__all__ = ["add_pool_options", "make_pool"]
+__all__ = ["add_pool_options", "check_pool_options", "make_pool"]
 
 
 def add_pool_options(p: argparse.ArgumentParser) -> None:
@@ -25,6 +25,16 @@ def add_pool_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs each worker asks of Ray (default 1)")
     g.add_argument("--gpus-per-worker", type=float, default=None,
                    help="GPUs each worker asks of Ray, fractional allowed (default on cuda: a fair share, ≤ 1)")
+
+
+def check_pool_options(args: argparse.Namespace) -> None:
+    """Refuse what a pool cannot do, before anything is built: workers score one candidate at a time, so a
+    ``--batched-sampling`` search (a generation at once) would not give the serial search's scores."""
+    pooled = getattr(args, "workers", None) is not None or getattr(args, "ray_address", None) is not None
+    if pooled and getattr(args, "batched_sampling", False):
+        raise ConfigError("--batched-sampling cannot be combined with --workers / --ray-address: Ray workers score "
+                          "one candidate at a time, so the scores would differ from a serial batched search's; "
+                          "drop one of them")
 
 
 def make_pool(args: argparse.Namespace, merger_factory: Callable[[argparse.Namespace], Any],

@@ -1,16 +1,15 @@
-"""The in-memory image dataset every loader returns, and the ``load_data`` dispatcher."""
+"""The in-memory image dataset every loader returns."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from lcsc.errors import ConfigError, DataError
 
-__all__ = ["ImageData", "load_data"]
+__all__ = ["ImageData"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,20 +75,3 @@ class ImageData:
             "num_classes": self.num_classes,
         }
 
-
-def load_data(spec: str, resolution: int | None = None) -> ImageData:
-    """Load ``"digits"``, an image folder, or an ``.npz`` file, optionally resized to ``resolution``."""
-    from lcsc.data.digits import load_digits_data
-    from lcsc.data.folder import load_image_folder
-    from lcsc.data.npz import load_npz
-
-    spec = str(spec)
-    if spec == "digits":
-        return load_digits_data(resolution)
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        return load_image_folder(path, resolution)
-    if path.suffix.lower() == ".npz":
-        return load_npz(path, resolution)
-    what = "is a file but not an .npz archive" if path.exists() else "does not exist"
-    raise DataError(f"data {spec!r} {what}; expected 'digits', an image folder, or a .npz file")

@@ -23,6 +23,7 @@ from lcsc.report.headline_plots import plot_ema_grid, plot_fd_vs_iteration, plot
 from lcsc.report.plots import plot_coefficients, plot_curves, plot_sample_pairs, plot_search_progress
 from lcsc.report.tables import html_table, markdown_table
 from lcsc.search import ema_coefficients
+from lcsc.search.ranking import FULL
 from lcsc.training.log import read_log
 
 __all__ = ["write_demo_report", "report_payload", "REPORT_KEYS", "table_columns", "verdicts", "MODEL_KEYS"]
@@ -139,7 +140,7 @@ def _grid_panel(scores: dict[str, float], star: str) -> dict[str, Any]:
 def _journal(path: Path) -> list[dict[str, Any]]:
     """The journal's full-count scores, in order (racing-stage scores are on fewer samples: left out)."""
     recs = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    return [r for r in recs if r.get("stage", "full") == "full" and isinstance(r.get("score"), (int, float))
+    return [r for r in recs if r.get("stage", FULL) == FULL and isinstance(r.get("score"), (int, float))
             and math.isfinite(r["score"])]
 
 

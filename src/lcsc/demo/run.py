@@ -361,8 +361,3 @@ def estimate_parts(cfg: DemoConfig, scorer: Scorer, data=None) -> dict[str, floa
 def _pair_seconds(iterations: int, a: dict[str, float], b: dict[str, float]) -> float:
     """Both on one thread from start to end (:func:`train_pair`): the slower one's time."""
     return iterations * max(a["step1"], b["step1"])
-
-
-def estimate_seconds(cfg: DemoConfig, scorer: Scorer) -> float:
-    """Total of :func:`estimate_parts`."""
-    return float(sum(estimate_parts(cfg, scorer).values()))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from lcsc.checkpoints.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraAdapter, 
 from lcsc.checkpoints.reader import discover_checkpoints, read_step
 from lcsc.errors import CheckpointError, CoefficientError
 from lcsc.merge.coefficients import Coefficients
+from lcsc.merge.lora_patterns import pattern_keys
 
 __all__ = [
     "AdapterSet",
@@ -153,7 +153,8 @@ def concatenate_adapters(
 
     Returns (tensors, config) for :func:`save_adapter`. The factors are float32; the config is the first adapter's,
     with ``use_rslora`` off and scaling 1 everywhere (``rank_pattern`` = ``alpha_pattern`` for modules whose total
-    rank differs from ``r``, as exact-name patterns) and ``target_modules`` listing the adapted modules.
+    rank differs from ``r``, keyed so that every peft release selects exactly that module: see
+    :mod:`lcsc.merge.lora_patterns`) and ``target_modules`` listing the adapted modules.
     """
     check_compatible(adapters)
     lookup = coefficient_lookup(coeffs, len(adapters))
@@ -176,7 +177,7 @@ def concatenate_adapters(
 def _concatenated_config(source: dict[str, Any], ranks: dict[str, int]) -> dict[str, Any]:
     counts = Counter(ranks.values())
     r = max(counts, key=lambda rank: (counts[rank], rank))
-    pattern = {"^" + re.escape(name): rank for name, rank in ranks.items() if rank != r}
+    pattern = pattern_keys(ranks, r)
     config = dict(source)
     config.update(r=r, lora_alpha=r, use_rslora=False, rank_pattern=pattern, alpha_pattern=dict(pattern),
                   target_modules=sorted(ranks), init_lora_weights=True, inference_mode=True)

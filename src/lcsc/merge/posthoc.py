@@ -4,7 +4,13 @@
     ph = PosthocEMA.open("runs/dm")                 # RUN_DIR/phema/sigma-*/phema-*.safetensors
     lo, hi = ph.sigma_rel_range(ph.steps[-1])       # what the snapshots can reconstruct at that step
     sd = ph.reconstruct(ph.steps[-1], sigma_rel=0.07)
-    sd = ph.reconstruct(ph.steps[-1], half_life=200)   # the online EMA with that half-life (iterations)
+    sd = ph.reconstruct(ph.steps[-1], half_life=200)   # an online EMA's profile over the iterates (below)
+
+A ``half_life`` target H (iterations) at step T is not the online EMA itself. An online EMA of rate β = 0.5^(1/H)
+started at the initial weights θ₀ holds θ̄_T = β^T θ₀ + Σ_{s=1}^{T} (1−β) β^(T−s) θ_s; snapshots average only the
+training iterates θ_1…θ_T, so the target is that profile without the initial-weights share β^T (see
+:func:`initial_weights_share`), renormalised to sum 1: q_s = (1−β) β^(T−s) / (1 − β^T). The two agree only when
+T ≫ H; at H = 1280 and T = 800 the dropped share is 65 %. :attr:`Reconstruction.initial_share` records it.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from lcsc.merge.profiles import (
 )
 from lcsc.training.phema import SIGMA_REL_MAX, sigma_rel_to_gamma
 
-__all__ = ["PROFILE_TOL", "PosthocEMA", "Reconstruction", "Snapshot"]
+__all__ = ["PROFILE_TOL", "PosthocEMA", "Reconstruction", "Snapshot", "initial_weights_share"]
 
 PROFILE_TOL = 0.05  # largest relative profile error ‖Σ x_i p_i − p‖ / ‖p‖ counted as reconstructable
 SIGMA_GRID = (0.002, 241)  # σ_rel scan: log grid from 0.002 to just below 1/√12, this many points
@@ -49,7 +55,10 @@ class Snapshot:
 
 @dataclass(frozen=True, eq=False)
 class Reconstruction:
-    """Weights ``weights[i]`` of snapshot ``paths[i]`` whose sum approximates ``target`` at ``step``."""
+    """Weights ``weights[i]`` of snapshot ``paths[i]`` whose sum approximates ``target`` at ``step``.
+
+    ``initial_share`` (half-life targets only): the online EMA's share β^T on the initial weights, left out of the
+    target (which is renormalised over the iterates)."""
 
     paths: list[Path]
     weights: np.ndarray
@@ -59,6 +68,13 @@ class Reconstruction:
     target: str
     sigma_rel: float | None = None
     half_life: float | None = None
+    initial_share: float | None = None
+
+
+def initial_weights_share(step: int, half_life: float) -> float:
+    """β^T = 0.5^(T/H): the weight an online EMA of half-life ``half_life`` started at the initial weights still
+    puts on them at ``step``; a half-life target drops it and renormalises the rest."""
+    return float(0.5 ** (float(step) / float(half_life)))
 
 
 def _read_snapshot(path: Path) -> Snapshot:
@@ -70,7 +86,8 @@ def _read_snapshot(path: Path) -> Snapshot:
 
 
 class PosthocEMA:
-    """Reconstruct EMA profiles (a power profile of any σ_rel, or an online EMA's half-life) from snapshots.
+    """Reconstruct EMA profiles (a power profile of any σ_rel, or an online EMA's profile over the training
+    iterates for a half-life, without its initial-weights share and renormalised: see the module text) from snapshots.
 
     Loaded snapshot files stay cached in the object (post-hoc EMA targets small models), so a sweep reads each once.
     """
@@ -138,8 +155,9 @@ class PosthocEMA:
         b, norm2 = self._target(t, g, step, sigma_rel, half_life)
         x = solve_weights(gram, b)
         err = float(profile_errors(gram, b, x, norm2))
+        share = None if half_life is None else initial_weights_share(step, half_life)
         return Reconstruction([s.path for s in snaps], x, err, float(x.sum()), int(step),
-                              _describe(sigma_rel, half_life), sigma_rel, half_life)
+                              _describe(sigma_rel, half_life), sigma_rel, half_life, share)
 
     def sigma_rel_intervals(self, step: int, tol: float | None = None) -> list[tuple[float, float]]:
         """The σ_rel intervals reconstructable at ``step`` within ``tol`` (default ``self.tol``) that hold a stored

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lcsc.atomic import atomic_path
 from lcsc.data import ImageData
@@ -73,7 +72,3 @@ def reference_set(data: ImageData, features: FeatureExtractor, *, cache: bool = 
         with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
             np.savez(fh, features=feats, mu=stats.mu, sigma=stats.sigma, n=np.int64(stats.n))
     return ReferenceSet(feats, stats, key, path if cache else None)
-
-
-def as_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)

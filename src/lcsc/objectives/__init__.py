@@ -7,6 +7,7 @@ from lcsc.objectives.base import (
     FunctionObjective,
     Objective,
     SeededObjective,
+    direction_sign,
 )
 from lcsc.objectives.builtin import builtin_objective, is_builtin
 from lcsc.objectives.combined import MeanObjective
@@ -24,6 +25,7 @@ __all__ = [
     "MeanObjective",
     "builtin_objective",
     "diffusers_objective",
+    "direction_sign",
     "is_builtin",
     "FunctionObjective",
     "HELD_OUT_SEED_OFFSET",

@@ -13,7 +13,7 @@ from lcsc.errors import ConfigError
 from lcsc.protocol import REPORT_NOISE_OFFSET, VALIDATION_NOISE_OFFSET
 
 __all__ = ["Direction", "Objective", "FunctionObjective", "SeededObjective", "HELD_OUT_SEED_OFFSET",
-           "VALIDATION_SEED_OFFSET", "noise_fingerprint", "check_noise_separation"]
+           "VALIDATION_SEED_OFFSET", "noise_fingerprint", "check_noise_separation", "direction_sign"]
 
 Direction = Literal["minimize", "maximize"]
 HELD_OUT_SEED_OFFSET = REPORT_NOISE_OFFSET  # held-out noise is report noise (lcsc.protocol)
@@ -67,6 +67,11 @@ def _check_direction(direction: str) -> Direction:
     if direction not in ("minimize", "maximize"):
         raise ConfigError(f"direction={direction!r}: expected 'minimize' or 'maximize'")
     return direction  # type: ignore[return-value]
+
+
+def direction_sign(direction: str) -> float:
+    """1.0 for ``"minimize"``, −1.0 for ``"maximize"``: ``sign * score`` is a loss (lower is better)."""
+    return 1.0 if _check_direction(direction) == "minimize" else -1.0
 
 
 class FunctionObjective:

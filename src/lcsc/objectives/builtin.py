@@ -21,6 +21,7 @@ from lcsc.metrics.spaces import FEATURE_SPACES, feature_space
 from lcsc.models import build_model, read_data_info, read_model_config
 from lcsc.objectives.combined import MeanObjective
 from lcsc.objectives.generative import FDObjective, FIDObjective, GenerativeObjective, KIDObjective
+from lcsc.protocol import REPORT_SPACES
 
 __all__ = ["BuiltinSpec", "parse_builtin", "is_builtin", "builtin_objective", "mean_terms", "run_data",
            "resolve_auto", "AUTO_DIGITS", "combined_reduction"]
@@ -100,6 +101,10 @@ def builtin_objective(checkpoints: str | Path | list, name: str = "auto", *, dat
     sample under bf16 autocast, see :mod:`lcsc.precision`)."""
     name = resolve_auto(name, checkpoints, data)
     terms = mean_terms(name)
+    for term in terms or [name]:
+        if parse_builtin(term).space in REPORT_SPACES:
+            raise ConfigError(f"objective {name!r}: {parse_builtin(term).space} is a report-only space (lcsc.protocol):"
+                              " nothing searches or selects on it; use fd-digits, fd-digits2 or fd-digits3")
     kw = dict(data=data, num_samples=num_samples, nfe=nfe, solver=solver, device=device, noise_seed=noise_seed,
               progress=progress, batched=batched, autocast=autocast)
     if terms is not None:

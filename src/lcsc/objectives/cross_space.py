@@ -2,7 +2,7 @@
 
 A search can improve the space it optimises while the model gets no better in another one. Every search report
 therefore scores the best individual, the best initial individual and the last checkpoint on held-out noise in each
-space (FD_digits, FD_digits2 and FD_digits3 for the embedded digits; the searched space otherwise) and states the gain
+space (FD_digits, FD_digits2, FD_digits3 and the report-only FD_digits4 for the embedded digits; the searched space otherwise) and states the gain
 over the best initial individual in each, marking which spaces the search saw.
 """
 
@@ -15,10 +15,11 @@ import torch
 
 from lcsc.objectives.builtin import _default_space, _single, mean_terms, parse_builtin, resolve_auto, run_data
 from lcsc.objectives.generative import GenerativeObjective
+from lcsc.protocol import DECISION_SPACES, REPORT_SPACES
 
 __all__ = ["DIGITS_SPACES", "SpaceReport", "searched_spaces", "cross_space_objectives", "cross_space_report"]
 
-DIGITS_SPACES = ("digits", "digits2", "digits3")
+DIGITS_SPACES = (*DECISION_SPACES, *REPORT_SPACES)  # FD4 is reported, never searched
 
 
 @dataclass(frozen=True)

@@ -119,8 +119,9 @@ class CoefficientSpace:
         return list(self._basis[1])
 
     def to_coefficients(self, w: np.ndarray) -> np.ndarray:
-        """(G, D) → (G, K): B·w per group, its last entry nudged by a few ulps so Σa = 1 exactly in floating point
-        (the identity, bit for bit, in the full space). Deterministic: the same w always gives the same bits."""
+        """(G, D) → (G, K): B·w per group, nudged by a few ulps so that numpy's ``a.sum(axis=-1)`` is exactly 1.0
+        (:func:`exact_sum_to_one`; the identity, bit for bit, in the full space). Deterministic: the same w always
+        gives the same bits."""
         w = np.asarray(w, dtype=np.float64).reshape(self.G, self.D)
         return w.copy() if self.kind == "full" else exact_sum_to_one(w @ self.basis.T)
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from lcsc.errors import ConfigError
 from lcsc.search.hyperplane import Hyperplane
-from lcsc.search.optimizer import Key, best_of
+from lcsc.search.optimizer_base import Key, best_of, check_optimizer
 
 __all__ = ["CMAOptimizer"]
 
@@ -27,13 +27,7 @@ class CMAOptimizer:
             raise ConfigError("every initial individual failed; CMA-ES has no start point")
         self.chart = Hyperplane(np.asarray(init_ws[best]))
         self.name = "sep-cmaes" if separable else "cmaes"
-        if self.chart.dim < (2 if separable else 1):
-            raise ConfigError(f"{self.name} needs at least {3 if separable else 2} coefficients per group "
-                              f"(got D = {self.chart.D})")
-        if not (np.isfinite(sigma) and sigma > 0):
-            raise ConfigError(f"sigma={sigma}: CMA-ES needs a step size > 0")
-        if popsize is not None and popsize < 2:
-            raise ConfigError(f"popsize={popsize}: CMA-ES needs a population of at least 2")
+        check_optimizer(self.name, convex=False, sigma=sigma, popsize=popsize, G=self.chart.G, D=self.chart.D)
         cls = SepCMA if separable else CMA
         self.es = cls(mean=np.zeros(self.chart.dim), sigma=float(sigma), seed=int(seed), population_size=popsize)
         self.sigma0, self.start = float(sigma), best

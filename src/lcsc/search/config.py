@@ -58,7 +58,7 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         from lcsc.search.basis import parse_space
-        from lcsc.search.optimizer import OPTIMIZERS
+        from lcsc.search.optimizer_base import OPTIMIZERS, check_optimizer
 
         if self.evals < 1:
             raise ConfigError(f"evals={self.evals}: must be >= 1")
@@ -86,6 +86,7 @@ class SearchConfig:
         if self.popsize is not None and self.popsize < 2:
             raise ConfigError(f"popsize={self.popsize}: must be >= 2")
         self._check_alg1()
+        check_optimizer(self.optimizer, convex=self.convex, sigma=self.sigma, popsize=self.popsize)  # (D: run_search)
         if self.half_lives is not None:
             object.__setattr__(self, "half_lives", tuple(float(h) for h in self.half_lives))
             if not all(0 < h < math.inf for h in self.half_lives):

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from lcsc.errors import ConfigError, LCSCError, first_line
+from lcsc.search.ranking import FULL, RACE
 
 __all__ = ["PoolSettings", "RayPool", "WorkerPoolError", "ray_available"]
 
-FULL, RACE = "full", "race"  # the evaluator's stage names
 
 
 class WorkerPoolError(LCSCError, RuntimeError):

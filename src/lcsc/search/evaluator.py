@@ -12,12 +12,13 @@ import numpy as np
 import torch
 
 from lcsc.errors import ConfigError
+from lcsc.objectives.base import direction_sign
+from lcsc.protocol import ProtocolError
 from lcsc.search.journal import Journal
-from lcsc.search.optimizer import Key
+from lcsc.search.optimizer_base import Key
+from lcsc.search.ranking import FULL, RACE, best_full
 
 __all__ = ["Candidate", "Evaluator", "coefficient_hash", "objective_summary"]
-
-FULL, RACE = "full", "race"
 
 
 def coefficient_hash(individual: np.ndarray) -> str:
@@ -57,7 +58,7 @@ class Candidate:
         for tier, stage in ((0, FULL), (1, RACE)):
             if stage in self.scores:
                 s = self.scores[stage]
-                return None if s is None else (tier, s if direction == "minimize" else -s)
+                return None if s is None else (tier, direction_sign(direction) * s)
         return None
 
 
@@ -161,6 +162,8 @@ class Evaluator:
         if hasattr(objective, "score_many"):
             try:
                 return [_checked(v) for v in objective.score_many(states)]
+            except ProtocolError:
+                raise  # a decision touched report data: the search stops, it is not a failed candidate
             except Exception:  # noqa: BLE001 - fall back to one at a time to isolate the failure
                 pass
         return [_safe_score(objective, s) for s in states]
@@ -188,11 +191,7 @@ class Evaluator:
 
     def best(self) -> Candidate | None:
         """The best candidate among full-count scores only (racing scores never select)."""
-        scored = [c for c in self.candidates if c.scores.get(FULL) is not None]
-        if not scored:
-            return None
-        sign = 1.0 if self.direction == "minimize" else -1.0
-        return min(scored, key=lambda c: (sign * c.scores[FULL], c.index))
+        return best_full(self.candidates, self.direction)
 
 
 class _Results:
@@ -225,5 +224,7 @@ def _checked(value: Any) -> tuple[float | None, str | None]:
 def _safe_score(objective, state) -> tuple[float | None, str | None]:
     try:
         return _checked(objective.score(state))
+    except ProtocolError:
+        raise  # a decision touched report data: the search stops, it is not a failed candidate
     except Exception as exc:  # noqa: BLE001 - a failing candidate is recorded, the search goes on
         return None, f"{type(exc).__name__}: {exc}"[:500]

@@ -8,9 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from lcsc.objectives.base import direction_sign
 from lcsc.search.basis import CoefficientSpace
 from lcsc.search.evaluator import FULL, Evaluator, _safe_score, coefficient_hash
 from lcsc.search.hyperplane import exact_sum_to_one
+from lcsc.search.ranking import best_full, ranked_full
 
 __all__ = ["ANCHOR_PREFIX", "revalidate", "shrink", "best_anchor", "best_initial", "top_distinct"]
 
@@ -18,11 +20,8 @@ ANCHOR_PREFIX = "anchor "  # initial individuals that are one anchor alone
 
 
 def top_distinct(ev: Evaluator, k: int) -> list:
-    sign = 1.0 if ev.direction == "minimize" else -1.0
-    scored = sorted((c for c in ev.candidates if c.scores.get(FULL) is not None),
-                    key=lambda c: (sign * c.scores[FULL], c.index))
     top: dict[str, Any] = {}
-    for c in scored:
+    for c in ranked_full(ev.candidates, ev.direction):
         top.setdefault(c.hash, c)
         if len(top) == k:
             break
@@ -46,7 +45,7 @@ def revalidate(ev: Evaluator, objective: Any, k: int) -> dict[str, Any] | None:
     val = objective.validation()
     states = ev.merger.merge_many(np.stack([c.a for c in top]))
     scores = [_checked_score(val, s) for s in states]
-    sign = 1.0 if ev.direction == "minimize" else -1.0
+    sign = direction_sign(ev.direction)
     valid = [i for i, v in enumerate(scores) if v is not None]
     pick = min(valid, key=lambda i: (sign * scores[i], i)) if valid else None
     n = getattr(val, "num_samples", None)
@@ -95,14 +94,10 @@ def shrink(ev: Evaluator, space: CoefficientSpace, objective: Any, result: Any, 
 
 def best_anchor(ev: Evaluator):
     """The best scored anchor-alone initial individual, or None (no anchors)."""
-    init = [c for c in ev.candidates if c.generation == 0 and c.scores.get(FULL) is not None
-            and (c.name or "").startswith(ANCHOR_PREFIX)]
-    sign = 1.0 if ev.direction == "minimize" else -1.0
-    return min(init, key=lambda c: (sign * c.scores[FULL], c.index)) if init else None
+    return best_full((c for c in ev.candidates if c.generation == 0 and (c.name or "").startswith(ANCHOR_PREFIX)),
+                     ev.direction)
 
 
 def best_initial(ev: Evaluator):
     """The best scored initial individual (generation 0), or None."""
-    init = [c for c in ev.candidates if c.generation == 0 and c.scores.get(FULL) is not None]
-    sign = 1.0 if ev.direction == "minimize" else -1.0
-    return min(init, key=lambda c: (sign * c.scores[FULL], c.index)) if init else None
+    return best_full((c for c in ev.candidates if c.generation == 0), ev.direction)

@@ -8,49 +8,21 @@ Optimisers are deterministic given their seed and what they are told, so a journ
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
 import numpy as np
 
-from lcsc.errors import ConfigError
+from lcsc.search.cma import CMAOptimizer
+from lcsc.search.evolution import Alg1Optimizer
+from lcsc.search.optimizer_base import OPTIMIZERS, Key, Optimizer, best_of, check_optimizer
 
-__all__ = ["OPTIMIZERS", "Key", "Optimizer", "make_optimizer", "best_of"]
-
-OPTIMIZERS = ("alg1", "cmaes", "sep-cmaes")
-
-Key = tuple[int, float] | None
-
-
-class Optimizer(Protocol):
-    """``ask(count)`` → a generation of w's; ``tell(ws, keys)`` after they are scored; ``settings()`` for journals."""
-
-    name: str
-
-    def ask(self, count: int) -> list[np.ndarray]: ...
-
-    def tell(self, ws: list[np.ndarray], keys: list[Key]) -> None: ...
-
-    def settings(self) -> dict[str, Any]: ...
-
-
-def best_of(keys: list[Key]) -> int | None:
-    """Index of the best key (ties: the first); None when every key is None."""
-    valid = [i for i, k in enumerate(keys) if k is not None]
-    return min(valid, key=lambda i: (keys[i], i)) if valid else None
+__all__ = ["OPTIMIZERS", "Key", "Optimizer", "check_optimizer", "make_optimizer", "best_of"]
 
 
 def make_optimizer(name: str, *, space, init_ws: list[np.ndarray], init_keys: list[Key], sigma: float, seed: int,
                    generation_size: int, parents: int, mix_prob: float, convex: bool,
                    popsize: int | None) -> Optimizer:
     """Build optimiser ``name`` from the scored initial population (CMA-ES starts at its best individual)."""
-    from lcsc.search.cma import CMAOptimizer
-    from lcsc.search.evolution import Alg1Optimizer
-
     sigma_w = sigma / space.step_scale()
+    check_optimizer(name, convex=convex, sigma=sigma_w, popsize=popsize, G=space.G, D=space.D)
     if name == "alg1":
         return Alg1Optimizer(space, init_ws, init_keys, sigma_w, seed, generation_size, parents, mix_prob, convex)
-    if name in ("cmaes", "sep-cmaes"):
-        if convex:
-            raise ConfigError(f"--convex works with --optimizer alg1 only, not {name}")
-        return CMAOptimizer(init_ws, init_keys, sigma_w, seed, popsize, separable=name == "sep-cmaes")
-    raise ConfigError(f"--optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
+    return CMAOptimizer(init_ws, init_keys, sigma_w, seed, popsize, separable=name == "sep-cmaes")

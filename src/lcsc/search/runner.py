@@ -17,13 +17,14 @@ from tqdm.auto import tqdm
 from lcsc.atomic import remove_stale_temps
 from lcsc.checkpoints.reader import checkpoint_interval
 from lcsc.errors import ConfigError
-from lcsc.objectives.base import check_noise_separation
+from lcsc.objectives.base import check_noise_separation, direction_sign
 from lcsc.search.basis import CoefficientSpace
 from lcsc.search.config import SearchConfig
-from lcsc.search.evaluator import FULL, RACE, Evaluator, coefficient_hash, objective_summary
+from lcsc.search.evaluator import Evaluator, coefficient_hash, objective_summary
 from lcsc.search.finish import ANCHOR_PREFIX, best_anchor, best_initial, revalidate, shrink
 from lcsc.search.journal import Journal
-from lcsc.search.optimizer import make_optimizer
+from lcsc.search.optimizer import check_optimizer, make_optimizer
+from lcsc.search.ranking import FULL, RACE
 from lcsc.search.space import SearchSpace, default_half_lives, ema_continuation
 
 __all__ = ["Merger", "SearchResult", "checkpoint_interval", "coefficient_hash", "objective_summary", "run_search",
@@ -142,6 +143,22 @@ def _pool_identity(merger, objective) -> dict[str, Any]:
     return ident
 
 
+def _batched(objective: Any) -> bool:
+    """Whether ``objective`` (or a term of a ``mean:`` objective) samples a whole generation as one batch."""
+    terms = getattr(objective, "terms", None)
+    return bool(getattr(objective, "batched", False)) or (isinstance(terms, (list, tuple))
+                                                         and any(_batched(t) for t in terms))
+
+
+def _check_pool(objective: Any, pool: Any) -> None:
+    """Pool workers score one candidate at a time (``score``); a serial batched search scores a generation with
+    ``score_many``, which rounds differently, so the pool's journal would not be the serial one: refused."""
+    if pool is not None and _batched(objective):
+        raise ConfigError("--batched-sampling cannot be combined with --workers / --ray-address: Ray workers score "
+                          "one candidate at a time, so the scores would differ from a serial batched search's; "
+                          "drop one of them")
+
+
 def _open_journal(path: Path, header: dict, resume: bool) -> Journal:
     if not resume:
         return Journal.create(path, header)
@@ -195,6 +212,7 @@ def run_search(merger: Merger, objective: Any, config: SearchConfig, out_dir: st
     if getattr(objective, "role", "search") != "search":
         raise ConfigError("refusing to search with a held-out objective: held-out noise is for reporting only")
     check_noise_separation(objective)
+    _check_pool(objective, pool)
     if config.revalidate and not hasattr(objective, "validation"):
         raise ConfigError("--revalidate needs an objective with validation() (another noise seed), like the "
                           "built-in generative objectives")
@@ -202,6 +220,8 @@ def run_search(merger: Merger, objective: Any, config: SearchConfig, out_dir: st
     anchors = anchors_of(merger)
     space = CoefficientSpace(config.space, merger.K, merger.G, interval, anchors=len(anchors))
     sigma = config.sigma if config.sigma is not None else 1.0 / merger.K
+    check_optimizer(config.optimizer, convex=config.convex, sigma=sigma / space.step_scale(), popsize=config.popsize,
+                    G=space.G, D=space.D)  # everything make_optimizer checks, before anything is scored or written
     init = _initial(space, config, merger.steps, initial, anchors)
     if config.evals < len(init):
         raise ConfigError(f"evals={config.evals} is smaller than the {len(init)} initial individuals")
@@ -303,7 +323,7 @@ def _result(ev: Evaluator, space: CoefficientSpace, init, stopped: str, opt, pro
     first = best_initial(ev)
     if best is None:
         raise ConfigError(f"every evaluation failed; first error: {records[0]['error'] if records else 'none'}")
-    history, best_loss, sign = [], math.inf, 1.0 if ev.direction == "minimize" else -1.0
+    history, best_loss, sign = [], math.inf, direction_sign(ev.direction)
     for c in ev.candidates:
         s = c.scores.get(FULL)
         if s is not None and sign * s < best_loss:

@@ -3,13 +3,28 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from lcsc.errors import ConfigError
 from lcsc.rates import half_life_to_rate
 
-__all__ = ["ShadowWeights", "MultiEMA", "half_life_to_rate", "ema_name"]
+__all__ = ["ShadowWeights", "MultiEMA", "half_life_to_rate", "ema_name", "lerp_towards"]
+
+
+# One update function per decay (an online EMA's decay never changes; a power EMA's changes every step).
+_ema_update = functools.lru_cache(maxsize=64)(get_ema_multi_avg_fn)
+
+
+def lerp_towards(averages: list[torch.Tensor], live: list[torch.Tensor], decay: float) -> None:
+    """In place and without autograd, every ``a ← decay·a + (1 − decay)·x`` (as ``torch.lerp``), through torch's
+    public fused multi-tensor EMA update (:func:`torch.optim.swa_utils.get_ema_multi_avg_fn`): bit-identical to a
+    per-tensor ``lerp_`` loop, at the speed of one fused call."""
+    if averages:
+        _ema_update(float(decay))(averages, live, None)
 
 
 def ema_name(half_life: float | None = None, rate: float | None = None) -> str:
@@ -87,4 +102,4 @@ class MultiEMA(ShadowWeights):
             return
         live = self._live()
         for name, rate in self.rates.items():
-            torch._foreach_lerp_(self.shadows[name], live, 1.0 - rate)
+            lerp_towards(self.shadows[name], live, rate)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from lcsc.errors import ConfigError
-from lcsc.training.ema import ShadowWeights
+from lcsc.training.ema import ShadowWeights, lerp_towards
 
 __all__ = ["PowerEMA", "SIGMA_REL_MAX", "gamma_to_sigma_rel", "phema_name", "sigma_rel_to_gamma"]
 
@@ -97,4 +97,4 @@ class PowerEMA(ShadowWeights):
             return
         live = self._live()
         for name, gamma in self.gammas.items():
-            torch._foreach_lerp_(self.shadows[name], live, 1.0 - self.beta(int(step), gamma))
+            lerp_towards(self.shadows[name], live, self.beta(int(step), gamma))

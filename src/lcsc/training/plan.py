@@ -48,6 +48,3 @@ class RecordPlan:
     def windows_of(self, step: int) -> list[int]:
         """The window ends whose window records ``step`` (empty: never written)."""
         return [e for e in self.ends if e - self.window < step <= e and (e - step) % self.interval == 0]
-
-    def unique_steps(self) -> list[int]:
-        return sorted({s for steps in self.steps().values() for s in steps})

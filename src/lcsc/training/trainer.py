@@ -20,7 +20,7 @@ from lcsc.generate import generate
 from lcsc.report.grid import save_image_grid
 from lcsc.training import setup
 from lcsc.training.config import TrainConfig
-from lcsc.training.ema import MultiEMA
+from lcsc.training.ema import MultiEMA, lerp_towards
 from lcsc.training.log import LossLog, read_log
 from lcsc.training.phema import PowerEMA
 from lcsc.training.recorder import CheckpointRecorder
@@ -120,9 +120,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
         self.optimizer.step()
         if self.target is not None:
-            with torch.no_grad():
-                rate = self.config.consistency.target_ema
-                torch._foreach_lerp_(list(self.target.parameters()), list(self.model.parameters()), 1 - rate)
+            lerp_towards(list(self.target.parameters()), list(self.model.parameters()),
+                         self.config.consistency.target_ema)
         return {"loss": float(loss.detach()), **hp, **stats}
 
     def run(self, on_log=None) -> TrainResult:
