@@ -154,7 +154,7 @@ def test_quick_demo_writes_a_complete_report(tmp_path, capsys, monkeypatch):
     assert all(isinstance(r["fd4_mean"], float) and math.isfinite(r["fd4_mean"]) for r in rows)
     assert "FD4 (report-only" in md
     assert md.count("Held-out gain: FD_digits (searched)") == 2 and "FD3 (never searched)" in md
-    assert "FD2 (searched)" in md  # the default objective is the mean of FD_digits and FD2
+    assert "FD2 (searched)" in md  # the default objective is the worst of FD_digits and FD2 (max:)
     assert "| DM | LCSC | 160 | 5 |" in md and "| DM | LCSC | 640 | 5 |" in md and "## Time per stage" in md
     assert md.count("| CM (CT) | EMA |") == 3 and md.count("| CM (CT) | LCSC | FD") == 4  # NFE table: FD_digits, FD2, FD3, FD4
     assert "Training cost: EMA\\* first reaches" in md and "NFE: EMA\\* at the end of training" in md
