@@ -134,6 +134,14 @@ class DemoConfig:
         return self.dm_search_evals if name == "dm" else self.cm_search_evals
 
     @property
+    def held_out_seeds(self) -> tuple[int, ...]:
+        """The held-out noise seeds: ``eval_seeds`` of :func:`lcsc.protocol.held_out_seeds` with the role
+        ``held_out_noise`` (report noise by default; check noise for benchmarks deciding on decision seeds)."""
+        from lcsc.protocol import held_out_seeds
+
+        return held_out_seeds(self.seed, self.eval_seeds, self.held_out_noise)
+
+    @property
     def anchor_half_lives(self) -> tuple[float, ...]:
         """Online EMAs whose window-start snapshot is an anchor: half-life ≥ 2 intervals (shorter ones at the start
         are nearly the raw weights one interval before the window's first checkpoint)."""

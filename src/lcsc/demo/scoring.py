@@ -19,24 +19,18 @@ from lcsc.metrics.spaces import feature_space
 from lcsc.objectives import FDObjective, MeanObjective
 from lcsc.objectives.base import VALIDATION_SEED_OFFSET, noise_fingerprint
 
-__all__ = ["Scorer", "HeldOutScore", "held_out_seeds", "check_seed_separation"]
-
-
-def held_out_seeds(cfg: DemoConfig) -> tuple[int, ...]:
-    """The demo's held-out noise seeds: ``cfg.eval_seeds`` of :func:`lcsc.protocol.held_out_seeds` with the role
-    ``cfg.held_out_noise`` (report noise by default; check noise for benchmarks deciding on decision seeds)."""
-    return protocol.held_out_seeds(cfg.seed, cfg.eval_seeds, cfg.held_out_noise)
+__all__ = ["Scorer", "HeldOutScore", "check_seed_separation"]
 
 
 def check_seed_separation(cfg: DemoConfig) -> dict[str, set[str]]:
     """Noise fingerprints of the search (and its validation) seeds and of the held-out seeds; a ConfigError if any
     held-out noise equals a search noise (compared as noise, not as seed integers)."""
     fp = {s: noise_fingerprint(torch.Generator().manual_seed(s)) for s in
-          (cfg.seed, cfg.seed + VALIDATION_SEED_OFFSET, *held_out_seeds(cfg))}
+          (cfg.seed, cfg.seed + VALIDATION_SEED_OFFSET, *cfg.held_out_seeds)}
     search = {fp[cfg.seed], fp[cfg.seed + VALIDATION_SEED_OFFSET]}
-    held = {fp[s] for s in held_out_seeds(cfg)}
+    held = {fp[s] for s in cfg.held_out_seeds}
     if search & held or len(held) != cfg.eval_seeds:
-        raise ConfigError(f"demo seed {cfg.seed}: a held-out noise seed {held_out_seeds(cfg)} draws the same noise as "
+        raise ConfigError(f"demo seed {cfg.seed}: a held-out noise seed {cfg.held_out_seeds} draws the same noise as "
                           "a search seed or another held-out seed; choose another --seed")
     return {"search": search, "held_out": held}
 
@@ -77,7 +71,7 @@ class Scorer:
         self.inception = feature_space("inception", cfg.device) if cfg.inception else None
         self.ref_inc = reference_set(data, self.inception, progress=progress) if self.inception else None
         check_seed_separation(cfg)
-        self.seeds = held_out_seeds(cfg)
+        self.seeds = cfg.held_out_seeds
         self.image_shape = tuple(data.images.shape[1:])
 
     def fd(self, space: str, model: nn.Module, samples: int, nfe: int, seed: int) -> FDObjective:
