@@ -129,7 +129,10 @@ def seed_table(payloads: list[dict[str, Any]]) -> str:
         mine = [r for r in rows if seed_role(r["seed"]) == role]
         if not mine:
             continue
-        out += [f"## {_ROLE_TITLES[role]}", "", *_headline_table(mine), "",
+        objectives = sorted({p["config"].get("search_objective", "?") for p in payloads
+                             if seed_role(p["config"]["seed"]) == role})
+        out += [f"## {_ROLE_TITLES[role]}", "", "Search objective: " + ", ".join(f"`{o}`" for o in objectives) + ".",
+                "", *_headline_table(mine), "",
                 f"Held-out {_space_names(mine)} at the end of training; (n/m): spaces where the variant is lower "
                 "than EMA*. LCSC anchored + guard is the demo's LCSC (the rows above).", "", *_variant_table(mine), "",
                 *_summary(mine), ""]
