@@ -121,7 +121,7 @@ AUTO_DIGITS = "mean:fd-digits,fd-digits2"
 
 def resolve_auto(name: str, checkpoints, data: str | None = None) -> str:
     """``auto`` → the calibrated mean of FD_digits and FD_digits2 for runs on the embedded digits (the search that
-    generalised to the unseen digits3 space on every seed in benchmarks/search_efficiency.py), Inception FID
+    generalised to the unseen digits3 space, re-decided on check noise of the decision seeds in benchmarks/search_efficiency.py), Inception FID
     otherwise; other names are returned unchanged."""
     if name.strip().lower() != "auto":
         return name
