@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lcsc.atomic import write_text
-from lcsc.demo.headlines import ALL_SPACES, holds_everywhere, spaces_in
+from lcsc.demo.headlines import ALL_SPACES, SPACE_NAMES, holds_everywhere, spaces_in
 from lcsc.protocol import DECISION_SEEDS, REPORT_SEEDS, seed_role
 
 __all__ = ["seed_rows", "seed_table", "main", "VARIANTS"]
@@ -72,8 +72,7 @@ def _fds(values: dict[str, float] | None, base: dict[str, float] | None = None) 
 
 def _space_names(rows: list[dict[str, Any]]) -> str:
     keys = _keys(*(r["ema"] for r in rows))
-    return " / ".join({"fd_mean": "FD_digits", "fd2_mean": "FD2", "fd3_mean": "FD3", "fd4_mean": "FD4"}[k]
-                      for k in keys)
+    return " / ".join(SPACE_NAMES[k] for k in keys)
 
 
 def _headline_table(rows: list[dict[str, Any]]) -> list[str]:

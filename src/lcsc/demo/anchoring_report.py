@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from lcsc.demo.headlines import spaces_in
+from lcsc.demo.headlines import SPACE_NAMES, spaces_in
 
 __all__ = ["anchoring_section", "ANCHORING_METHODS", "anchor_weights"]
 
@@ -32,7 +32,7 @@ def _table(payload: dict[str, Any], model: str, final: int) -> list[str]:
             and r["nfe"] == _searched_nfe(payload, model)}
     star = rows.get("EMA*")
     keys = spaces_in(*rows.values())
-    names = [{"fd_mean": "FD_digits", "fd2_mean": "FD2", "fd3_mean": "FD3", "fd4_mean": "FD4"}[k] for k in keys]
+    names = [SPACE_NAMES[k] for k in keys]
     out = ["| Method | " + " | ".join(names) + f" | vs EMA* ({' / '.join(names)}) | Detail |",
            "|---|" + "---|" * (len(keys) + 2)]
     for method in ANCHORING_METHODS:

@@ -12,12 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SPACES", "REPORT_ONLY", "ALL_SPACES", "spaces_in", "Crossing", "crossing", "speedup", "nfe_match",
+__all__ = ["SPACES", "REPORT_ONLY", "ALL_SPACES", "SPACE_NAMES", "spaces_in", "Crossing", "crossing", "speedup", "nfe_match",
            "holds_everywhere"]
 
 SPACES = ("fd_mean", "fd2_mean", "fd3_mean")  # the decision spaces FD_digits, FD2, FD3 (held-out means): rules use these
 REPORT_ONLY = ("fd4_mean",)  # FD4 (ViT), report-only (lcsc.protocol): in reports, never in a rule
 ALL_SPACES = SPACES + REPORT_ONLY
+SPACE_NAMES = {"fd_mean": "FD_digits", "fd2_mean": "FD2", "fd3_mean": "FD3", "fd4_mean": "FD4"}
 
 
 def spaces_in(*rows: dict[str, Any]) -> tuple[str, ...]:

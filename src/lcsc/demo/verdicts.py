@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from lcsc.demo.headlines import spaces_in
+from lcsc.demo.headlines import SPACE_NAMES, spaces_in
 
 __all__ = ["verdicts", "curve_table", "speedup_table", "nfe_table", "space_labels"]
 
-_NAMES = {"fd_mean": "FD_digits", "fd2_mean": "FD2", "fd3_mean": "FD3", "fd4_mean": "FD4"}
+_NAMES = SPACE_NAMES
 _FMT = {"fd_mean": "{:.2f}", "fd2_mean": "{:.3f}", "fd3_mean": "{:.3f}", "fd4_mean": "{:.3f}"}
 
 
