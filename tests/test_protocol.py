@@ -34,7 +34,7 @@ def test_noise_roles_are_disjoint_as_noise_not_only_as_integers():
 
 
 def test_seed_roles_and_spaces():
-    assert [protocol.seed_role(s) for s in (0, 2, 3, 5, 6)] == ["decision", "decision", "report", "report", "other"]
+    assert [protocol.seed_role(s) for s in (0, 2, 3, 5, 6, 10, 11, 12)] == ["decision", "decision", "report", "report", "other", "report", "report", "other"]
     assert not set(protocol.DECISION_SPACES) & set(protocol.REPORT_SPACES)
     assert protocol.split_by_role([5, 0, 9, 3]) == {"decision": [0], "report": [3, 5], "other": [9]}
     with pytest.raises(ValueError, match="role"):

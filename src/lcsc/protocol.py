@@ -28,7 +28,7 @@ __all__ = ["DECISION_SEEDS", "REPORT_SEEDS", "DECISION_SPACES", "REPORT_SPACES",
            "check_decision_jobs"]
 
 DECISION_SEEDS: tuple[int, ...] = (0, 1, 2)
-REPORT_SEEDS: tuple[int, ...] = (3, 4, 5)
+REPORT_SEEDS: tuple[int, ...] = (3, 4, 5, 10, 11)  # 10, 11: the distillation benchmark's (benchmarks/distillation.py)
 DECISION_SPACES: tuple[str, ...] = ("digits", "digits2", "digits3")
 REPORT_SPACES: tuple[str, ...] = ("digits4",)
 REPORT_NOISE_OFFSET = 1_000_003  # the demo's held-out noise (lcsc.objectives.base.HELD_OUT_SEED_OFFSET)

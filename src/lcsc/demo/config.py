@@ -78,6 +78,8 @@ class DemoConfig:
     seed: int = 0
     device: str = "cpu"
     held_out_noise: str = "report"  # "decision": check noise, for benchmarks deciding on decision seeds
+    window_ends: tuple[int, ...] = ()  # explicit LCSC window ends (default: the early point and the end)
+    curve_at: tuple[int, ...] = ()  # explicit EMA / EMA* curve points (default: ``curve_points`` evenly spaced)
 
     def __post_init__(self) -> None:
         from lcsc.models.config import ModelConfig
@@ -87,9 +89,12 @@ class DemoConfig:
         ModelConfig(kind="dm", channels=self.channels)  # validates channels before any stage starts
         if not 0 < self.early_fraction < 1:
             raise ConfigError(f"early_fraction {self.early_fraction} must be in (0, 1)")
-        if self.early_point < self.interval * 2 or self.window < 2 * self.interval:
-            raise ConfigError(f"the early point (step {self.early_point}) and window ({self.window}) must hold at "
+        if min(self.lcsc_points) < self.interval * 2 or self.window < 2 * self.interval:
+            raise ConfigError(f"every window end {self.lcsc_points} and the window ({self.window}) must hold at "
                               f"least two checkpoints {self.interval} iterations apart")
+        if any(not 0 < p <= self.iterations for p in self.window_ends + self.curve_at):
+            raise ConfigError(f"window ends {self.window_ends} and curve points {self.curve_at} must lie in "
+                              f"1..{self.iterations}")
         if self.default_ema_fraction not in self.ema_fractions:
             raise ConfigError(f"default_ema_fraction {self.default_ema_fraction} must be one of ema_fractions")
         if self.eval_seeds < 1 or min(self.search_samples, self.eval_samples) < 16:
@@ -175,13 +180,17 @@ class DemoConfig:
 
     @property
     def points(self) -> tuple[int, ...]:
-        """Training points of the EMA / EMA* curve: ``curve_points`` evenly spaced ones, the early point, the end."""
+        """Training points of the EMA / EMA* curve: ``curve_points`` evenly spaced ones (or ``curve_at``), the window
+        ends, the end."""
+        if self.curve_at:
+            return tuple(sorted(set(self.curve_at) | set(self.lcsc_points) | {self.iterations}))
         even = {int(round(self.iterations * k / self.curve_points)) for k in range(1, self.curve_points + 1)}
         return tuple(sorted(even | {self.early_point, self.iterations}))
 
     @property
-    def lcsc_points(self) -> tuple[int, int]:
-        return (self.early_point, self.iterations)
+    def lcsc_points(self) -> tuple[int, ...]:
+        """The LCSC window ends: ``window_ends`` when given, else the early point and the end."""
+        return tuple(sorted(set(self.window_ends))) if self.window_ends else (self.early_point, self.iterations)
 
     @property
     def ema_points(self) -> tuple[int, int, int]:

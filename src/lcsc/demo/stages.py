@@ -17,6 +17,7 @@ from lcsc.checkpoints import CheckpointStack
 from lcsc.data import ImageData
 from lcsc.demo.config import DemoConfig
 from lcsc.demo.scoring import HeldOutScore, Scorer
+from lcsc.errors import ConfigError
 from lcsc.merge import PosthocEMA, StackMerger
 from lcsc.models import ModelConfig, load_model
 from lcsc.search import SearchResult, run_search
@@ -142,11 +143,22 @@ def candidate_names(cfg: DemoConfig) -> tuple[list[str], list[str]]:
 
 
 def candidate_states(run: ModelRun, cfg: DemoConfig, point: int) -> dict[str, dict[str, torch.Tensor]]:
-    """Every EMA* candidate's weights at ``point``: the online EMAs' snapshots and the post-hoc reconstructions."""
+    """Every EMA* candidate's weights at ``point``: the online EMAs' snapshots and the post-hoc reconstructions (those
+    of ``cfg.sigma_rels`` that the power-EMA snapshots can reconstruct at ``point``: early in a run, with few
+    snapshots, some fall in gaps of the reconstructable range and are left out)."""
     states = {ema_name(half_life=h): ema_state(run, h, point) for h in cfg.half_lives}
-    recon = run.posthoc.reconstruct_many(point, [{"sigma_rel": s} for s in cfg.sigma_rels])
-    states.update(zip((phema_name(s) for s in cfg.sigma_rels), recon))
+    sigmas = [s for s in cfg.sigma_rels if _reconstructable(run.posthoc, point, s)]
+    recon = run.posthoc.reconstruct_many(point, [{"sigma_rel": s} for s in sigmas])
+    states.update(zip((phema_name(s) for s in sigmas), recon))
     return states
+
+
+def _reconstructable(posthoc: PosthocEMA, point: int, sigma_rel: float) -> bool:
+    try:
+        posthoc.coefficients(point, sigma_rel=sigma_rel)
+    except ConfigError:
+        return False
+    return True
 
 
 def ema_state_named(run: ModelRun, name: str, point: int) -> dict[str, torch.Tensor]:
