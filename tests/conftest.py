@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -56,13 +57,20 @@ def ckpt_dir(tmp_path: Path, states) -> Path:
     return folder
 
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n 2: one core per worker (and per process it starts)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_lcsc_cache(tmp_path_factory):
-    """Feature weights and reference statistics go to a per-session cache, not the user's ~/.cache."""
-    import os
-
+    """Feature weights and reference statistics go to a per-run cache, not the user's ~/.cache (shared by the
+    workers of ``pytest -n``: each file is written atomically, so two workers building one write equal files)."""
     old = os.environ.get("LCSC_CACHE_DIR")
-    os.environ["LCSC_CACHE_DIR"] = str(tmp_path_factory.mktemp("lcsc-cache"))
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent / "lcsc-cache" if os.environ.get("PYTEST_XDIST_WORKER") else base / "lcsc-cache"
+    shared.mkdir(parents=True, exist_ok=True)
+    os.environ["LCSC_CACHE_DIR"] = str(shared)
     yield
     if old is None:
         os.environ.pop("LCSC_CACHE_DIR", None)

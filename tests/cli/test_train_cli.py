@@ -105,3 +105,42 @@ def test_target_ema_flag_reaches_the_config(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
         assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def teachers(tmp_path_factory):
+    """Tiny runs to distil from: a digits DM, a digits CM, a DM on 3-channel 8×8 data, a DM on 16×16 digits and a DM
+    on another 8×8 grey data set."""
+    root = tmp_path_factory.mktemp("teachers")
+    rgb, grey = root / "rgb.npz", root / "grey.npz"
+    rng = np.random.default_rng(0)
+    np.savez(rgb, rng.integers(0, 255, (40, 8, 8, 3), dtype=np.uint8))
+    np.savez(grey, rng.integers(0, 255, (40, 8, 8, 1), dtype=np.uint8))
+    runs = {"dm": ("dm", []), "cm": ("cm", []), "rgb": ("dm", ["--data", str(rgb)]),
+            "res16": ("dm", ["--resolution", "16"]), "other-data": ("dm", ["--data", str(grey)])}
+    for name, (kind, extra) in runs.items():
+        assert main(["train", kind, *TINY, "--sample-count", "0", *extra, "-o", str(root / name)]) == 0
+    return {name: root / name / "last.safetensors" for name in runs}
+
+
+@pytest.mark.parametrize("teacher, message", [
+    ("missing", "no such checkpoint file"),
+    ("cm", "must be a DM for 1×8² images (it is a cm"),
+    ("rgb", "must be a DM for 1×8² images (it is a dm for 3×8²"),
+    ("res16", "must be a DM for 1×8² images (it is a dm for 1×16²"),
+    ("other-data", "not on the student's data digits (1797 images)"),
+])
+def test_cd_with_a_wrong_teacher_exits_2_in_one_line_and_writes_nothing(tmp_path, capsys, teachers, teacher, message):
+    path = teachers.get(teacher, tmp_path / "nope.safetensors")
+    out = tmp_path / "student"
+    assert main(["train", "cm", *TINY, "--mode", "cd", "--teacher", str(path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_cd_from_a_digits_teacher_trains(tmp_path, teachers):
+    out = tmp_path / "student"
+    assert main(["train", "cm", *TINY, "--sample-count", "0", "--mode", "cd", "--teacher", str(teachers["dm"]),
+                 "-o", str(out)]) == 0
+    assert load_model(out / "last.safetensors").config.kind == "cm"

@@ -11,12 +11,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from lcsc.demo.config import DemoConfig
+from lcsc.demo.config import SIGMA_RELS, DemoConfig
 from lcsc.errors import ConfigError
 from lcsc.protocol import DECISION_SEEDS, REPORT_SEEDS, seed_role
 
 __all__ = ["DistillConfig", "RunSpec", "CURVE_32NDS", "GEOMETRIC_32NDS"]
 
+EMA_FRACTIONS = DemoConfig.__dataclass_fields__["ema_fractions"].default
 CURVE_32NDS = (1, 2, 3, 4, 6, 8, 12, 16, 20, 24, 28, 32)  # EMA / EMA* curve points, in 32nds of a run (12 points)
 GEOMETRIC_32NDS = (1, 2, 4, 8, 16, 32)  # LCSC window ends of the reference runs: N/32, N/16, …, N
 
@@ -68,11 +69,18 @@ class DistillConfig:
     dm_search_evals: int = 60
     cm_search_evals: int = 90
     device: str = "cpu"
+    sigma_rels: tuple[float, ...] = SIGMA_RELS  # the EMA* grid's post-hoc σ_rel (the demo's 13)
+    ema_fractions: tuple[float, ...] = EMA_FRACTIONS  # online EMA half-lives as fractions of each run (the demo's 11)
 
     @property
     def held_out_noise(self) -> str:
         """Report noise on report seeds; check noise on decision seeds (sizing probes: :mod:`lcsc.protocol`)."""
         return "decision" if seed_role(self.seed) == "decision" else "report"
+
+    @property
+    def default_ema_fraction(self) -> float:
+        """The "EMA" rows' half-life fraction: the demo's 1/100 (like 0.9999 at 800K), else the middle one."""
+        return 1 / 100 if 1 / 100 in self.ema_fractions else self.ema_fractions[len(self.ema_fractions) // 2]
 
     def __post_init__(self) -> None:
         if seed_role(self.seed) == "other":
@@ -99,10 +107,10 @@ class DistillConfig:
     @classmethod
     def quick(cls, **overrides: Any) -> DistillConfig:
         """A ≤ 2-minute version for smoke tests and CI: tiny runs, samples and budgets."""
-        base = dict(teacher_iterations=256, iterations=256, short_divisor=2, batch_size=16, channels=8, window=32,
-                    interval=4, teacher_window=32, teacher_interval=4, search_samples=64, grid_samples=32,
-                    eval_samples=64, eval_seeds=2, dm_search_evals=16, cm_search_evals=18, dm_nfes=(4, 9),
-                    cm_nfes=(1, 2))
+        base = dict(teacher_iterations=128, iterations=128, short_divisor=2, batch_size=16, channels=8, window=16,
+                    interval=4, teacher_window=16, teacher_interval=4, search_samples=48, grid_samples=24,
+                    eval_samples=48, eval_seeds=2, dm_search_evals=16, cm_search_evals=18, dm_nfes=(4, 9),
+                    cm_nfes=(1, 2), sigma_rels=(0.03, 0.06, 0.12), ema_fractions=(1 / 64, 1 / 16, 1 / 4))
         return cls(**(base | overrides))
 
     def _demo(self, iterations: int, batch: int, window: int, interval: int, ends: tuple[int, ...],
@@ -114,13 +122,14 @@ class DistillConfig:
             dm_nfes=nfes or tuple(sorted(set(self.dm_nfes) | {nfe})), cm_nfes=self.cm_nfes, search_samples=self.search_samples,
             grid_samples=self.grid_samples, eval_samples=self.eval_samples, eval_seeds=self.eval_seeds,
             dm_search_evals=self.dm_search_evals, cm_search_evals=self.cm_search_evals, window_only_baseline=False,
-            shrink_lambdas=(), held_out_noise=self.held_out_noise)
+            shrink_lambdas=(), held_out_noise=self.held_out_noise, sigma_rels=self.sigma_rels,
+            ema_fractions=self.ema_fractions, default_ema_fraction=self.default_ema_fraction)
 
     def runs(self) -> dict[str, RunSpec]:
         """Every run by name, in training order: teacher, CT, CD (the CD runs need the teacher)."""
         n, s, b = self.iterations, self.short_iterations, self.batch_size
-        ends = tuple(n * k // 32 for k in GEOMETRIC_32NDS)
-        short_ends = tuple(e for e in ends if e <= s and e >= 2 * self.interval)
+        ends = tuple(e for e in (n * k // 32 for k in GEOMETRIC_32NDS) if e >= 2 * self.interval)
+        short_ends = tuple(e for e in ends if e <= s)
         t = self.teacher_iterations
         specs = [("teacher", "dm", t, b, self._demo(t, b, self.teacher_window, self.teacher_interval, (t,),
                                                     self.teacher_nfe)),

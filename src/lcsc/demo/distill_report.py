@@ -130,6 +130,16 @@ def curve_table(raw: dict[str, Any], cfg: DistillConfig) -> str:
     return "\n".join(lines)
 
 
+def _sizes(cfg: DistillConfig) -> str:
+    r = cfg.runs()
+    return (f"Teacher DM {cfg.teacher_iterations:,} iterations; CD and CT reference N = {cfg.iterations:,} at batch "
+            f"{cfg.batch_size}; short runs N/{cfg.short_divisor} = {cfg.short_iterations:,} at batch {cfg.batch_size} "
+            f"(CD, CT) and {cfg.small_batch} (CD); windows of {cfg.window} iterations every {cfg.interval} (K = "
+            f"{cfg.window // cfg.interval}) ending at {', '.join(map(str, r['cd'].demo.lcsc_points))}; EMA* at "
+            f"{len(r['cd'].demo.points)} points per run ({len(r['cd'].demo.half_lives)} online EMAs + "
+            f"{len(cfg.sigma_rels)} post-hoc σ_rel).")
+
+
 def _panels(raw: dict, cfg: DistillConfig, names: tuple[str, ...]) -> dict[str, dict]:
     specs = cfg.runs()
     return {n: {"batch": specs[n].batch_size, "EMA": curve(raw, cfg, n, "EMA"), "EMA*": curve(raw, cfg, n),
@@ -155,14 +165,18 @@ def write_report(rep: dict[str, Any], raw: dict[str, Any], cfg: DistillConfig, f
                                           "teacher DM"),
             "nfe": plot_nfe_curves(_nfe_panels(raw, cfg), folder / "nfe.png")}
     md = ["# Consistency distillation on long runs: LCSC vs EMA* (paper Tab. 1, 6, 7; Sec. 5.2)", "",
-          f"Seed {cfg.seed}; {seconds / 60:.1f} min on {raw['threads']} threads. Held-out noise (report seeds), "
-          f"{cfg.eval_seeds} seeds × {cfg.eval_samples} samples, four spaces.", "", "## Verdicts", "",
+          f"Training seed {cfg.seed}; {seconds / 60:.1f} min (this segment; stages below) with {raw['threads']} "
+          f"thread(s) for evaluation and {raw.get('lanes', 1)} training lane(s). Every row on held-out "
+          + ("report noise, four spaces (FD4 report-only)" if cfg.held_out_noise == "report" else
+             "check noise (a decision seed: a sizing probe), the three decision spaces")
+          + f": {cfg.eval_seeds} noise seeds × {cfg.eval_samples} samples. " + _sizes(cfg), "", "## Verdicts", "",
           *verdicts(rep, cfg), "", "## Speed-up (paper Tab. 7)", "", speedup_table(rep, cfg), "",
           "## NFE (paper Sec. 5.2)", "", nfe_table(raw, cfg), "## Cost (paper Tab. 6, our units)", "",
           cost_table(rep, cfg), "", "## EMA and EMA* at every point (held-out)", "", curve_table(raw, cfg), "",
           "![CD curves](cd_curves.png)", "", "![CT curves](ct_curves.png)", "", "![teacher](teacher_curves.png)", "",
           "![NFE](nfe.png)", "", "## Stage times (s)", "",
-          ", ".join(f"{k} {v:.0f}" for k, v in raw["stages"].items()), ""]
+          ", ".join(f"{k} {v:.0f}" for k, v in raw["stages"].items()), "", "Estimated before the run (s): "
+          + ", ".join(f"{k} {v:.0f}" for k, v in raw.get("estimate", {}).items()) + ".", ""]
     files = {"report.json": write_json(folder / "report.json", finite(rep | {"stages": raw["stages"],
                                                                                 "config": cfg.to_dict()})),
              "report.md": write_text(folder / "report.md", "\n".join(md))}

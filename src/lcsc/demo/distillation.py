@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 from lcsc.atomic import read_json_object, write_json
 from lcsc.data import load_digits_data
 from lcsc.demo.distill_config import DistillConfig, RunSpec
-from lcsc.demo.distill_train import run_of, teacher_path, train_runs, write_teacher
+from lcsc.demo.distill_estimate import estimate_stages
+from lcsc.demo.distill_train import lanes, run_of, teacher_path, train_runs, write_teacher
 from lcsc.demo.scoring import Scorer
 from lcsc.demo.stages import (
     ModelRun,
@@ -162,7 +163,11 @@ def run_distillation(cfg: DistillConfig, out: str | Path, *, progress: bool = Tr
         return res
 
     specs = cfg.runs()
-    scorer = stage("feature spaces and references", Scorer, specs["cd"].demo, load_digits_data())
+    data = load_digits_data()
+    scorer = stage("feature spaces and references", Scorer, specs["cd"].demo, data)
+    parts = stage("estimate", estimate_stages, cfg, scorer, data, lanes())
+    if on_stage:
+        on_stage("estimate", {"seconds": sum(parts.values()), "parts": parts})
     stage("training", train_runs, cfg, out, _teacher_maker(cfg, out, scorer), progress)
     runs = {n: run_of(out, s) for n, s in specs.items()}
     grids, searches, rows = {}, {}, []
@@ -173,7 +178,8 @@ def run_distillation(cfg: DistillConfig, out: str | Path, *, progress: bool = Tr
     with tqdm(desc="held-out rows", disable=not progress) as bar:
         for n, s in specs.items():
             rows += stage(f"held-out {n}", _rows, s, runs[n], out, scorer, grids[n], searches[n], bar)
-    return {"config": cfg.to_dict(), "rows": rows, "stages": stages, "threads": torch.get_num_threads(),
+    return {"config": cfg.to_dict(), "rows": rows, "stages": stages, "threads": torch.get_num_threads(), "lanes": lanes(),
+            "estimate": parts,
             "train_s": {n: r.train_s for n, r in runs.items()},
             "ema_star": {n: {str(p): g["star"] for p, g in grids[n].items()} for n in specs},
             "interior": {n: {str(p): g["interior"] for p, g in grids[n].items()} for n in specs},

@@ -35,7 +35,7 @@ from lcsc.metrics.evaluate import KID_SCALE
 from lcsc.models import ModelConfig, build_model
 from lcsc.training.ema import ema_name
 
-__all__ = ["DemoRow", "DemoResult", "run_demo", "MODEL_LABELS"]
+__all__ = ["DemoRow", "DemoResult", "run_demo", "MODEL_LABELS", "unit_costs"]
 
 MODEL_LABELS = {"dm": "DM", "cm-ct": "CM (CT)", "cm-cd": "CM (CD)"}
 
@@ -277,7 +277,7 @@ _ROW_OVERHEAD_S = 0.25  # per held-out row: model and state loading, three evalu
 _PAIR_FACTOR = 1.15  # the pair training side by side vs steps timed alone (spawn, logging, contention)
 
 
-def _unit_costs(kind: str, cfg: DemoConfig, scorer: Scorer, data) -> dict[str, float]:
+def unit_costs(kind: str, cfg: DemoConfig, scorer: Scorer, data) -> dict[str, float]:
     """Seconds per training step, per sample per NFE, per sample for FD in the searched spaces / all three spaces,
     and for one KID + precision/recall at the held-out sample count."""
     from lcsc.generate import generate
@@ -342,7 +342,7 @@ def estimate_parts(cfg: DemoConfig, scorer: Scorer, data=None) -> dict[str, floa
     """Seconds per stage of everything after the feature spaces: measured unit costs (a few training steps, a timed
     generation and feature pass per model kind) times the planned work, plus the Inception FIDs with ``--inception``."""
     data = load_digits_data() if data is None else data
-    rounds = [{kind: _unit_costs(kind, cfg, scorer, data) for kind in ("dm", "cm")} for _ in range(2)]
+    rounds = [{kind: unit_costs(kind, cfg, scorer, data) for kind in ("dm", "cm")} for _ in range(2)]
     # the first timings of a fresh process run up to 1.7× slow (allocator, thread pools): the faster of two rounds
     costs = {kind: {k: min(r[kind][k] for r in rounds) for k in rounds[0][kind]} for kind in ("dm", "cm")}
     parts: dict[str, float] = {}

@@ -15,6 +15,7 @@ from lcsc.data import ImageData
 from lcsc.diffusion.loss import DDPMLoss
 from lcsc.errors import CheckpointError, ConfigError
 from lcsc.models import GenerativeModel, build_model, load_model, read_metadata, read_model_config
+from lcsc.models.build import read_data_info
 from lcsc.training.config import TrainConfig
 from lcsc.training.plugins import LOSS_WEIGHTINGS, OPTIM_SCHEDULES, TIMESTEP_SAMPLERS, make_plugin
 
@@ -34,7 +35,12 @@ def resolve_config(config: TrainConfig, data: ImageData) -> TrainConfig:
     if m.kind == "cm" and cm is not None and cm.mode == "cd":
         teacher = read_model_config(cm.teacher)
         if teacher.kind != "dm" or (teacher.in_channels, teacher.resolution) != (m.in_channels, m.resolution):
-            raise ConfigError(f"teacher {cm.teacher} must be a DM for {m.in_channels}×{m.resolution}² images")
+            raise ConfigError(f"teacher {cm.teacher} must be a DM for {m.in_channels}×{m.resolution}² images "
+                              f"(it is a {teacher.kind} for {teacher.in_channels}×{teacher.resolution}² images)")
+        info, mine = read_data_info(cm.teacher), data.describe()
+        if info is not None and (info.get("source"), info.get("count")) != (mine["source"], mine["count"]):
+            raise ConfigError(f"teacher {cm.teacher} was trained on {info.get('source')} ({info.get('count')} images), "
+                              f"not on the student's data {mine['source']} ({mine['count']} images)")
         sig = load_model(cm.teacher).schedule.sigmas()
         m = dataclasses.replace(m, sigma_min=max(m.sigma_min, float(sig[0])), sigma_max=min(m.sigma_max, float(sig[-1])))
     return dataclasses.replace(config, model=m)

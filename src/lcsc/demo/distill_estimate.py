@@ -1,0 +1,67 @@
+"""The distillation benchmark's time estimate per stage: measured unit costs × the planned work (printed up front)."""
+
+from __future__ import annotations
+
+from lcsc.demo.distill_config import DistillConfig, RunSpec
+from lcsc.demo.run import unit_costs
+from lcsc.demo.scoring import Scorer
+
+__all__ = ["estimate_stages", "lane_schedule"]
+
+_TEACHER_PASS = 1 / 3  # one teacher forward ≈ a third of a DM training step (forward + backward)
+_OVERHEAD = 1.15  # recording, EMA updates, logging, process start-up
+
+
+def lane_schedule(durations: dict[str, float], lanes: int, waits_for_teacher: set[str]) -> float:
+    """Wall time of training the runs in ``durations`` order on ``lanes`` lanes, greedily, the runs in
+    ``waits_for_teacher`` starting only once "teacher" has finished (as :func:`~lcsc.demo.distill_train.train_runs`)."""
+    free, teacher_done, todo = [0.0] * lanes, float("inf"), list(durations)
+    end = 0.0
+    while todo:
+        lane = min(range(lanes), key=free.__getitem__)
+        ready = [n for n in todo if n not in waits_for_teacher or teacher_done <= free[lane]]
+        if not ready:  # only CD runs left: wait for the teacher
+            free[lane] = teacher_done
+            continue
+        name = ready[0]
+        todo.remove(name)
+        free[lane] += durations[name]
+        if name == "teacher":
+            teacher_done = free[lane]
+        end = max(end, free[lane])
+    return end
+
+
+def _step_seconds(spec: RunSpec, costs: dict[str, dict[str, float]], batch: int) -> float:
+    """One training step on one thread, scaled from the timed batch to the run's (linear in the batch)."""
+    dm, cm = costs["dm"]["step1"], costs["cm"]["step1"]
+    step = dm if spec.model == "dm" else cm + (2 * _TEACHER_PASS * dm if spec.model == "cm-cd" else 0.0)
+    return step * spec.batch_size / batch
+
+
+def _eval_seconds(spec: RunSpec, c: dict[str, float]) -> dict[str, float]:
+    d = spec.demo
+    nfe = d.dm_nfe if spec.model == "dm" else d.cm_nfe
+    per = c["gen"] * nfe
+    candidates = len(d.half_lives) + len(d.sigma_rels)
+    grid = len(d.points) * (candidates * d.grid_samples + d.grid_finalists * d.search_samples) * (per + c["fd_search"])
+    evals = d.search_evals(spec.model) + d.guard_finalists + 1
+    search = len(d.lcsc_points) * evals * d.search_samples * (per + c["fd_search"] + 0.05 / d.search_samples)
+    nfes = d.dm_nfes if spec.model == "dm" else d.cm_nfes
+    rows = (2 * len(d.points) + 2 * len(d.lcsc_points)) * d.eval_seeds * d.eval_samples * (per + c["fd_all"])
+    if spec.name in ("teacher", "cd"):
+        rows += 2 * d.eval_seeds * d.eval_samples * sum(c["gen"] * n + c["fd_all"] for n in nfes)
+    return {"grid": grid, "search": search, "rows": rows}
+
+
+def estimate_stages(cfg: DistillConfig, scorer: Scorer, data, lanes: int) -> dict[str, float]:
+    """Seconds per stage: training (the lane schedule), EMA* grids, LCSC searches, held-out rows."""
+    ref = cfg.runs()["cd"].demo
+    costs = {kind: unit_costs(kind, ref, scorer, data) for kind in ("dm", "cm")}
+    specs = cfg.runs()
+    train = {n: s.iterations * _step_seconds(s, costs, ref.batch_size) * _OVERHEAD for n, s in specs.items()}
+    out = {"training": lane_schedule(train, lanes, {n for n, s in specs.items() if s.model == "cm-cd"})}
+    parts = {n: _eval_seconds(s, costs["dm" if s.model == "dm" else "cm"]) for n, s in specs.items()}
+    for key, label in (("grid", "EMA* grids"), ("search", "LCSC searches"), ("rows", "held-out rows")):
+        out[label] = sum(p[key] for p in parts.values())
+    return {k: round(v, 1) for k, v in out.items()}
