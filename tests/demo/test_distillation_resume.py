@@ -101,10 +101,10 @@ def test_quick_benchmark_killed_in_every_stage_resumes_to_the_uninterrupted_resu
     assert a["caches"] == b["caches"]
     assert a["figures"] == b["figures"]
 
-    # a finished run is not redone: every stage is skipped
+    # a finished run is not redone: every stage is reused (only the report is written again)
     again = subprocess.run(_cmd(killed), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0
-    assert json.loads(again.stdout.strip().splitlines()[-1])["minutes"] < head["minutes"]
+    assert json.loads(again.stdout.strip().splitlines()[-1])["minutes"] < head["minutes"] / 2
 
 
 def test_another_configuration_in_the_folder_is_refused(tmp_path):

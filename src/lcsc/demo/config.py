@@ -73,6 +73,7 @@ class DemoConfig:
     eval_samples: int = 800
     eval_seeds: int = 3
     cd: bool = False
+    cd_target_ema: float = 0.95  # CD's θ⁻ (Song et al. 2023's CIFAR-10 μ): θ⁻ = θ diverged on digits (docs/distillation)
     inception: bool = False
     inception_samples: int = 500
     seed: int = 0

@@ -120,9 +120,9 @@ def costs(raw: dict, cfg: DistillConfig) -> dict[str, Any]:
     """Training and search compute per run, the paper's setting in the same units, and the training length at which
     one of our LCSC searches falls below 10 % of training."""
     out: dict[str, Any] = {"runs": {}}
-    for name, spec in cfg.runs().items():
+    for name, spec in cfg.runs().items():  # a search record's "samples" counts every sample it drew
         nfe = _nfe(cfg, name)
-        searches = [{"evaluations": s["evaluations"], "samples": s["samples"], "nfe": nfe,
+        searches = [{"evaluations": s["evaluations"], "samples": s["samples"] / max(1, s["evaluations"]), "nfe": nfe,
                      "core_s": s["seconds"] * raw["threads"]} for s in raw["searches"][name]]
         cost = run_cost(spec.model, spec.iterations, spec.batch_size, raw["train_s"][name], searches)
         per_search = cost.search_core_s / max(1, len(searches))

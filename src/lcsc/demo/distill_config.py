@@ -69,6 +69,7 @@ class DistillConfig:
     dm_search_evals: int = 60
     cm_search_evals: int = 90
     device: str = "cpu"
+    cd_target_ema: float = 0.95  # θ⁻ for CD (decided on decision seed 0: θ⁻ = θ got worse with training)
     sigma_rels: tuple[float, ...] = SIGMA_RELS  # the EMA* grid's post-hoc σ_rel (the demo's 13)
     ema_fractions: tuple[float, ...] = EMA_FRACTIONS  # online EMA half-lives as fractions of each run (the demo's 11)
 
@@ -107,7 +108,7 @@ class DistillConfig:
     @classmethod
     def quick(cls, **overrides: Any) -> DistillConfig:
         """A ≤ 2-minute version for smoke tests and CI: tiny runs, samples and budgets."""
-        base = dict(teacher_iterations=128, iterations=128, short_divisor=2, batch_size=16, channels=8, window=16,
+        base = dict(teacher_iterations=64, iterations=64, short_divisor=2, batch_size=16, channels=8, window=16,
                     interval=4, teacher_window=16, teacher_interval=4, search_samples=48, grid_samples=24,
                     eval_samples=48, eval_seeds=2, dm_search_evals=16, cm_search_evals=18, dm_nfes=(4, 9),
                     cm_nfes=(1, 2), sigma_rels=(0.03, 0.06, 0.12), ema_fractions=(1 / 64, 1 / 16, 1 / 4))
@@ -122,7 +123,7 @@ class DistillConfig:
             dm_nfes=nfes or tuple(sorted(set(self.dm_nfes) | {nfe})), cm_nfes=self.cm_nfes, search_samples=self.search_samples,
             grid_samples=self.grid_samples, eval_samples=self.eval_samples, eval_seeds=self.eval_seeds,
             dm_search_evals=self.dm_search_evals, cm_search_evals=self.cm_search_evals, window_only_baseline=False,
-            shrink_lambdas=(), held_out_noise=self.held_out_noise, sigma_rels=self.sigma_rels,
+            shrink_lambdas=(), held_out_noise=self.held_out_noise, cd_target_ema=self.cd_target_ema, sigma_rels=self.sigma_rels,
             ema_fractions=self.ema_fractions, default_ema_fraction=self.default_ema_fraction)
 
     def runs(self) -> dict[str, RunSpec]:

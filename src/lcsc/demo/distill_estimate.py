@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lcsc.demo.distill_config import DistillConfig, RunSpec
+from lcsc.demo.distill_costs import TRAIN_PASSES
 from lcsc.demo.run import unit_costs
 from lcsc.demo.scoring import Scorer
 
@@ -13,8 +14,8 @@ _OVERHEAD = 1.15  # recording, EMA updates, logging, process start-up
 
 
 def lane_schedule(durations: dict[str, float], lanes: int, waits_for_teacher: set[str]) -> float:
-    """Wall time of training the runs in ``durations`` order on ``lanes`` lanes, greedily, the runs in
-    ``waits_for_teacher`` starting only once "teacher" has finished (as :func:`~lcsc.demo.distill_train.train_runs`)."""
+    """Wall time of training the runs in ``durations`` order on ``lanes`` lanes, greedily (each on the first free
+    lane), the runs in ``waits_for_teacher`` starting only once "teacher" has finished."""
     free, teacher_done, todo = [0.0] * lanes, float("inf"), list(durations)
     end = 0.0
     while todo:
@@ -32,9 +33,10 @@ def lane_schedule(durations: dict[str, float], lanes: int, waits_for_teacher: se
     return end
 
 
-def _step_seconds(spec: RunSpec, costs: dict[str, dict[str, float]], batch: int) -> float:
-    """One training step on one thread, scaled from the timed batch to the run's (linear in the batch)."""
-    dm, cm = costs["dm"]["step1"], costs["cm"]["step1"]
+def _step_seconds(spec: RunSpec, costs: dict[str, dict[str, float]], batch: int, key: str = "step1") -> float:
+    """One training step (``key``: "step1" on one thread, "step" on all), scaled from the timed batch to the run's
+    (linear in the batch)."""
+    dm, cm = costs["dm"][key], costs["cm"][key]
     step = dm if spec.model == "dm" else cm + (2 * _TEACHER_PASS * dm if spec.model == "cm-cd" else 0.0)
     return step * spec.batch_size / batch
 
@@ -59,8 +61,13 @@ def estimate_stages(cfg: DistillConfig, scorer: Scorer, data, lanes: int) -> dic
     ref = cfg.runs()["cd"].demo
     costs = {kind: unit_costs(kind, ref, scorer, data) for kind in ("dm", "cm")}
     specs = cfg.runs()
-    train = {n: s.iterations * _step_seconds(s, costs, ref.batch_size) * _OVERHEAD for n, s in specs.items()}
-    out = {"training": lane_schedule(train, lanes, {n for n, s in specs.items() if s.model == "cm-cd"})}
+    teacher = specs["teacher"]  # alone first, on every lane's core (distill_train.train_runs)
+    key = "step" if lanes > 1 else "step1"
+    first = teacher.iterations * _step_seconds(teacher, costs, ref.batch_size, key) * _OVERHEAD
+    rest = sorted((s for s in specs.values() if s.name != "teacher"),
+                  key=lambda s: -s.iterations * TRAIN_PASSES[s.model] * s.batch_size)
+    train = {s.name: s.iterations * _step_seconds(s, costs, ref.batch_size) * _OVERHEAD for s in rest}
+    out = {"training": first + lane_schedule(train, lanes, set())}
     parts = {n: _eval_seconds(s, costs["dm" if s.model == "dm" else "cm"]) for n, s in specs.items()}
     for key, label in (("grid", "EMA* grids"), ("search", "LCSC searches"), ("rows", "held-out rows")):
         out[label] = sum(p[key] for p in parts.values())

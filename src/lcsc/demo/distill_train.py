@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import torch
@@ -14,6 +13,7 @@ from tqdm.auto import tqdm
 
 from lcsc.checkpoints.format import read_metadata, save_checkpoint
 from lcsc.demo.distill_config import DistillConfig, RunSpec
+from lcsc.demo.distill_costs import TRAIN_PASSES
 from lcsc.demo.stages import ModelRun, train_model, train_seconds_at
 
 __all__ = ["train_runs", "teacher_path", "write_teacher", "run_of", "lanes"]
@@ -55,11 +55,12 @@ def _finished(out: Path, spec: RunSpec) -> bool:
         return False
 
 
-def _train_job(spec: RunSpec, out: Path, teacher: Path | None) -> str:
-    """One run on one thread from start to end (so the weights never depend on timing; see ``train_pair``)."""
+def _train_job(spec: RunSpec, out: Path, teacher: Path | None, threads: int = 1) -> str:
+    """One run on a fixed number of threads from start to end (so its weights never depend on timing, as
+    ``train_pair``)."""
     from lcsc.data import load_digits_data
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     train_model(spec.model, spec.demo, out / spec.name, load_digits_data(), teacher, progress=False)
     return spec.name
 
@@ -78,38 +79,31 @@ def lanes() -> int:
 
 
 def train_runs(cfg: DistillConfig, out: Path, make_teacher: Callable[[], Path], progress: bool = True) -> None:
-    """Train every run (resuming unfinished ones) on :func:`lanes` processes. CD runs wait for the teacher file,
-    which ``make_teacher()`` writes once the teacher DM has trained (its EMA*)."""
+    """Train every run, resuming unfinished ones: the teacher DM first, alone, on every lane's core (it is the longest
+    run and everything distilled waits for it); ``make_teacher()`` then writes the CD teacher (its EMA*); then the
+    other runs on :func:`lanes` processes of one thread each, longest first."""
     specs = cfg.runs()
-    todo = [s for s in specs.values() if not _finished(out, s)]
-    if teacher_path(out).is_file() or _finished(out, specs["teacher"]):
-        make_teacher()
     total = sum(s.iterations for s in specs.values())
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=lanes(), mp_context=ctx) as pool, \
-            tqdm(total=total, desc="train (all runs)", disable=not progress) as bar:
-        running: dict[Future, RunSpec] = {}
-        while todo or running:
-            _submit_ready(pool, todo, running, out, lanes())
-            if not running:
-                raise RuntimeError(f"runs {[s.name for s in todo]} wait for a teacher that was never written")
-            done, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
-            for f in done:
-                spec = running.pop(f)
-                f.result()  # re-raise a worker's error here
-                if spec.model == "dm":
-                    make_teacher()
-            bar.n = sum(_logged(out, s) for s in specs.values())
-            bar.refresh()
-            time.sleep(0.5 if running else 0)
+    with tqdm(total=total, desc="train (all runs)", disable=not progress) as bar:
+        if not _finished(out, specs["teacher"]):
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+                _follow(pool, [specs["teacher"]], out, specs, bar, threads=lanes())
+        make_teacher()
+        rest = sorted((s for s in specs.values() if s.name != "teacher" and not _finished(out, s)),
+                      key=lambda s: -s.iterations * TRAIN_PASSES[s.model] * s.batch_size)
+        with ProcessPoolExecutor(max_workers=lanes(), mp_context=ctx) as pool:
+            _follow(pool, rest, out, specs, bar, threads=1)
 
 
-def _submit_ready(pool, todo: list[RunSpec], running: dict, out: Path, width: int) -> None:
-    for spec in list(todo):
-        if len(running) >= width:
-            return
-        teacher = teacher_path(out)
-        if spec.model == "cm-cd" and not teacher.is_file():
-            continue
-        running[pool.submit(_train_job, spec, out, teacher if spec.model == "cm-cd" else None)] = spec
-        todo.remove(spec)
+def _follow(pool, todo: list[RunSpec], out: Path, specs: dict[str, RunSpec], bar, threads: int) -> None:
+    """Submit ``todo`` to ``pool`` and follow the runs' logs on ``bar`` until all are done (errors re-raised)."""
+    teacher = teacher_path(out)
+    futures = [pool.submit(_train_job, s, out, teacher if s.model == "cm-cd" else None, threads) for s in todo]
+    while futures:
+        done, _ = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
+        for f in done:
+            futures.remove(f)
+            f.result()
+        bar.n = sum(_logged(out, s) for s in specs.values())
+        bar.refresh()

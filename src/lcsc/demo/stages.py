@@ -64,7 +64,8 @@ def train_model(name: str, cfg: DemoConfig, out: Path, data: ImageData, teacher:
                 progress: bool = True, on_log=None) -> ModelRun:
     """Train the DM ("dm"), the CT CM ("cm-ct") or the CD CM ("cm-cd") with the recorder and the EMA grid."""
     kind = "dm" if name == "dm" else "cm"
-    consistency = ConsistencyConfig(mode="cd", teacher=str(teacher)) if name == "cm-cd" else None
+    consistency = ConsistencyConfig(mode="cd", teacher=str(teacher), target_ema=cfg.cd_target_ema) \
+        if name == "cm-cd" else None
     config = TrainConfig(
         model=ModelConfig(kind=kind, channels=cfg.channels), iterations=cfg.iterations, batch_size=cfg.batch_size,
         seed=cfg.seed + {"dm": 0, "cm-ct": 1, "cm-cd": 2}[name],
