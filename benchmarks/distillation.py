@@ -1,13 +1,13 @@
 """Benchmark: LCSC where the paper's 14× / 23× live — consistency distillation on long runs (paper Sec. 5.1–5.2,
 Tabs. 1, 6, 7), with CT beside it and the teacher DM at NFE 9.
 
-Trains a DM teacher (25,600 iterations) and distils CMs from its EMA*: a reference of N = 12,800 iterations at batch 64,
+Trains a DM teacher (51,200 iterations) and distils CMs from its EMA*: a reference of N = 12,800 iterations at batch 64,
 short runs of N/8 at batch 64 and at batch 16 (each with its own schedule), and CT runs of N and N/8 at batch 64.
 EMA* (online + post-hoc) at 12 points per run, anchored LCSC on windows (K = 100) ending at N/32, N/16, …, N, every
 row scored on held-out noise (3 seeds × 800 samples) in four feature spaces; then the speed-ups (iterations, images
 seen, with the search counted), the NFE comparisons and the cost table.
 
-Run:  python benchmarks/distillation.py --seed 10                (≈ 60–70 min on 2 CPU cores; resumable: run it again)
+Run:  python benchmarks/distillation.py --seed 10                (≈ 75–85 min on 2 CPU cores, estimated; resumable: run it again)
       python benchmarks/distillation.py --quick --out /tmp/dq     (≤ 2 min, CI)
 Seeds: report seeds (10, 11) write the results (report noise, docs/distillation by default); decision seeds (0-2)
 are sizing probes on check noise. Outputs: report.json / report.md / figures in --report; the last line printed is

@@ -93,7 +93,7 @@ def test_runs_sizes_windows_and_batches():
     assert (runs["cd-small"].iterations, runs["cd-small"].batch_size) == (1600, 16)
     assert runs["cd"].demo.lcsc_points == (400, 800, 1600, 3200, 6400, 12800)  # N/32 … N
     assert runs["cd-short"].demo.lcsc_points == (400, 800, 1600)
-    assert runs["teacher"].demo.lcsc_points == (25600,) and runs["teacher"].demo.dm_nfe == 9
+    assert runs["teacher"].demo.lcsc_points == (51200,) and runs["teacher"].demo.dm_nfe == 9
     for spec in runs.values():
         assert len(spec.demo.points) >= 12 and set(spec.demo.lcsc_points) <= set(spec.demo.points)
         assert spec.demo.held_out_noise == "report" and spec.demo.seed == 10
