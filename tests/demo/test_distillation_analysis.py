@@ -116,11 +116,12 @@ def test_a_folder_of_another_configuration_is_refused_naming_the_keys(tmp_path):
         check_out_folder(cfg, tmp_path / "other")
 
 
-def test_lane_schedule_waits_for_the_teacher():
-    """Two lanes: teacher 0–10 | CT 0–6, CT short 6–8, idle to 10 | CD 10–18, CD short 10–11, CD small 11–12."""
+def test_lane_schedule_is_greedy_longest_first():
+    """Two lanes, the runs in the order given (longest first): cd 0–8 | ct 0–6, ct-short 6–8 | cd-short 8–9 on the
+    first free lane (lane 0 at 8), cd-small 8–9 on lane 1: 9 s; one lane: the sum."""
     from lcsc.demo.distill_estimate import lane_schedule
 
-    d = {"teacher": 10.0, "ct": 6.0, "ct-short": 2.0, "cd": 8.0, "cd-short": 1.0, "cd-small": 1.0}
-    cd = {"cd", "cd-short", "cd-small"}
-    assert lane_schedule(d, 2, cd) == pytest.approx(18.0)
-    assert lane_schedule(d, 1, cd) == pytest.approx(28.0)
+    d = {"cd": 8.0, "ct": 6.0, "ct-short": 2.0, "cd-short": 1.0, "cd-small": 1.0}
+    assert lane_schedule(d, 2) == pytest.approx(9.0)
+    assert lane_schedule(d, 1) == pytest.approx(18.0)
+    assert lane_schedule({"a": 5.0, "b": 4.0, "c": 3.0}, 2) == pytest.approx(7.0)

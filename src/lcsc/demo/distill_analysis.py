@@ -130,6 +130,8 @@ def costs(raw: dict, cfg: DistillConfig) -> dict[str, Any]:
         out["runs"][name] = cost.to_dict() | {
             "searches": len(searches), "core_s_per_search": per_search,
             "passes_per_search": cost.search_passes / max(1, len(searches)),
+            "one_search_fraction_passes": cost.search_passes / max(1, len(searches)) / cost.train_passes,
+            "one_search_fraction_seconds": per_search / cost.train_core_s,
             "break_even_iterations_10pct": break_even_iterations(per_search, per_iter)}
     paper = paper_cd_cost()
     out["paper_cd"] = {"train_passes": paper.train_passes, "search_passes": paper.search_passes,
@@ -154,6 +156,8 @@ def analyse(raw: dict, cfg: DistillConfig) -> dict[str, Any]:
         "converged": {n: c["converged"] for n, c in conv.items()},
         "search_cost_fraction": {"ours_cd_passes": ref_search["search_fraction_passes"],
                                  "ours_cd_seconds": ref_search["search_fraction_seconds"],
+                                 "ours_cd_one_search_passes": ref_search["one_search_fraction_passes"],
+                                 "ours_cd_one_search_seconds": ref_search["one_search_fraction_seconds"],
                                  "paper_cd_passes": cost["paper_cd"]["search_fraction_passes"],
                                  "break_even_iterations_10pct": ref_search["break_even_iterations_10pct"]},
         "convergence": conv, "speedups": sp, "nfe": nfe, "costs": cost,

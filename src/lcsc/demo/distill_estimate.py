@@ -13,24 +13,14 @@ _TEACHER_PASS = 1 / 3  # one teacher forward ≈ a third of a DM training step (
 _OVERHEAD = 1.15  # recording, EMA updates, logging, process start-up
 
 
-def lane_schedule(durations: dict[str, float], lanes: int, waits_for_teacher: set[str]) -> float:
+def lane_schedule(durations: dict[str, float], lanes: int) -> float:
     """Wall time of training the runs in ``durations`` order on ``lanes`` lanes, greedily (each on the first free
-    lane), the runs in ``waits_for_teacher`` starting only once "teacher" has finished."""
-    free, teacher_done, todo = [0.0] * lanes, float("inf"), list(durations)
-    end = 0.0
-    while todo:
+    lane)."""
+    free = [0.0] * lanes
+    for seconds in durations.values():
         lane = min(range(lanes), key=free.__getitem__)
-        ready = [n for n in todo if n not in waits_for_teacher or teacher_done <= free[lane]]
-        if not ready:  # only CD runs left: wait for the teacher
-            free[lane] = teacher_done
-            continue
-        name = ready[0]
-        todo.remove(name)
-        free[lane] += durations[name]
-        if name == "teacher":
-            teacher_done = free[lane]
-        end = max(end, free[lane])
-    return end
+        free[lane] += seconds
+    return max(free, default=0.0)
 
 
 def _step_seconds(spec: RunSpec, costs: dict[str, dict[str, float]], batch: int, key: str = "step1") -> float:
@@ -67,7 +57,7 @@ def estimate_stages(cfg: DistillConfig, scorer: Scorer, data, lanes: int) -> dic
     rest = sorted((s for s in specs.values() if s.name != "teacher"),
                   key=lambda s: -s.iterations * TRAIN_PASSES[s.model] * s.batch_size)
     train = {s.name: s.iterations * _step_seconds(s, costs, ref.batch_size) * _OVERHEAD for s in rest}
-    out = {"training": first + lane_schedule(train, lanes, set())}
+    out = {"training": first + lane_schedule(train, lanes)}
     parts = {n: _eval_seconds(s, costs["dm" if s.model == "dm" else "cm"]) for n, s in specs.items()}
     for key, label in (("grid", "EMA* grids"), ("search", "LCSC searches"), ("rows", "held-out rows")):
         out[label] = sum(p[key] for p in parts.values())

@@ -8,7 +8,6 @@ rows (speed-ups, NFE, costs) is :mod:`lcsc.demo.distill_analysis`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from lcsc.data import load_digits_data
 from lcsc.demo.distill_config import DistillConfig, RunSpec
 from lcsc.demo.distill_estimate import estimate_stages
 from lcsc.demo.distill_train import lanes, run_of, teacher_path, train_runs, write_teacher
+from lcsc.demo.run import StageClock
 from lcsc.demo.scoring import Scorer
 from lcsc.demo.stages import (
     ModelRun,
@@ -150,17 +150,8 @@ def run_distillation(cfg: DistillConfig, out: str | Path, *, progress: bool = Tr
 
     out = Path(out)
     check_out_folder(cfg, out)
-    stages: dict[str, float] = {}
-
-    def stage(name: str, fn, *args):
-        if on_stage:
-            on_stage("start", {"stage": name})
-        t0 = time.perf_counter()
-        res = fn(*args)
-        stages[name] = round(time.perf_counter() - t0, 2)
-        if on_stage:
-            on_stage("done", {"stage": name, "seconds": stages[name]})
-        return res
+    clock = StageClock(on_stage)
+    stage = clock.run
 
     specs = cfg.runs()
     data = load_digits_data()
@@ -178,7 +169,7 @@ def run_distillation(cfg: DistillConfig, out: str | Path, *, progress: bool = Tr
     with tqdm(desc="held-out rows", disable=not progress) as bar:
         for n, s in specs.items():
             rows += stage(f"held-out {n}", _rows, s, runs[n], out, scorer, grids[n], searches[n], bar)
-    return {"config": cfg.to_dict(), "rows": rows, "stages": stages, "threads": torch.get_num_threads(), "lanes": lanes(),
+    return {"config": cfg.to_dict(), "rows": rows, "stages": clock.stages, "threads": torch.get_num_threads(), "lanes": lanes(),
             "estimate": parts,
             "train_s": {n: r.train_s for n, r in runs.items()},
             "ema_star": {n: {str(p): g["star"] for p, g in grids[n].items()} for n in specs},

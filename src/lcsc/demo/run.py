@@ -35,7 +35,7 @@ from lcsc.metrics.evaluate import KID_SCALE
 from lcsc.models import ModelConfig, build_model
 from lcsc.training.ema import ema_name
 
-__all__ = ["DemoRow", "DemoResult", "run_demo", "MODEL_LABELS", "unit_costs"]
+__all__ = ["DemoRow", "DemoResult", "run_demo", "MODEL_LABELS", "unit_costs", "StageClock"]
 
 MODEL_LABELS = {"dm": "DM", "cm-ct": "CM (CT)", "cm-cd": "CM (CD)"}
 
@@ -83,7 +83,9 @@ class DemoResult:
     window_searches: dict[str, SearchRun] = field(default_factory=dict)  # the window-only search at the end
 
 
-class _Clock:
+class StageClock:
+    """Runs named stages, keeps their wall times (s) and reports start / done to ``on_stage``."""
+
     def __init__(self, on_stage: Callable[[str, dict], None] | None) -> None:
         self.stages: dict[str, float] = {}
         self.on_stage = on_stage
@@ -102,7 +104,7 @@ class _Clock:
 def run_demo(cfg: DemoConfig, out: str | Path, *, progress: bool = True,
              on_stage: Callable[[str, dict], None] | None = None) -> DemoResult:
     """Train, baseline, search and score everything; resumable (finished stages are reused from ``out``)."""
-    out, clock = Path(out), _Clock(on_stage)
+    out, clock = Path(out), StageClock(on_stage)
     data = load_digits_data()
     scorer = clock.run("feature spaces and references", Scorer, cfg, data, progress)
     parts = clock.run("estimate", estimate_parts, cfg, scorer, data)

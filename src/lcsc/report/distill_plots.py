@@ -1,5 +1,4 @@
-"""The distillation benchmark's figures: held-out FD vs images seen (LCSC paper Fig. 1) per family and space; FD vs
-NFE at the end of the CD reference and the teacher."""
+"""The distillation benchmark's figure: held-out FD vs images seen (LCSC paper Fig. 1) per family and space."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import matplotlib.pyplot as plt
 from lcsc.demo.headlines import SPACE_NAMES, spaces_in
 from lcsc.report.plots import save_figure
 
-__all__ = ["plot_family_curves", "plot_nfe_curves"]
+__all__ = ["plot_family_curves"]
 
 _MARKERS = ("*", "P", "X", "D")
 
@@ -39,24 +38,5 @@ def plot_family_curves(runs: dict[str, dict[str, Any]], reference: str, path: st
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
-    fig.tight_layout()
-    return save_figure(fig, path)
-
-
-def plot_nfe_curves(panels: dict[str, dict[str, Any]], path: str | Path) -> Path:
-    """One row per model, one column per space: EMA* and LCSC against NFE. ``panels[model] = {"EMA*": rows,
-    "LCSC": rows, "searched_nfe": n}``."""
-    keys = spaces_in(*(r for p in panels.values() for r in p["EMA*"] + p["LCSC"]))
-    fig, axes = plt.subplots(len(panels), len(keys), figsize=(3.6 * len(keys), 2.9 * len(panels)), squeeze=False)
-    for row, (model, p) in zip(axes, panels.items()):
-        for ax, key in zip(row, keys):
-            for method, color in (("EMA*", "C2"), ("LCSC", "C3")):
-                rows = sorted(p[method], key=lambda x: x["nfe"])
-                ax.plot([x["nfe"] for x in rows], [x[key] for x in rows], marker="o", ms=3, color=color, label=method)
-            ax.axvline(p["searched_nfe"], color="k", lw=0.6, ls=":", label=f"searched at NFE {p['searched_nfe']}")
-            ax.set(title=f"{model}: {SPACE_NAMES[key]}", xlabel="NFE", ylabel=f"held-out {SPACE_NAMES[key]}")
-            ax.set_yscale("log")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path)

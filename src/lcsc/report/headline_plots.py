@@ -44,13 +44,16 @@ def plot_fd_vs_iteration(panels: dict[str, dict[str, Any]], path: str | Path) ->
     return save_figure(fig, path)
 
 
-def plot_fd_vs_nfe(panels: dict[str, dict[str, Any]], path: str | Path) -> Path:
+def plot_fd_vs_nfe(panels: dict[str, dict[str, Any]], path: str | Path,
+                   spaces: dict[str, str] | None = None) -> Path:
     """One row per model, one column per space: EMA* and LCSC held-out FD against NFE at the end of training.
 
-    ``panels[model] = {"EMA*": [row, ...], "LCSC": [row, ...], "searched_nfe": n}``."""
-    fig, axes = _grid(len(panels), len(SPACE_LABELS))
+    ``panels[model] = {"EMA*": [row, ...], "LCSC": [row, ...], "searched_nfe": n}``; ``spaces`` maps a row key to
+    its label (default: the three digits spaces)."""
+    spaces = spaces or SPACE_LABELS
+    fig, axes = _grid(len(panels), len(spaces))
     for r, (model, p) in enumerate(panels.items()):
-        for c, (key, label) in enumerate(SPACE_LABELS.items()):
+        for c, (key, label) in enumerate(spaces.items()):
             ax = axes[r][c]
             for method, color in (("EMA*", "C2"), ("LCSC", "C3")):
                 rows = sorted(p[method], key=lambda x: x["nfe"])
