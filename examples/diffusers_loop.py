@@ -19,9 +19,10 @@ or the ``checkpoint-N/`` folders that ``save_state`` wrote anyway (their optimiz
         --objective fid --scheduler ddim --nfe 10 --samples 100 --evals 12 --half-lives 50,100 -o runs/dl_search
 
 Inception FID costs about 0.2 s per image on one CPU core (the first search also scores the 1,797 reference images
-once, about 6 minutes; they are cached): add ``--device cuda`` where there is a GPU. The merged
-weights (``search/merged.safetensors``) load into the same UNet: ``UNet2DModel.from_pretrained(OUT / "unet")``
-then ``load_state_dict(safetensors.torch.load_file(...))``.
+once, about 6 minutes; they are cached): add ``--device cuda`` where there is a GPU. The search also writes the
+merge as this run's pipeline with the merged UNet, which
+``DDPMPipeline.from_pretrained("runs/diffusers_loop/search/pipeline")`` loads (``lcsc merge … --model-config
+runs/diffusers_loop`` writes ``NAME-pipeline/`` beside ``-o NAME.safetensors``).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from lcsc.cli.main import main
 from lcsc.errors import ConfigError
 from lcsc.search import ema_coefficients, half_life_to_rate
 from lcsc.search.journal import Journal
+from tests.output import problem_lines
 
 A = [-0.1, 0.2, -0.1, 1.0]
 
@@ -153,5 +154,5 @@ def test_cli_on_a_tiny_search(real_search, tmp_path, capsys):
     assert data["correlations"][0]["same_checkpoints"]
     assert f"pearson(search, twin) = {expected:.3f}" in capsys.readouterr().out
     assert main(["analyze", "coefficients", str(tmp_path / "nothing"), "-o", str(out)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = problem_lines(capsys.readouterr().err)
     assert len(err) == 1 and "no journal.jsonl" in err[0]

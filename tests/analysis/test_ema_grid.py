@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from lcsc.analysis.ema_grid import QUICK, ema_grid
 from lcsc.cli.main import main
 from lcsc.errors import ConfigError
+from tests.output import problem_lines
 
 CANDIDATES = {"hl-2", "hl-8", "sigma-0.050", "sigma-0.100"}
 
@@ -108,5 +109,5 @@ def test_cli(run_dir, tmp_path, capsys, one_thread):
     assert (out / "ema-grid.png").is_file() and (out / "ema-grid.config.json").is_file()
     assert "point 30: best by search noise" in capsys.readouterr().out
     assert main(["analyze", "ema-grid", str(run_dir), "--quick", "--points", "7", "-o", str(out)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = problem_lines(capsys.readouterr().err)
     assert len(err) == 1 and "point 7" in err[0]

@@ -14,6 +14,7 @@ from lcsc.checkpoints import CheckpointStack, load_checkpoint, read_step
 from lcsc.errors import CheckpointError
 from lcsc.training.state import load_train_state
 from tests.conftest import make_states, write_states
+from tests.output import problem_lines
 
 
 def _equal(a: dict, b: dict) -> bool:
@@ -105,7 +106,7 @@ def test_cli_pickle_refusal_is_one_line(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "lcsc", "inspect", str(folder)], capture_output=True,
                           text=True, env={**os.environ, "LCSC_TEST_MARKER": str(tmp_path / "marker")})
     assert proc.returncode == 2 and not (tmp_path / "marker").exists()
-    assert len(proc.stderr.strip().splitlines()) == 1 and "refused: loading it needs a pickled object" in proc.stderr
+    assert len(problem_lines(proc.stderr)) == 1 and "refused: loading it needs a pickled object" in proc.stderr
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"\x00" * 100])

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from lcsc.cli.main import main
 from lcsc.demo.quickstart import candidate_coefficients
+from tests.output import problem_lines
 
 
 def _coeffs(path: Path, steps, values) -> Path:
@@ -61,7 +62,7 @@ def test_merge_bad_coefficients(ckpt_dir: Path, tmp_path: Path, capsys, steps, v
     out = tmp_path / "merged.safetensors"
     assert main(["merge", str(ckpt_dir), "--coeffs", str(coeffs), "-o", str(out), *extra]) == 2
     err = capsys.readouterr().err
-    assert "error:" in err and len(err.strip().splitlines()) == 1
+    assert "error:" in err and len(problem_lines(err)) == 1
     assert __import__("re").search(match, err)
     assert not out.exists() and not list(tmp_path.glob(".merged*"))
 
@@ -154,7 +155,7 @@ def test_merge_refuses_bad_checkpoint_sets(tmp_path: Path, states, capsys) -> No
         out = tmp_path / f"{name}.safetensors"
         assert main(["merge", str(folder), "--coeffs", str(coeffs), "-o", str(out)]) == 2, name
         err = capsys.readouterr().err
-        assert match in err and len(err.strip().splitlines()) == 1, (name, err)
+        assert match in err and len(problem_lines(err)) == 1, (name, err)
         assert not out.exists() and not list(tmp_path.glob(f".{name}*")), name
 
 

@@ -20,7 +20,7 @@ from lcsc.errors import DiskFullError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-PROGRESS = re.compile(r"\d+%\||\d+it/s|s/it|\r")  # tqdm bars are not error lines
+PROGRESS = re.compile(r"\d+%\||\d+it/s|s/it|\r|^\[lcsc\] ")  # tqdm bars and stage lines are not error lines
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
 OBJECTIVE = """
 def score(state_dict):

@@ -14,6 +14,7 @@ from lcsc.checkpoints.format import read_metadata
 from lcsc.cli.main import main
 from lcsc.merge import PosthocEMA
 from lcsc.models import load_model
+from tests.output import problem_lines
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -112,7 +113,7 @@ def test_bad_input_exits_2_with_one_message(run_dir, tmp_path, capsys, args, mes
     out = tmp_path / "bad.safetensors"
     assert main(["ema", str(run_dir), *args, "-o", str(out)]) == 2
     err = capsys.readouterr().err
-    assert re.search(message, err) and err.count("\n") == 1 and err.startswith("lcsc ema: error:")
+    assert re.search(message, err) and len(problem_lines(err)) == 1 and problem_lines(err)[0].startswith("lcsc ema: error:")
     assert not out.exists()
 
 

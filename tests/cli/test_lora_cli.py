@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from lcsc.cli.main import main
 from tests.merge.lora_helpers import make_peft_run, tiny_unet, unet_inputs, write_adapter
+from tests.output import problem_lines
 
 COEFFS = {"steps": [100, 200, 300], "coefficients": [0.6, -0.2, 0.6]}
 OBJECTIVE = '''
@@ -76,7 +77,7 @@ def test_merge_option_errors(lora_run, tmp_path: Path, capsys, extra: list, matc
     extra = [str(tmp_path / e) if e.endswith(".safetensors") else e for e in extra]
     assert main(["merge", str(root / "run"), "--coeffs", str(root / "coeffs.json"), *extra]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and re.search(match, err), err
+    assert len(problem_lines(err)) == 1 and re.search(match, err), err
 
 
 def _broken_copy(root: Path, tmp_path: Path, what: str) -> Path:
@@ -110,7 +111,7 @@ def test_merge_refuses_bad_adapters(lora_run, tmp_path: Path, capsys, what: str,
     out = tmp_path / "out"
     assert main(["merge", str(run), "--coeffs", str(root / "coeffs.json"), "--adapter-out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("lcsc merge: error: ") and err.count("\n") == 1
+    assert problem_lines(err)[0].startswith("lcsc merge: error: ") and len(problem_lines(err)) == 1
     assert re.search(match, err), err
     assert not out.exists()
 

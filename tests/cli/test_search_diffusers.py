@@ -18,6 +18,7 @@ from lcsc.metrics.reference_source import load_reference
 from lcsc.metrics.spaces import feature_space
 from lcsc.objectives.diffusers import diffusers_objective
 from tests.diffusers_run import TINY_UNET, synthetic_images, train_run, write_image_folder
+from tests.output import problem_lines
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 HELD_OUT_SEED = 1_000_003  # noise seed 0's held-out seed
@@ -99,7 +100,7 @@ def test_mismatched_config_is_one_line_naming_file_and_key(run, tmp_path, capsys
     code = main(["search", str(run_dir), "--model-config", str(config), "--reference", str(ref), "-o",
                  str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+    assert code == 2 and len(problem_lines(err)) == 1 and not (tmp_path / "out").exists()
     assert f"{config} does not match the checkpoints: tensor 'conv_in.weight' has shape (16, 3, 3, 3)" in err
 
 
@@ -131,3 +132,30 @@ def test_option_errors(run, tmp_path, capsys) -> None:
 def _text_file(path: Path) -> Path:
     path.write_text("not images")
     return path
+
+
+def test_cold_reference_cache_shows_every_stage_before_the_first_candidate(run, tmp_path, monkeypatch,
+                                                                            capsys) -> None:
+    """Nothing long is silent: with a cold reference cache the Inception pass, the model build and the stack build
+    each print a stage line before the search's bar starts; the estimate comes after the initial population, counts
+    the held-out report and names the setup stages; a second search says the cached reference is reused."""
+    import lcsc.metrics.reference_source as source
+
+    run_dir, ref = run
+    monkeypatch.setenv("LCSC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(source, "_MEMO", {})
+    assert _search(run_dir, ref, tmp_path / "out", "--objective", "fid") == 0
+    err = capsys.readouterr().err
+    bar = err.index("LCSC search")
+    for line in ("[lcsc] reading reference images:", "[lcsc] reference features (inception): 8 images, one pass",
+                 "[lcsc] model: UNet2DModel from", "[lcsc] checkpoint stack"):
+        assert 0 <= err.find(line) < bar, (line, err)
+    estimate = next(x for x in err.splitlines() if "estimate after the initial population" in x)
+    assert err.index(estimate) > bar and "3 held-out/revalidation evaluations" in estimate
+    assert "setup took" in estimate and "reference features (inception)" in estimate
+    assert "[lcsc] held-out report" in err
+    monkeypatch.setattr(source, "_MEMO", {})
+    assert _search(run_dir, ref, tmp_path / "again", "--objective", "fid") == 0
+    err = capsys.readouterr().err
+    assert "[lcsc] reference features (inception, 8 images): cached, reused" in err
+    assert "checkpoint stack (4 checkpoints): cache reused" in err and "one pass" not in err

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from lcsc.cli.main import build_parser, main
 from lcsc.cli.train_cmd import config_from_args
 from lcsc.models import load_model
+from tests.output import problem_lines
 
 TINY = ["--iterations", "12", "--batch-size", "16", "--channels", "8", "--record-window", "6",
         "--record-interval", "3", "--sample-count", "4"]
@@ -68,7 +69,7 @@ def test_bad_input_exits_2_with_one_message(tmp_path, capsys, extra, message):
     kind = "cm" if "--mode" in extra else "dm"
     assert main(["train", kind, *TINY, *extra, "-o", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
+    assert message in err and len(problem_lines(err)) == 1
     assert not (tmp_path / "run" / "windows").exists()
 
 
@@ -103,7 +104,7 @@ def test_target_ema_flag_reaches_the_config(tmp_path, capsys):
                                  ("cm", "-0.1", "must be in [0, 1)"), ("dm", "0.9", "--target-ema is for")]:
         assert main(["train", kind, *TINY, "--target-ema", value, "-o", str(tmp_path / "run")]) == 2
         err = capsys.readouterr().err
-        assert message in err and err.count("\n") == 1, err
+        assert message in err and len(problem_lines(err)) == 1, err
         assert not (tmp_path / "run").exists()
 
 
@@ -135,7 +136,7 @@ def test_cd_with_a_wrong_teacher_exits_2_in_one_line_and_writes_nothing(tmp_path
     out = tmp_path / "student"
     assert main(["train", "cm", *TINY, "--mode", "cd", "--teacher", str(path), "-o", str(out)]) == 2
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1, err
+    assert message in err and len(problem_lines(err)) == 1, err
     assert not out.exists()
 
 

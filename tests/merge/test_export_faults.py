@@ -14,6 +14,7 @@ from lcsc.checkpoints import CheckpointStack
 from lcsc.cli.main import main
 from lcsc.merge import Coefficients, merge, save_merged
 from tests.faults import Killed, fail_save_file, hashes, safetensors_enospc, temp_files
+from tests.output import problem_lines
 
 
 def _merge_cli(ckpt_dir: Path, out: Path, values: list[float]) -> int:
@@ -31,8 +32,8 @@ def test_full_disk_keeps_the_previous_export_and_is_one_line(ckpt_dir: Path, tmp
     fail_save_file(monkeypatch, "merged", safetensors_enospc)
     assert _merge_cli(ckpt_dir, out, [0.0, 0.0, 1.5, -0.5, 0.0]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"lcsc merge: error: {out}: cannot write: no space left on device")
-    assert len(err.strip().splitlines()) == 1 and "unchanged" in err
+    assert problem_lines(err)[0].startswith(f"lcsc merge: error: {out}: cannot write: no space left on device")
+    assert len(problem_lines(err)) == 1 and "unchanged" in err
     after = hashes(out.parent)
     assert after[out.name] == before[out.name] and temp_files(out.parent) == []
     monkeypatch.undo()

@@ -153,3 +153,24 @@ def test_load_errors_name_the_path(tmp_path):
         GaussianStats.load(wrong_shape)
     with pytest.raises(DataError, match="absent.npz"):
         GaussianStats.load(tmp_path / "absent.npz")
+
+
+@pytest.mark.parametrize("n", [2, 7, 120])
+def test_few_samples_route_equals_the_full_covariance_route(n):
+    """N < D: the N×N Gram route gives the D×D route's FD, also against a rank-deficient reference (to 1e-6: the D×D
+    route adds the square roots of the round-off left in its D − N zero eigenvalues); N ≥ D takes the D×D route."""
+    rng = np.random.default_rng(n)
+    d = 160
+    ref_x = rng.normal(size=(400, d)) @ rng.normal(size=(d, d)) / np.sqrt(d)
+    low_rank = rng.normal(size=(100, d)) @ rng.normal(size=(d, d))  # Σ_ref of rank 99 < D
+    for ref in (GaussianStats.from_features(ref_x), GaussianStats.from_features(low_rank)):
+        fast = FrechetReference(ref)
+        x = rng.normal(loc=0.3, size=(n, d)) @ rng.normal(size=(d, d)) / np.sqrt(d)
+        full = fast.distance(GaussianStats.from_features(x))
+        assert fast.distance_features(x) == pytest.approx(full, rel=1e-6)
+        assert fast.distance_features(torch.from_numpy(x).float()) == pytest.approx(
+            fast.distance(GaussianStats.from_features(torch.from_numpy(x).float())), rel=1e-6)
+    big = rng.normal(size=(d + 5, d))
+    assert fast.distance_features(big) == fast.distance(GaussianStats.from_features(big))
+    with pytest.raises(ConfigError, match="at least 2"):
+        fast.distance_features(big[:1])

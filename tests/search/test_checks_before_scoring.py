@@ -12,6 +12,7 @@ from lcsc.cli.main import main
 from lcsc.errors import ConfigError
 from lcsc.merge import StackMerger
 from lcsc.search import SearchConfig, run_search
+from tests.output import problem_lines
 
 REFUSED = [
     (dict(optimizer="cmaes", convex=True), "--convex works with --optimizer alg1 only"),
@@ -84,6 +85,6 @@ def test_cli_refuses_before_scoring_with_one_line(regression_ckpts: Path, tmp_pa
     code = main(["search", str(regression_ckpts), "--objective", f"{objective}:score", "--evals", "20", *flags,
                  "-o", str(out)])
     err = capsys.readouterr().err
-    assert code == 2 and match in err and len(err.strip().splitlines()) == 1, err
+    assert code == 2 and match in err and len(problem_lines(err)) == 1, err
     assert not count.exists(), f"the objective was called {len(count.read_text())} times"
     assert not (out / "journal.jsonl").exists() and not (out / "search_args.json").exists()

@@ -15,6 +15,7 @@ import pytest
 from lcsc.cli.main import main
 from lcsc.search import Journal
 from lcsc.search.journal import TIMING_FIELDS
+from tests.output import problem_lines
 
 OBJECTIVE = """
 import os, time
@@ -162,7 +163,7 @@ def test_bad_objective_specs(
     )
     assert code == 2
     err = capsys.readouterr().err
-    assert match in err and len(err.strip().splitlines()) == 1
+    assert match in err and len(problem_lines(err)) == 1
 
 
 def test_resume_without_journal_and_missing_args(tmp_path: Path, capsys) -> None:
@@ -185,7 +186,7 @@ def test_resume_with_another_optimizer_is_refused_naming_it(
     for flag, value in (("--optimizer", "cmaes"), ("--space", "full"), ("--race-keep", "0.5")):
         assert main(["search", "--resume", str(out), flag, value]) == 2
         err = capsys.readouterr().err
-        assert f"different {flag}" in err and len(err.strip().splitlines()) == 1
+        assert f"different {flag}" in err and len(problem_lines(err)) == 1
     assert main(["search", "--resume", str(out), "--optimizer", "sep-cmaes", "--evals", "14"]) == 0  # same: fine
 
 
@@ -202,4 +203,4 @@ def test_bad_search_settings_exit_2_with_one_line(
     code = main(["search", str(regression_ckpts), "--objective", f"{objective_file}:score", "--evals", "8",
                  *flags, "-o", str(tmp_path / "o")])
     err = capsys.readouterr().err
-    assert code == 2 and match in err and len(err.strip().splitlines()) == 1, err
+    assert code == 2 and match in err and len(problem_lines(err)) == 1, err

@@ -1,10 +1,13 @@
-"""Candidates scored on a local 2-worker Ray cluster: the same journal as a serial run, killed workers retried,
-a killed driver resumed, and bad input refused with one clear error."""
+"""Candidates scored on a local 2-worker Ray cluster: the same journal as a serial run, killed workers retried (and
+reported in one line, Ray's own warning muted unless --verbose), a killed driver resumed, and bad input refused with
+one clear error."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +20,7 @@ import pytest
 import torch
 
 from lcsc.checkpoints import CheckpointStack
+from lcsc.cli.search_pool import make_pool
 from lcsc.errors import ConfigError
 from lcsc.merge import StackMerger
 from lcsc.search import SearchConfig, run_search
@@ -148,26 +152,72 @@ def test_racing_on_workers_matches_serial(regression_ckpts: Path, tmp_path: Path
     assert records == _records(tmp_path / "serial" / "journal.jsonl")
 
 
-def test_a_killed_worker_is_replaced_and_its_candidate_retried(regression_ckpts: Path, tmp_path: Path) -> None:
+def _args_merger(args: argparse.Namespace) -> StackMerger:
+    return open_merger(Path(args.ckpts))
+
+
+def _args_dying(args: argparse.Namespace) -> DistanceObjective:
+    return DistanceObjective(die_once=args.marker, die_at=4)
+
+
+def _cli_pool(folder: Path, marker: Path, verbose: bool) -> RayPool:
+    """The pool ``lcsc search --workers 2 [--verbose]`` builds, whose first worker to score 4 candidates dies."""
+    args = argparse.Namespace(workers=2, ray_address=None, cpus_per_worker=1.0, gpus_per_worker=None, device="cpu",
+                              verbose=verbose, ckpts=str(folder), marker=str(marker))
+    return make_pool(args, _args_merger, _args_dying)
+
+
+RAY_WARNING = "A worker died or was killed while executing a task"
+OUR_LINE = r"Ray worker [12] \(pid \d+ on \S+\) died; candidate \d+ re-queued \(attempt 2 of 3\)\n"
+
+
+def _captured(capfd, until: str | None, seconds: float) -> str:
+    """stdout + stderr of the next ``seconds`` (Ray's warning comes from a driver thread, after the error), or
+    until ``until`` appears."""
+    text, deadline = "", time.time() + seconds
+    while time.time() < deadline and (until is None or until not in text):
+        time.sleep(0.25)
+        out, err = capfd.readouterr()
+        text += out + err
+    return text
+
+
+def test_a_killed_worker_is_replaced_and_its_candidate_retried(regression_ckpts: Path, tmp_path: Path,
+                                                               capfd) -> None:
     serial = _search(regression_ckpts, tmp_path / "serial", DistanceObjective())
     marker = tmp_path / "died"
-    with _pool(regression_ckpts, partial(DistanceObjective, die_once=str(marker), die_at=4)) as pool:
+    capfd.readouterr()
+    with _cli_pool(regression_ckpts, marker, verbose=False) as pool:
         dist = _search(regression_ckpts, tmp_path / "dist", DistanceObjective(), pool)
         replaced = pool.replacements
+        printed = _captured(capfd, None, 4.0)  # the search's output, and what Ray would print in the meantime
     assert marker.exists() and replaced == 1
+    assert re.fullmatch(OUR_LINE, printed), printed  # one line of ours, nothing of Ray's
+    assert RAY_WARNING not in printed and "\x1b[" not in printed
     records = _records(tmp_path / "dist" / "journal.jsonl")
     assert records == _records(tmp_path / "serial" / "journal.jsonl")  # nothing lost, nothing counted twice
     assert len({(r["candidate"], r["stage"]) for r in records}) == len(records)
     assert dist.objective_calls == serial.objective_calls
 
 
+def test_verbose_shows_rays_own_warning_too(regression_ckpts: Path, tmp_path: Path, capfd) -> None:
+    capfd.readouterr()
+    with _cli_pool(regression_ckpts, tmp_path / "died", verbose=True) as pool:
+        _search(regression_ckpts, tmp_path / "dist", DistanceObjective(), pool)
+        text = _captured(capfd, RAY_WARNING, 60.0)
+    assert RAY_WARNING in text and re.search(OUR_LINE, text), text
+
+
 def test_a_candidate_that_kills_every_worker_is_recorded_failed(regression_ckpts: Path, tmp_path: Path) -> None:
     # on the workers every candidate kills its worker: attempts run out, then the replacements (the driver's own
     # objective is never asked to score)
-    factory = partial(DistanceObjective, always_die_above=0.0)
-    with _pool(regression_ckpts, factory, max_attempts=2, max_replacements=3) as pool, \
-            pytest.raises(WorkerPoolError, match="every Ray worker died"):
+    factory, notes = partial(DistanceObjective, always_die_above=0.0), []
+    with RayPool(partial(open_merger, regression_ckpts), factory, PoolSettings(max_attempts=2, max_replacements=3),
+                 on_notice=notes.append) as pool, pytest.raises(WorkerPoolError, match="every Ray worker died"):
         _search(regression_ckpts, tmp_path / "dist", DistanceObjective(), pool)
+    assert sorted(int(n.split()[2]) for n in notes) == [1, 2, 3, 4, 5], notes  # 2 workers, 3 replacements
+    fates = [re.fullmatch(r"Ray worker \d \(pid \d+ on \S+\) died; candidate \d+ (.*)", n)[1] for n in notes]
+    assert set(fates) == {"re-queued (attempt 2 of 2)", "recorded as failed (it killed 2 workers)"}, notes
     records = Journal.load(tmp_path / "dist" / "journal.jsonl").records
     failed = [r for r in records if r["status"] == "failed"]
     assert failed and all("killed 2 Ray workers" in r["error"] for r in failed)  # journalled before the pool gave up

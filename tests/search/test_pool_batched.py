@@ -15,6 +15,7 @@ from lcsc.cli.main import main
 from lcsc.errors import ConfigError
 from lcsc.merge import StackMerger
 from lcsc.search import SearchConfig, run_search
+from tests.output import problem_lines
 
 
 class CountingObjective:
@@ -106,4 +107,4 @@ def test_cli_refuses_batched_sampling_with_workers_in_one_line(regression_ckpts:
                  "--batched-sampling", *pool_flags, "-o", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and "--batched-sampling cannot be combined with --workers" in err, err
-    assert len(err.strip().splitlines()) == 1 and not pools and not (out / "journal.jsonl").exists()
+    assert len(problem_lines(err)) == 1 and not pools and not (out / "journal.jsonl").exists()

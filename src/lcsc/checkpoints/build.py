@@ -10,13 +10,13 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from lcsc.atomic import sha256_file
 from lcsc.checkpoints.layout import Layout
 from lcsc.checkpoints.lora import adapter_config_file, is_adapter_folder
 from lcsc.checkpoints.reader import load_checkpoint, read_step, weights_file
 from lcsc.errors import CheckpointError
+from lcsc.progress import track
 
 __all__ = ["STORAGE_DTYPES", "BuildResult", "build_rows", "file_fingerprint", "npy_header", "numpy_view"]
 
@@ -80,7 +80,7 @@ def build_rows(
     layout: Layout | None = None
     result = BuildResult(paths=list(paths), layout=None, steps=[], step_origins=[], metadata=[], hashes=[])  # type: ignore[arg-type]
     row: torch.Tensor | None = None
-    for k, path in enumerate(tqdm(paths, desc="reading checkpoints", unit="ckpt", disable=not progress)):
+    for k, path in enumerate(track(paths, desc="reading checkpoints", unit="checkpoints", progress=progress)):
         ckpt = load_checkpoint(path, key=key)
         if layout is None:
             layout = result.layout = Layout.from_tensors(ckpt.tensors)

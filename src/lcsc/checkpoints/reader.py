@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
-from lcsc.checkpoints.lora import LORA_DELTA_KEY, adapter_weights_file, is_adapter_folder, read_adapter
+from lcsc.checkpoints.lora import LORA_DELTA_KEY
+from lcsc.checkpoints.lora_formats import check_one_format, is_lora_checkpoint, lora_weights_file, read_lora
 from lcsc.checkpoints.safe_load import safe_torch_load
 from lcsc.checkpoints.training_folders import (
     is_state_file,
@@ -54,7 +55,7 @@ def weights_file(path: Path) -> Path:
     """The file that holds a checkpoint's weights: the file itself, a diffusers folder's weights file, or the model
     weights of a training ``checkpoint-N/`` folder."""
     if path.is_dir():
-        if (adapter := adapter_weights_file(path)) is not None:  # a LoRA adapter folder (peft)
+        if (adapter := lora_weights_file(path)) is not None:  # a LoRA folder (peft, or pytorch_lora_weights)
             return adapter
         for candidate in (path / DIFFUSERS_WEIGHTS, path / "unet" / DIFFUSERS_WEIGHTS):
             if candidate.is_file():
@@ -87,7 +88,7 @@ def discover_checkpoints(paths_or_dir: str | Path | list[str | Path]) -> list[Pa
             raise CheckpointError(f"{path}: no such file or folder")
         if path.is_file() and is_state_file(path):
             raise CheckpointError(f"{path}: accelerate training state (a pickle), not model weights; never loaded")
-        if path.is_file() or is_training_checkpoint(path) or is_adapter_folder(path):
+        if path.is_file() or is_training_checkpoint(path) or is_lora_checkpoint(path):
             weights_file(path)  # a training folder with no (or several) model weights: say so now
             found.append(path)
             continue
@@ -97,17 +98,8 @@ def discover_checkpoints(paths_or_dir: str | Path | list[str | Path]) -> list[Pa
             f"{', '.join(str(p) for p in items)}: no checkpoints found "
             f"(looked for {', '.join(CHECKPOINT_SUFFIXES)} files, diffusers folders and checkpoint-N folders)"
         )
-    _check_one_kind(found)
+    check_one_format(found)  # LoRA checkpoints (their exact ΔW) of one format only, never with full checkpoints
     return found
-
-
-def _check_one_kind(found: list[Path]) -> None:
-    """LoRA adapter folders (their exact ΔW) combine with each other only, never with full checkpoints."""
-    adapters = [p for p in found if is_adapter_folder(p)]
-    if adapters and len(adapters) < len(found):
-        other = next(p for p in found if not is_adapter_folder(p))
-        raise CheckpointError(f"{adapters[0]} is a LoRA adapter folder but {other} is not; combine adapters or "
-                              "full checkpoints, not both")
 
 
 def _folder_checkpoints(path: Path) -> list[Path]:
@@ -121,7 +113,7 @@ def _folder_checkpoints(path: Path) -> list[Path]:
     if _is_diffusers_folder(path):
         return [path]
     return [c for c in children if (c.is_file() and c.suffix in CHECKPOINT_SUFFIXES and not is_state_file(c))
-            or (c.is_dir() and (_is_diffusers_folder(c) or is_adapter_folder(c)))]
+            or (c.is_dir() and (_is_diffusers_folder(c) or is_lora_checkpoint(c)))]
 
 
 def _strip_prefixes(name: str) -> str:
@@ -226,10 +218,10 @@ def load_checkpoint(path: str | Path, key: str | None = None) -> LoadedCheckpoin
     safetensors a name prefix.
     """
     path = Path(path)
-    if is_adapter_folder(path):  # exact ΔW = (α/r)·B·A per adapted layer, keyed by the base weight's name
+    if is_lora_checkpoint(path):  # exact ΔW = s·B·A per adapted layer, keyed by the base weight's name
         if key:
-            raise CheckpointError(f"{path}: key={key!r} (--key) does not apply to a LoRA adapter folder")
-        adapter = read_adapter(path)
+            raise CheckpointError(f"{path}: key={key!r} (--key) does not apply to a LoRA checkpoint")
+        adapter = read_lora(path)
         return LoadedCheckpoint(path, adapter.delta_state(), {**adapter.metadata, LORA_DELTA_KEY: "true"})
     source = weights_file(path)
     if source.suffix == ".safetensors":

@@ -29,6 +29,7 @@ from lcsc.checkpoints.cache import (
 from lcsc.checkpoints.layout import Layout
 from lcsc.checkpoints.reader import discover_checkpoints, read_step, weights_file
 from lcsc.errors import CheckpointError, DiskFullError
+from lcsc.progress import stage, stage_line
 
 __all__ = ["CheckpointStack"]
 
@@ -140,16 +141,20 @@ class CheckpointStack:
                 matrix_box.append(torch.empty((len(paths), layout.numel), dtype=dtype))
                 return lambda k, row: matrix_box[0][k].copy_(row)
 
-            result = build_rows(paths, allocate, key=key, storage=dtype, progress=progress)
+            with stage("checkpoint stack", f"reading {len(paths)} checkpoints into memory (no cache)"):
+                result = build_rows(paths, allocate, key=key, storage=dtype, progress=progress)
             order = _step_order(result)
             matrix = matrix_box[0] if order == sorted(order) else matrix_box[0][order].contiguous()
             return cls._assemble(result, order, matrix, None, "in memory (no cache)")
         files = cache_files(paths, key, storage, Path(cache_dir) if cache_dir else default_cache_dir(paths))
         if files.exists():  # a complete cache (the sidecar is written last); an unreadable one is rebuilt
             with contextlib.suppress(OSError, ValueError, KeyError, SafetensorError):
-                return cls._from_cache(files, dtype)
+                stack = cls._from_cache(files, dtype)
+                stage_line(f"checkpoint stack ({len(paths)} checkpoints): cache reused, {files.matrix}")
+                return stack
         try:
-            return cls._build_cache(paths, files, key, dtype, progress)
+            with stage("checkpoint stack", f"reading {len(paths)} checkpoints into {files.matrix}"):
+                return cls._build_cache(paths, files, key, dtype, progress)
         except DiskFullError as exc:
             err = DiskFullError(f"{exc} (or open the stack without a cache file: --no-cache / cache=False, or "
                                 "put the cache on another disk: --cache-dir / cache_dir= / LCSC_CACHE_DIR)")

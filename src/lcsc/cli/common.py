@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +48,7 @@ def open_stack(args: argparse.Namespace) -> CheckpointStack:
         storage=args.storage,
         cache=not args.no_cache,
         cache_dir=args.cache_dir,
-        progress=sys.stderr.isatty(),
+        progress=True,  # a bar on a terminal, a line every 10 s in a log (lcsc.progress.track)
     )
 
 

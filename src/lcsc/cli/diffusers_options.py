@@ -68,7 +68,7 @@ def diffusers_search_objective(args: argparse.Namespace):
     # The model (and so the UNet's config.json) is read once here; diffusers_objective refuses batched sampling
     # before it would need one.
     model = None if batched else diffusers_model(args.model_config, args.checkpoints, args.key)
-    objective = diffusers_objective(args.checkpoints, args.objective, progress=sys.stderr.isatty(), batched=batched,
+    objective = diffusers_objective(args.checkpoints, args.objective, progress=True, batched=batched,
                                     autocast=getattr(args, "autocast", None), model=model, **common)
     if model.config.scheduler_source is None:
         print(f"note: no scheduler config beside {model.config.source}: assuming DDPMScheduler's defaults (1000 "

@@ -1,4 +1,5 @@
-"""``lcsc eval RUN_OR_CKPT --samples N --nfe K --metrics fd,kid,pr,is --features inception|digits|digits2``."""
+"""``lcsc eval RUN_OR_CKPT --samples N --nfe K --metrics fd,kid,pr,is --features inception|digits|digits2``
+(diffusers runs and their merges: ``--model-config CONFIG --reference IMAGES|STATS.npz``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import torch
 
 from lcsc.atomic import check_writable, write_json
 from lcsc.cli.common import write_resolved_config
+from lcsc.cli.diffusers_options import add_diffusers_options, uses_diffusers
+from lcsc.errors import ConfigError
 from lcsc.metrics.checkpoint_eval import evaluate_checkpoints, expand_targets
+from lcsc.metrics.diffusers_eval import diffusers_targets, evaluate_diffusers_checkpoints
 from lcsc.metrics.spaces import FEATURE_SPACES
 from lcsc.objectives.base import HELD_OUT_SEED_OFFSET, noise_fingerprint
 from lcsc.precision import AUTOCAST_MODES
@@ -22,7 +26,9 @@ __all__ = ["register"]
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="sample checkpoints on fixed noise and report FD/FID, KID, precision/recall, IS")
     p.add_argument("targets", nargs="+", type=Path,
-                   help="checkpoint files, a run folder (last + latest EMA snapshots) or a checkpoint folder")
+                   help="checkpoint files, a run folder (last + latest EMA snapshots) or a checkpoint folder; with "
+                        "--model-config: checkpoint-N/ or unet/ folders, a run folder of checkpoint-N/ folders, or "
+                        "a merged .safetensors")
     p.add_argument("--samples", type=int, default=1000, help="images per checkpoint")
     p.add_argument("--nfe", type=int, default=None, help="network evaluations per sample (default 20 DM / 1 CM)")
     p.add_argument("--solver", choices=["ddim", "dpm-solver"], default="dpm-solver", help="DM sampler")
@@ -31,16 +37,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="feature space (default: digits for digits runs, inception otherwise)")
     p.add_argument("--data", default=None, help="reference data (default: what the checkpoint was trained on)")
     p.add_argument("--seed", type=int, default=0,
-                   help=f"the search's --seed; scores use its held-out noise (seed + {HELD_OUT_SEED_OFFSET})")
+                   help=f"the search's noise seed (lcsc search --noise-seed); scores use its held-out noise (seed + "
+                        f"{HELD_OUT_SEED_OFFSET})")
     noise = p.add_mutually_exclusive_group()
     noise.add_argument("--search-noise", action="store_true",
                        help="score on the search noise itself (biased for a searched merge; prints a warning)")
     noise.add_argument("--held-out", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old scripts
     p.add_argument("--device", default="cpu")
+    p.add_argument("--key", default=None,
+                   help="with --model-config: the name prefix (or wrapped state dict) of the run's checkpoints, as "
+                        "given to lcsc search; merges lcsc wrote hold the UNet's own keys and are read without it")
     p.add_argument("--autocast", choices=AUTOCAST_MODES, default="off",
                    help="sample with the network under bf16 autocast (default off; see benchmarks/mixed_precision.py)")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="JSON results (default: RUN/eval.json for a run folder, else ./eval.json)")
+    add_diffusers_options(p)
     p.set_defaults(func=run)
 
 
@@ -55,22 +66,52 @@ def _row(name: str, r) -> str:
 def _display_name(path: Path, targets: list[Path]) -> str:
     """The checkpoint's path inside the folder it came from (or parent/name)."""
     for t in targets:
-        if t.is_dir() and path.is_relative_to(t):
+        if t.is_dir() and path != t and path.is_relative_to(t):
             return str(path.relative_to(t)) if len(targets) == 1 else f"{t.name}/{path.relative_to(t)}"
     return f"{path.parent.name}/{path.name}"
 
 
+def _diffusers_reference(args: argparse.Namespace):
+    """--reference (or --data) for a diffusers run, which records no training data."""
+    reference = args.reference if args.reference is not None else args.data
+    if reference is None:
+        raise ConfigError(f"--model-config {args.model_config}: a diffusers run records no training data; pass "
+                          "--reference IMAGES_DIR or STATS.npz")
+    return reference
+
+
+def _evaluate(args: argparse.Namespace, paths: list[Path], seed: int) -> list:
+    if not args.diffusers:
+        return evaluate_checkpoints(paths, features=args.features, metrics=args.metrics, num_samples=args.samples,
+                                    nfe=args.nfe, solver=args.solver, seed=seed, data=args.data, device=args.device,
+                                    progress=True, autocast=args.autocast)
+    return evaluate_diffusers_checkpoints(
+        paths, model_config=args.model_config, reference=_diffusers_reference(args), key=args.key,
+        features=args.features, metrics=args.metrics, num_samples=args.samples, nfe=args.nfe, solver=args.solver,
+        seed=args.seed, search_noise=args.search_noise, device=args.device, progress=True, autocast=args.autocast)
+
+
+def _targets(args: argparse.Namespace) -> list[Path]:
+    args.diffusers = uses_diffusers(args)  # --model-config (--reference without it is refused)
+    if not args.diffusers:
+        if args.key is not None:
+            raise ConfigError(f"--key {args.key}: only for diffusers runs with --model-config (lcsc checkpoints "
+                              "hold their own model config)")
+        return expand_targets(args.targets)
+    _diffusers_reference(args)
+    return diffusers_targets(args.targets)
+
+
 def run(args: argparse.Namespace) -> int:
-    paths = expand_targets(args.targets)
-    out = args.output or (args.targets[0] / "eval.json" if args.targets[0].is_dir() else Path("eval.json"))
+    paths = _targets(args)
+    first = args.targets[0]  # a folder of checkpoints gets the JSON; a folder that is one checkpoint does not
+    out = args.output or (first / "eval.json" if first.is_dir() and first not in paths else Path("eval.json"))
     check_writable(out)  # before sampling: a bad output path fails now, not after the evaluation
     seed = args.seed if args.search_noise else args.seed + HELD_OUT_SEED_OFFSET
     if args.search_noise:
         print(f"lcsc eval: warning: scoring on the search noise (seed {seed}); a merge searched on this noise scores "
               "better here than it generalises — omit --search-noise to report held-out noise", file=sys.stderr)
-    evals = evaluate_checkpoints(paths, features=args.features, metrics=args.metrics, num_samples=args.samples,
-                                 nfe=args.nfe, solver=args.solver, seed=seed, data=args.data, device=args.device,
-                                 progress=True, autocast=args.autocast)
+    evals = _evaluate(args, paths, seed)
     space = evals[0].result.features
     role = "search" if args.search_noise else "held-out"
     amp = "" if args.autocast == "off" else f", sampled under {args.autocast} autocast"

@@ -19,6 +19,7 @@ from lcsc.cli import (
 )
 from lcsc.devices import check_device
 from lcsc.errors import LCSCError
+from lcsc.progress import enable_stage_lines, reset_stage_times, stage_lines_enabled
 
 __all__ = ["build_parser", "main"]
 
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     Anything else is a bug in lcsc or in a user objective: its traceback is kept, for the report.
     """
     args = build_parser().parse_args(argv)
+    was_on = stage_lines_enabled()
+    enable_stage_lines(True)  # one status line per stage on stderr: no silent minutes, on a terminal or in a log
+    reset_stage_times()
     try:
         if getattr(args, "device", None) is not None:
             check_device(args.device)
@@ -59,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"lcsc {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        enable_stage_lines(was_on)
 
 
 def _one_line(text: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import numpy as np
 from lcsc.atomic import check_writable, write_json
 from lcsc.checkpoints import discover_checkpoints
 from lcsc.checkpoints.anchor_specs import resolve_anchors
-from lcsc.checkpoints.lora import is_adapter_folder
+from lcsc.checkpoints.lora_formats import is_lora_checkpoint
 from lcsc.cli.common import add_anchor_option, add_stack_options, open_stack
 from lcsc.cli.diffusers_options import (
     add_diffusers_options,
@@ -20,6 +19,7 @@ from lcsc.cli.diffusers_options import (
     diffusers_search_objective,
     uses_diffusers,
 )
+from lcsc.cli.pipeline_export import write_search_pipeline
 from lcsc.cli.search_pool import add_pool_options, check_pool_options, make_pool
 from lcsc.cli.search_saved import RESUME_KEPT, RESUME_TAKEN, read_saved, save_args
 from lcsc.devices import check_device
@@ -29,6 +29,7 @@ from lcsc.metrics.evaluate import KID_SCALE, kid_label
 from lcsc.objectives import builtin_objective, is_builtin, load_objective
 from lcsc.objectives.cross_space import cross_space_objectives, cross_space_report
 from lcsc.precision import AUTOCAST_MODES
+from lcsc.progress import stage, stage_line, stage_times
 from lcsc.search import SearchConfig, run_search, write_search_outputs
 
 __all__ = ["register"]
@@ -200,12 +201,12 @@ def _objective(args: argparse.Namespace):
         return load_objective(args.objective, args.direction)
     if args.direction == "maximize":
         raise ConfigError(f"--objective {args.objective}: built-in objectives are minimised")
-    if any(is_adapter_folder(p) for p in discover_checkpoints(args.checkpoints)):
+    if any(is_lora_checkpoint(p) for p in discover_checkpoints(args.checkpoints)):
         raise ConfigError(f"--objective {args.objective}: LoRA adapters need a user objective (file.py:function; it "
                           "receives the merged ΔW state dict, see lcsc.merge.lora.apply_delta)")
     return builtin_objective(args.checkpoints, args.objective, data=args.data, num_samples=args.samples,
                              nfe=args.nfe, solver=args.solver, device=args.device, noise_seed=args.noise_seed,
-                             progress=sys.stderr.isatty(), batched=bool(getattr(args, "batched_sampling", False)),
+                             progress=True, batched=bool(getattr(args, "batched_sampling", False)),
                              autocast=getattr(args, "autocast", None))
 
 
@@ -230,10 +231,19 @@ def _on_event(kind: str, info: dict, args: argparse.Namespace) -> None:
     if kind == "ready" and args.resume is None:
         save_args(args)
     elif kind == "estimate":
-        print(
-            f"estimated time for the rest: {info['total_s'] / 60:.1f} min ({info['seconds_per_eval']:.2f} s/eval)",
-            file=sys.stderr,
-        )
+        stage_line(_estimate_text(info, args))
+
+
+def _estimate_text(info: dict, args: argparse.Namespace) -> str:
+    """The time left: the remaining candidates, revalidation and the held-out report (three rows, sampled once),
+    at the measured seconds per evaluation; with the setup stages' times so far."""
+    per, left = info["seconds_per_eval"], info["evaluations_left"]
+    extra = (args.revalidate or 0) + (3 if is_builtin(args.objective) else 0)
+    when = "the initial population" if info.get("generation", 1) == 0 else "generation 1"
+    setup = ", ".join(f"{k} {v:.0f} s" for k, v in stage_times().items())
+    return (f"estimate after {when} ({per:.1f} s/eval): {(left + extra) * per / 60:.1f} min left ({left} candidates"
+            + (f", {extra} held-out/revalidation evaluations" if extra else "") + ")"
+            + (f"; setup took {setup}" if setup else ""))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -255,11 +265,16 @@ def run(args: argparse.Namespace) -> int:
         result = run_search(merger, objective, config, args.output, initial=initial, resume=args.resume is not None,
                             progress=True, on_event=lambda kind, info: _on_event(kind, info, args), pool=pool)
     _report(result, objective)
-    held = _held_out_report(args, merger, result) if is_builtin(args.objective) else None
+    held = None
+    if is_builtin(args.objective):
+        with stage("held-out report", "the best, the best initial individual and the last checkpoint on held-out "
+                   "noise"):
+            held = _held_out_report(args, merger, result)
     if held is not None:
         write_json(args.output / "held_out.json", held)
     paths = write_search_outputs(result, merger, objective, config, args.output, held_out=held)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+    write_search_pipeline(args, paths["checkpoint"])  # a diffusers run (--model-config): OUT/pipeline/
     return 0
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from collections.abc import Callable
 from functools import partial
 from typing import Any
+
+from tqdm.auto import tqdm
 
 from lcsc.errors import ConfigError
 from lcsc.search.distributed import PoolSettings, RayPool, ray_available
@@ -25,6 +28,9 @@ def add_pool_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs each worker asks of Ray (default 1)")
     g.add_argument("--gpus-per-worker", type=float, default=None,
                    help="GPUs each worker asks of Ray, fractional allowed (default on cuda: a fair share, ≤ 1)")
+    g.add_argument("--verbose", action="store_true",
+                   help="show Ray's own logging (its warnings, the raylet's messages, the workers' output); by "
+                        "default it is muted and a dead worker is reported in one line")
 
 
 def check_pool_options(args: argparse.Namespace) -> None:
@@ -50,6 +56,11 @@ def make_pool(args: argparse.Namespace, merger_factory: Callable[[argparse.Names
         raise ConfigError("--workers / --ray-address need Ray, an optional extra: pip install 'lcsc-diffusion[ray]'")
     settings = PoolSettings(workers=workers if workers is not None else 2, address=address,
                             cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
-                            device=str(args.device))
+                            device=str(args.device), verbose=bool(getattr(args, "verbose", False)))
     copy = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "func"})
-    return RayPool(partial(merger_factory, copy), partial(objective_factory, copy), settings)
+    return RayPool(partial(merger_factory, copy), partial(objective_factory, copy), settings, on_notice=_notice)
+
+
+def _notice(line: str) -> None:
+    """One line on stderr, above the search's progress bar."""
+    tqdm.write(line, file=sys.stderr)

@@ -1,8 +1,8 @@
-"""Write the demo's report: report.md / report.html / report.json, figures, the resolved config, stage times."""
+"""Write the demo's report: report.md / report.html (the same Markdown, rendered) / report.json, figures, the
+resolved config, stage times."""
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from pathlib import Path
@@ -20,8 +20,9 @@ from lcsc.models import load_model
 from lcsc.objectives.base import HELD_OUT_SEED_OFFSET
 from lcsc.rates import half_life_to_rate
 from lcsc.report.headline_plots import plot_ema_grid, plot_fd_vs_iteration, plot_fd_vs_nfe
+from lcsc.report.markdown_html import markdown_to_html
 from lcsc.report.plots import plot_coefficients, plot_curves, plot_sample_pairs, plot_search_progress
-from lcsc.report.tables import html_table, markdown_table
+from lcsc.report.tables import markdown_table
 from lcsc.search import ema_coefficients
 from lcsc.search.ranking import FULL
 from lcsc.training.log import read_log
@@ -184,8 +185,9 @@ def write_demo_report(res: DemoResult, out: str | Path) -> dict[str, Path]:
                                                         "estimate_parts": res.estimate_parts})
     paths.update(_figures(res, payload, out))
     cols = table_columns(res.config.inception)
-    paths["md"] = write_text(out / "report.md", _markdown(res, payload, cols))
-    paths["html"] = write_text(out / "report.html", _html(res, payload, cols))
+    md = _markdown(res, payload, cols)
+    paths["md"] = write_text(out / "report.md", md)
+    paths["html"] = write_text(out / "report.html", markdown_to_html(md, title="lcsc demo"))  # every table of the .md
     return paths
 
 
@@ -248,17 +250,3 @@ def _markdown(res: DemoResult, payload: dict[str, Any], cols) -> str:
         "![training loss](loss.png)", "",
         f"## Time per stage\n\nestimate {res.estimate_s:.0f} s; {times}; total {sum(res.stages.values()):.0f} s.", ""])
 
-
-def _html(res: DemoResult, payload: dict[str, Any], cols) -> str:
-    verdict = "".join(f"<li>{html.escape(v.lstrip('- ').replace('**', '').replace(chr(92), ''))}</li>"
-                      for v in verdicts(payload))
-    setup = "".join(f"<li>{html.escape(s[2:].replace(chr(92), ''))}</li>" for s in _setup_lines(res))
-    imgs = "".join(f'<figure><img src="{n}.png" style="max-width:100%"><figcaption>{n}</figcaption></figure>'
-                   for n in ("fd_vs_iteration", "fd_vs_nfe", "ema_grid", "samples", "coefficients",
-                             "search_progress", "loss"))
-    table = html_table([r for r in payload["rows"] if r["main"]], cols, highlight=lambda r: r["method"] == "LCSC")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>lcsc demo</title><style>body{{font-family:sans-"
-            f"serif;max-width:1200px;margin:auto}}td,th{{padding:3px 8px;border-bottom:1px solid #ddd}}</style></head>"
-            f"<body><h1>lcsc demo: LCSC vs EMA on digits</h1><ul>{verdict}</ul>{table}<h2>Setup</h2><ul>{setup}</ul>"
-            f"<h2>Figures</h2>{imgs}<h2>Stages</h2><pre>{html.escape(json.dumps(res.stages, indent=1))}</pre>"
-            "</body></html>\n")

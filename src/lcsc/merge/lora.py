@@ -24,7 +24,8 @@ import torch
 from safetensors.torch import save_file
 
 from lcsc.atomic import atomic_path, sha256_file, write_json
-from lcsc.checkpoints.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraAdapter, check_compatible, read_adapter
+from lcsc.checkpoints.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraAdapter, check_compatible
+from lcsc.checkpoints.lora_formats import read_lora
 from lcsc.checkpoints.reader import discover_checkpoints, read_step
 from lcsc.errors import CheckpointError, CoefficientError
 from lcsc.merge.coefficients import Coefficients
@@ -57,9 +58,10 @@ class AdapterSet:
 
     @classmethod
     def open(cls, paths_or_dir: str | Path | list[str | Path]) -> AdapterSet:
-        """Read adapter folders (a folder of ``checkpoint-N/`` adapters, or a list), ordered by step."""
+        """Read LoRA checkpoints of one format (a folder of ``checkpoint-N/`` adapters or of LoRA files, or a list;
+        see :mod:`lcsc.checkpoints.lora_formats`), ordered by step."""
         paths = discover_checkpoints(paths_or_dir)
-        adapters = [read_adapter(p) for p in paths]
+        adapters = [read_lora(p) for p in paths]
         steps = [read_step(a.path, a.metadata)[0] for a in adapters]
         order = sorted(range(len(paths)), key=lambda k: steps[k])
         for a, b in zip(order, order[1:]):

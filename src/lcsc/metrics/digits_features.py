@@ -24,6 +24,7 @@ from torch import nn
 from lcsc.atomic import atomic_path
 from lcsc.data import ImageData, load_digits_data
 from lcsc.metrics.features import ClassifierFeatures, metrics_cache_dir
+from lcsc.progress import stage
 
 __all__ = ["DigitsSpec", "DIGITS_SPECS", "DigitsCNN", "DigitsMLP", "DigitsCNN5", "DigitsViT", "digits_features", "train_digits_classifier",
            "digits_split"]
@@ -245,7 +246,8 @@ def load_or_train(name: str, cache_dir: Path | None = None) -> tuple[nn.Module, 
                 return net.eval(), float(fh.metadata()["held_out_accuracy"]), path
         except Exception:  # noqa: BLE001 - a damaged cache entry is retrained and rewritten
             pass
-    net, acc = train_digits_classifier(spec, data)
+    with stage(f"{name} feature network", f"training it once (cached in {path})"):
+        net, acc = train_digits_classifier(spec, data)
     with atomic_path(path, suffix=".safetensors") as tmp:
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp),
                   metadata={"held_out_accuracy": repr(acc), "spec": json.dumps(dataclasses.asdict(spec))})

@@ -11,7 +11,6 @@ import torch
 
 from lcsc.errors import ConfigError
 from lcsc.metrics.features import FeatureExtractor
-from lcsc.metrics.frechet import GaussianStats
 from lcsc.metrics.inception_score import inception_score_from_logits
 from lcsc.metrics.kid import kernel_inception_distance
 from lcsc.metrics.precision_recall import precision_recall
@@ -91,7 +90,7 @@ def evaluate_images(images: torch.Tensor, reference: ReferenceSet, features: Fea
     feats = features(images, progress=progress).numpy().astype(np.float64)
     out: dict[str, Any] = {"features": features.name, "num_samples": len(images)}
     if "fd" in metrics:
-        out["fd"] = reference.frechet.distance(GaussianStats.from_features(feats))
+        out["fd"] = reference.frechet.distance_features(feats)
     if "kid" in metrics:
         out["kid"], out["kid_std"] = kernel_inception_distance(reference.features, feats, kid_subsets,
                                                                kid_subset_size, seed)

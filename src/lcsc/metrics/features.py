@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from lcsc.errors import ConfigError
+from lcsc.progress import track
 
 __all__ = ["FeatureExtractor", "CallableFeatures", "ClassifierFeatures", "state_hash", "metrics_cache_dir"]
 
@@ -70,7 +70,8 @@ class FeatureExtractor:
     def _batched(self, images: torch.Tensor, fn, progress: bool) -> torch.Tensor:
         self.check(images)
         out = []
-        for i in tqdm(range(0, len(images), self.batch_size), desc=self.name, disable=not progress, leave=False):
+        for i in track(range(0, len(images), self.batch_size), desc=f"{self.name} features",
+                       unit=f"batches of {self.batch_size}", progress=progress):
             x = images[i : i + self.batch_size].to(self.device, torch.float32).clamp(-1, 1)
             out.append(fn(x).float().cpu())
         return torch.cat(out) if out else torch.empty(0, self.dim)

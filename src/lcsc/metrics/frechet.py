@@ -126,7 +126,8 @@ def frechet_distance_sqrtm(a: GaussianStats, b: GaussianStats, eps: float = 1e-6
 class FrechetReference:
     """FD of many statistics against one reference, with S = Σ_ref^{1/2} computed once.
 
-    ``distance`` costs two D×D products and one symmetric eigenvalue solve (``np.linalg.eigvalsh``).
+    ``distance`` costs two D×D products and one symmetric eigenvalue solve (``np.linalg.eigvalsh``);
+    ``distance_features`` of N < D samples one N×D×D product and an N×N solve.
     """
 
     def __init__(self, reference: GaussianStats) -> None:
@@ -156,8 +157,23 @@ class FrechetReference:
         return float(diff @ diff + self.trace + np.trace(stats.sigma) - 2.0 * tr_covmean)
 
     def distance_features(self, features: Any) -> float:
-        """FD between the reference and the Gaussian fitted to ``features`` (N×D, N ≥ 2)."""
-        return self.distance(GaussianStats.from_features(features))
+        """FD between the reference and the Gaussian fitted to ``features`` (N×D, N ≥ 2).
+
+        With fewer samples than dimensions (N < D, e.g. a few hundred Inception features), Σ = XᵀX/(N−1) for the
+        centred features X, so S Σ S = YᵀY/(N−1) with Y = X S, whose non-zero eigenvalues are those of the N×N
+        matrix YYᵀ/(N−1): the same FD from one N×D×D product and an N×N eigenvalue solve, not D×D ones."""
+        x = as_feature_matrix(features, "features", min_rows=2)
+        n, d = x.shape
+        if n >= d or d != self.dim:
+            return self.distance(GaussianStats.from_features(x))
+        mu = x.mean(axis=0)
+        xc = x - mu
+        y = xc @ self.sqrt_sigma
+        gram = (y @ y.T) / (n - 1)
+        evals = np.linalg.eigvalsh(0.5 * (gram + gram.T))
+        tr_covmean = float(np.sqrt(np.clip(evals, 0.0, None)).sum())
+        diff = self.stats.mu - mu
+        return float(diff @ diff + self.trace + (xc * xc).sum() / (n - 1) - 2.0 * tr_covmean)
 
 
 def frechet_distance(a: GaussianStats, b: GaussianStats) -> float:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from lcsc.errors import ConfigError
 from lcsc.metrics.features import FeatureExtractor
+from lcsc.progress import stage
 
 __all__ = ["InceptionFeatures", "inception_weights_path", "verify_inception_weights", "file_sha1",
            "nv_bilinear_resize", "INCEPTION_INPUT_RANGE", "INCEPTION_SHA1"]
@@ -105,8 +106,8 @@ class InceptionFeatures(FeatureExtractor):
     def __init__(self, device: str | torch.device = "cpu", batch_size: int = 32) -> None:
         super().__init__(device, batch_size)
         path = inception_weights_path()
-        with warnings.catch_warnings():  # a TorchScript file: torch.export cannot read it
-            warnings.simplefilter("ignore", DeprecationWarning)
+        with stage("Inception network", f"loading {path}"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # a TorchScript file: torch.export cannot read it
             self.net = torch.jit.load(str(path), map_location="cpu").eval().to(self.device)
         self.id = f"inception-sha1-{INCEPTION_SHA1[:12]}-nvbilinear-quant8"  # the pinned weights
 

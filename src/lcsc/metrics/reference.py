@@ -15,6 +15,7 @@ from lcsc.atomic import atomic_path
 from lcsc.data import ImageData
 from lcsc.metrics.features import FeatureExtractor, metrics_cache_dir
 from lcsc.metrics.frechet import FrechetReference, GaussianStats
+from lcsc.progress import stage, stage_line
 
 __all__ = ["ReferenceSet", "reference_set", "data_hash"]
 
@@ -65,10 +66,13 @@ def reference_set(data: ImageData, features: FeatureExtractor, *, cache: bool = 
     if cache and path.is_file():
         found = _load(path, key)
         if found is not None:
+            stage_line(f"reference features ({features.name}, {len(found.features)} images): cached, reused {path}")
             return found
-    feats = features(data.images, progress=progress).numpy().astype(np.float32)
-    stats = GaussianStats.from_features(feats)
-    if cache:
-        with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, features=feats, mu=stats.mu, sigma=stats.sigma, n=np.int64(stats.n))
+    with stage(f"reference features ({features.name})", f"{len(data.images)} images, one pass" +
+               (f", cached in {path}" if cache else "")):
+        feats = features(data.images, progress=progress).numpy().astype(np.float32)
+        stats = GaussianStats.from_features(feats)
+        if cache:
+            with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, features=feats, mu=stats.mu, sigma=stats.sigma, n=np.int64(stats.n))
     return ReferenceSet(feats, stats, key, path if cache else None)

@@ -21,6 +21,7 @@ from lcsc.errors import ConfigError, DataError
 from lcsc.metrics.features import FeatureExtractor
 from lcsc.metrics.frechet import GaussianStats
 from lcsc.metrics.reference import ReferenceSet, reference_set
+from lcsc.progress import stage, stage_line
 
 __all__ = ["load_reference", "is_stats_file"]
 
@@ -72,12 +73,20 @@ def load_reference(spec: str | Path, features: FeatureExtractor, *, resolution: 
     path = Path(spec).expanduser()
     memo = (str(path.resolve()), path.stat().st_mtime_ns if path.is_file() else 0, features.id, resolution, cache)
     if memo in _MEMO:
+        stage_line(f"reference {path} ({features.name}): reused (already loaded)")
         return _MEMO[memo]
     if path.is_dir():
-        ref = reference_set(load_image_folder(path, resolution), features, cache=cache, progress=progress)
+        with stage("reading reference images", str(path)):
+            images = load_image_folder(path, resolution)
+        ref = reference_set(images, features, cache=cache, progress=progress)
     elif path.is_file() and path.suffix.lower() == ".npz":
-        ref = _stats_reference(path, features) if is_stats_file(path) else reference_set(
-            load_npz(path, resolution), features, cache=cache, progress=progress)
+        if is_stats_file(path):
+            stage_line(f"reference statistics ({features.name}): read {path}")
+            ref = _stats_reference(path, features)
+        else:
+            with stage("reading reference images", str(path)):
+                images = load_npz(path, resolution)
+            ref = reference_set(images, features, cache=cache, progress=progress)
     else:
         _refuse(spec, path)
     _MEMO[memo] = ref

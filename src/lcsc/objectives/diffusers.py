@@ -28,6 +28,7 @@ from lcsc.objectives.builtin import AUTO_DIGITS, combined_reduction, mean_terms,
 from lcsc.objectives.combined import MeanObjective
 from lcsc.objectives.cross_space import searched_spaces
 from lcsc.objectives.generative import FDObjective, FIDObjective, GenerativeObjective, KIDObjective
+from lcsc.progress import stage
 
 __all__ = ["diffusers_model", "diffusers_objective", "diffusers_held_out", "default_space"]
 
@@ -37,9 +38,10 @@ def diffusers_model(model_config: str | Path, checkpoints: str | Path | list, ke
     """The run's ε-model built from ``model_config``; a config that does not fit the first checkpoint's tensors is
     one :class:`ConfigError` naming the config file and the first mismatching key."""
     config = read_diffusers_config(model_config)
-    model = build_diffusers_model(config)
     first = discover_checkpoints(checkpoints)[0]
-    check_weights_match(model, load_checkpoint(first, key=key).tensors, config.source, first)
+    with stage("model", f"UNet2DModel from {config.source}, checked against {first}"):
+        model = build_diffusers_model(config)
+        check_weights_match(model, load_checkpoint(first, key=key).tensors, config.source, first)
     return model
 
 

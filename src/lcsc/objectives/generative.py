@@ -19,7 +19,6 @@ from torch import nn
 from lcsc.errors import ConfigError
 from lcsc.generate import SamplingInputs, draw_inputs, generate, generate_many
 from lcsc.metrics.features import FeatureExtractor
-from lcsc.metrics.frechet import GaussianStats
 from lcsc.metrics.kid import kernel_inception_distance
 from lcsc.metrics.reference import ReferenceSet
 from lcsc.objectives.base import SeededObjective
@@ -110,7 +109,7 @@ class FDObjective(GenerativeObjective):
     metric = "fd"
 
     def _metric(self, feats: np.ndarray) -> float:
-        return self.reference.frechet.distance(GaussianStats.from_features(feats))
+        return self.reference.frechet.distance_features(feats)
 
 
 class FIDObjective(FDObjective):

@@ -6,13 +6,16 @@ opens the stack itself (the memory-mapped cache the driver built) and merges the
 the same call a serial search makes, so its merged weights are bit-identical to a serial run's. Candidates go out
 unordered, to whichever worker is free; results stream back to the driver, the journal's single writer, which
 records them in candidate order. A worker that dies is replaced and its candidate retried on another worker (a
-candidate that kills ``max_attempts`` workers is recorded as failed); nothing is recorded twice.
+candidate that kills ``max_attempts`` workers is recorded as failed); nothing is recorded twice. Each death is
+reported in one line to ``on_notice``; Ray's own driver output (its loggers, the raylet's multi-line warnings) is
+muted while the pool runs unless ``PoolSettings.verbose``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import socket
 import time
 from collections import deque
@@ -56,6 +59,7 @@ class PoolSettings:
     merge_budget_bytes: int = 2 << 30  # above this a worker merges one row at a time (not bit-equal to serial)
     connect_timeout_s: float = 5.0
     start_timeout_s: float = 900.0  # a worker builds its objective (reference statistics…) before it is ready
+    verbose: bool = False  # Ray's own driver output: its loggers, raylet warnings, the workers' prints
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -146,6 +150,32 @@ def _matrix_key(A: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(A, dtype="<f8").tobytes()).hexdigest()[:20]
 
 
+def _mute_ray() -> Callable[[], None]:
+    """Silence Ray's own output on the driver; returns the undo.
+
+    Two channels: Ray's Python loggers (start-up notices and warnings), and the raylet's error messages (a killed
+    worker's multi-line, coloured "A worker died or was killed while executing a task …"), which a driver thread
+    prints to stdout whatever the logging settings, unless Ray's worker-log switch is off (Ray turns it off itself
+    while a debugger breakpoint is active).
+    """
+    try:
+        import ray._private.worker as ray_worker
+    except ImportError:  # another Ray layout: its loggers are all that can be muted
+        ray_worker = None
+    log, switch = logging.getLogger("ray"), "_worker_logs_enabled"
+    level, enabled = log.level, getattr(ray_worker, switch, None)
+    log.setLevel(logging.ERROR)
+    if enabled is not None:
+        setattr(ray_worker, switch, False)
+
+    def undo() -> None:
+        log.setLevel(level)
+        if enabled is not None:
+            setattr(ray_worker, switch, enabled)
+
+    return undo
+
+
 def _check_address(address: str, timeout: float) -> None:
     """Fail fast, naming the address, when HOST:PORT does not accept connections (Ray itself waits a minute)."""
     if address == "auto" or "://" in address:
@@ -166,11 +196,12 @@ class RayPool:
 
     ``merger_factory()`` and ``objective_factory()`` run on each worker (they are pickled: module-level functions
     or ``functools.partial`` of them); they must open the same checkpoints and build the same objective as the
-    driver's, which :meth:`start` checks.
+    driver's, which :meth:`start` checks. ``on_notice(line)`` receives one line per dead worker (the CLI prints it
+    above the progress bar).
     """
 
     def __init__(self, merger_factory: Callable[[], Any], objective_factory: Callable[[], Any],
-                 settings: PoolSettings | None = None) -> None:
+                 settings: PoolSettings | None = None, on_notice: Callable[[str], None] | None = None) -> None:
         if not ray_available():
             raise ConfigError("--workers / --ray-address need Ray: pip install 'lcsc-diffusion[ray]'")
         self.settings = settings or PoolSettings()
@@ -180,6 +211,10 @@ class RayPool:
         self.race_samples: int | None = None
         self._started_ray = False
         self.hosts: list[str] = []
+        self.on_notice = on_notice or (lambda _line: None)
+        self._labels: dict[int, str] = {}  # id(actor) → "N (pid P on HOST)", numbered as started
+        self._numbered = 0
+        self._unmute: Callable[[], None] | None = None
 
     # -- lifetime -------------------------------------------------------------------------------------------
     def __enter__(self) -> RayPool:
@@ -194,13 +229,15 @@ class RayPool:
 
         s = self.settings
         self.expected, self.race_samples = expected, race_samples
+        if not s.verbose and self._unmute is None:
+            self._unmute = _mute_ray()
         if not ray.is_initialized():
             if s.address is not None:
                 _check_address(s.address, s.connect_timeout_s)
             kw: dict[str, Any] = {"address": s.address} if s.address else {"num_cpus": max(
                 1, int(np.ceil(s.workers * s.cpus_per_worker)))}
             try:
-                ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kw)
+                ray.init(include_dashboard=False, log_to_driver=s.verbose, configure_logging=s.verbose, **kw)
             except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; one line naming the address
                 where = f"--ray-address {s.address}" if s.address else "a local Ray instance"
                 raise ConfigError(f"{where}: cannot start or join Ray ({first_line(exc)})") from None
@@ -222,14 +259,20 @@ class RayPool:
         if self._started_ray and ray.is_initialized():
             ray.shutdown()
         self._started_ray = False
+        if self._unmute is not None:
+            self._unmute()
+            self._unmute = None
 
     def _new_actor(self):
         import ray
 
         s = self.settings
         cls = ray.remote(num_cpus=s.cpus_per_worker, num_gpus=self.gpus, max_restarts=0)(_Worker)
-        return cls.remote(self.merger_factory, self.objective_factory, self.race_samples,
-                          max(1, int(s.cpus_per_worker)), s.merge_budget_bytes)
+        actor = cls.remote(self.merger_factory, self.objective_factory, self.race_samples,
+                           max(1, int(s.cpus_per_worker)), s.merge_budget_bytes)
+        self._numbered += 1
+        self._labels[id(actor)] = str(self._numbered)
+        return actor
 
     def _checked(self, actor) -> str:
         """Wait for a new worker, compare it with the driver; raise naming what differs or why it did not start."""
@@ -253,6 +296,7 @@ class RayPool:
                 raise WorkerPoolError(f"Ray worker on {ident['host']} (pid {ident['pid']}) opened different "
                                       f"{'checkpoints' if key != 'noise_sha' else 'objective noise'} than the "
                                       f"driver ({key} differs); every worker must see the same files")
+        self._labels[id(actor)] += f" (pid {ident['pid']} on {ident['host']})"
         return ident["host"]
 
     # -- work -----------------------------------------------------------------------------------------------
@@ -281,6 +325,7 @@ class RayPool:
                 score, error, seconds = ray.get(ready[0])
             except ray.exceptions.RayActorError as exc:
                 attempts[job[0]] += 1
+                self._notice_death(actor, job[0], attempts[job[0]])
                 idle.extend(self._replace(actor, exc))
                 if attempts[job[0]] < self.settings.max_attempts:
                     pending.appendleft(job)
@@ -294,9 +339,17 @@ class RayPool:
             idle.append(actor)
             yield job[0], (score, error), seconds
 
+    def _notice_death(self, dead, candidate: int, attempts: int) -> None:
+        """One line for ``on_notice``: which worker died and what becomes of its candidate."""
+        n = self.settings.max_attempts
+        fate = f"re-queued (attempt {attempts + 1} of {n})" if attempts < n else \
+            f"recorded as failed (it killed {attempts} workers)"
+        self.on_notice(f"Ray worker {self._labels.get(id(dead), '?')} died; candidate {candidate} {fate}")
+
     def _replace(self, dead, exc) -> list:
         """Drop a dead worker; start a replacement while the budget lasts. Raise when no worker is left."""
         self.actors = [a for a in self.actors if a is not dead]
+        self._labels.pop(id(dead), None)
         limit = self.settings.max_replacements
         limit = 2 * self.settings.workers if limit is None else limit
         if self.replacements < limit:

@@ -146,9 +146,21 @@ class Evaluator:
             matrix = np.stack([c.a for c in generation] + [np.zeros_like(generation[0].a)] * (width - len(generation)))
             return self.pool.evaluate(stage, matrix, [(c.index, rows[c.index]) for c in fresh])
         states = self._states(generation, width, states_cache)
-        scored = self._score_batch(self.objectives[stage], [states[c.index] for c in fresh])
+        objective = self.objectives[stage]
+        if _one_at_a_time(objective):
+            return self._stream(objective, fresh, states, t0)
+        scored = self._score_batch(objective, [states[c.index] for c in fresh])
         per_eval = (time.time() - t0) / len(fresh)
         return ((c.index, r, per_eval) for c, r in zip(fresh, scored))
+
+    @staticmethod
+    def _stream(objective, fresh: list[Candidate], states: dict, t0: float):
+        """Score one candidate at a time, lazily: each is recorded (and the bar moves) as soon as it is scored."""
+        for c in fresh:
+            result = _safe_score(objective, states[c.index])
+            now = time.time()
+            yield c.index, result, now - t0
+            t0 = now
 
     def _states(self, cands: list[Candidate], width: int, cache: dict) -> dict[int, dict[str, torch.Tensor]]:
         """Merge the whole generation once, padded to ``width`` rows, so merged weights are bit-identical whether a
@@ -211,6 +223,12 @@ class _Results:
     def seconds(self, index: int) -> float:
         """Seconds spent on the candidate (a worker's own time; the batch's time shared out when scored here)."""
         return self.secs[index]
+
+
+def _one_at_a_time(objective) -> bool:
+    """True for objectives that gain nothing from scoring a batch together (no ``score_many``, or built-in
+    generative objectives that sample state by state): they are scored lazily, one candidate at a time."""
+    return not hasattr(objective, "score_many") or getattr(objective, "batched", None) is False
 
 
 def _checked(value: Any) -> tuple[float | None, str | None]:

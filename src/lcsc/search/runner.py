@@ -205,7 +205,7 @@ def run_search(merger: Merger, objective: Any, config: SearchConfig, out_dir: st
     ``initial`` adds caller-given individuals (e.g. a post-hoc EMA) to the EMA initial population. With
     ``resume=True`` the journal in ``out_dir`` is continued; the result equals that of an uninterrupted run.
     ``on_event(kind, info)`` receives ``"ready"`` (every setting checked; nothing written yet: the moment to save
-    what a resume needs), ``"estimate"`` (after the first generation) and ``"generation"`` events. ``pool`` (e.g.
+    what a resume needs), ``"estimate"`` (after the initial population and after the first generation, when scored now) and ``"generation"`` events. ``pool`` (e.g.
     :class:`lcsc.search.distributed.RayPool`) scores candidates on workers that own copies of the merger and
     objective; ``objective`` here still calibrates, revalidates and names the run. The journal is the same.
     """
@@ -275,7 +275,12 @@ def _initial_generation(ev: Evaluator, space: CoefficientSpace, init: dict[str, 
 
 
 def _loop(ev: Evaluator, space: CoefficientSpace, init, cfg: SearchConfig, sigma: float, on_event):
+    t0, calls = time.time(), ev.calls
     cands, proj_err = _initial_generation(ev, space, init)
+    if ev.calls > calls:  # scored now, not replayed from the journal
+        per = (time.time() - t0) / (ev.calls - calls)
+        on_event("estimate", {"generation": 0, "seconds_per_eval": per, "evaluations_left":
+                              cfg.evals - len(ev.candidates), "total_s": per * (cfg.evals - len(ev.candidates))})
     opt = make_optimizer(cfg.optimizer, space=space, init_ws=[c.w for c in cands],
                          init_keys=[c.key(ev.direction) for c in cands], sigma=sigma, seed=cfg.seed,
                          generation_size=cfg.generation_size, parents=cfg.parents, mix_prob=cfg.mix_prob,
@@ -296,7 +301,8 @@ def _loop(ev: Evaluator, space: CoefficientSpace, init, cfg: SearchConfig, sigma
         opt.tell(ws, [c.key(ev.direction) for c in gen])
         if generation == 1 and not replaying:
             per = (time.time() - t_gen) / max(1, count)
-            on_event("estimate", {"seconds_per_eval": per, "total_s": per * (cfg.evals - len(ev.candidates))})
+            on_event("estimate", {"generation": 1, "seconds_per_eval": per, "evaluations_left":
+                                  cfg.evals - len(ev.candidates), "total_s": per * (cfg.evals - len(ev.candidates))})
         on_event("generation", {"generation": generation, "evaluations": len(ev.candidates)})
         generation += 1
     return "evals", opt, proj_err

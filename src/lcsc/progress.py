@@ -1,0 +1,88 @@
+"""Progress for long work: one status line per stage (start, reuse of a cached result, end with its time).
+
+Bars (tqdm) show progress inside a pass on a terminal; a stage line says what is running, on a terminal or in a log,
+so that no stretch of minutes passes without output. Library code announces its stages here; nothing is written
+until a front end (the CLI) turns the lines on with :func:`enable_stage_lines`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import TextIO, TypeVar
+
+from tqdm.auto import tqdm
+
+__all__ = ["enable_stage_lines", "stage", "stage_line", "stage_lines_enabled", "stage_times", "reset_stage_times",
+           "track"]
+
+T = TypeVar("T")
+
+_STATE: dict = {"on": False, "stream": None}
+_TIMES: dict[str, float] = {}
+
+
+def enable_stage_lines(on: bool = True, stream: TextIO | None = None) -> None:
+    """Write stage lines (``on=False``: none, the library default) to ``stream`` (default: ``sys.stderr`` at the
+    time of each line)."""
+    _STATE["on"], _STATE["stream"] = on, stream
+
+
+def stage_lines_enabled() -> bool:
+    """True when stage lines are written."""
+    return bool(_STATE["on"])
+
+
+def stage_line(message: str) -> None:
+    """One status line (``[lcsc] message``), written above any progress bar; nothing when lines are off."""
+    if _STATE["on"]:
+        stream = _STATE["stream"] or sys.stderr
+        tqdm.write(f"[lcsc] {message}", file=stream)
+        stream.flush()
+
+
+@contextmanager
+def stage(name: str, detail: str = "") -> Iterator[None]:
+    """A timed stage: a line when it starts (``name: detail …``) and one when it ends (``name: 12.3 s``); its time
+    is kept in :func:`stage_times` (summed over repeats) for estimates."""
+    stage_line(f"{name}: {detail} …" if detail else f"{name} …")
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds = time.perf_counter() - t0
+        _TIMES[name] = _TIMES.get(name, 0.0) + seconds
+        stage_line(f"{name}: {seconds:.1f} s")
+
+
+def stage_times() -> dict[str, float]:
+    """Seconds spent in each named stage since the last :func:`reset_stage_times`."""
+    return dict(_TIMES)
+
+
+def reset_stage_times() -> None:
+    """Forget the stage times (a front end calls this when a command starts)."""
+    _TIMES.clear()
+
+
+def track(items: Iterable[T], *, desc: str, total: int | None = None, unit: str = "it", progress: bool = True,
+          every_s: float = 10.0) -> Iterator[T]:
+    """Iterate ``items`` showing progress (``progress=False``: none): a tqdm bar on a terminal; elsewhere (a log),
+    when stage lines are on, a line every ``every_s`` seconds with the count done."""
+    if not progress:
+        yield from items
+        return
+    total = total if total is not None else (len(items) if hasattr(items, "__len__") else None)
+    if sys.stderr.isatty() or not stage_lines_enabled():
+        yield from tqdm(items, desc=desc, total=total, unit=unit, leave=False)
+        return
+    t0 = last = time.perf_counter()
+    for i, item in enumerate(items):
+        yield item
+        now = time.perf_counter()
+        if now - last >= every_s:
+            last = now
+            of = f"/{total}" if total is not None else ""
+            stage_line(f"{desc}: {i + 1}{of} {unit}, {now - t0:.0f} s")

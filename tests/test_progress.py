@@ -1,0 +1,56 @@
+"""Stage lines and ``track``: silent by default, one line per stage when on, periodic lines in a log."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from lcsc.progress import enable_stage_lines, reset_stage_times, stage, stage_line, stage_times, track
+
+
+@pytest.fixture
+def log():
+    stream = io.StringIO()
+    enable_stage_lines(True, stream)
+    reset_stage_times()
+    yield stream
+    enable_stage_lines(False)
+
+
+def test_silent_unless_turned_on(capsys) -> None:
+    enable_stage_lines(False)
+    stage_line("nobody hears this")
+    with stage("quiet"):
+        pass
+    assert list(track([1, 2], desc="x", progress=False)) == [1, 2]
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_stage_writes_start_and_end_and_sums_its_time(log) -> None:
+    with stage("reference features (digits)", "10 images"):
+        pass
+    with stage("reference features (digits)"):
+        pass
+    lines = log.getvalue().splitlines()
+    assert lines[0] == "[lcsc] reference features (digits): 10 images …"
+    assert lines[1].startswith("[lcsc] reference features (digits): ") and lines[1].endswith(" s")
+    assert lines[2] == "[lcsc] reference features (digits) …" and len(lines) == 4
+    assert set(stage_times()) == {"reference features (digits)"} and stage_times()["reference features (digits)"] >= 0
+
+
+def test_stage_keeps_its_time_when_it_fails(log) -> None:
+    with pytest.raises(ValueError), stage("fails"):
+        raise ValueError("bad")
+    assert "fails" in stage_times() and log.getvalue().splitlines()[-1].startswith("[lcsc] fails: ")
+
+
+def test_track_in_a_log_writes_counts_and_yields_every_item(log) -> None:
+    assert list(track(range(3), desc="reading checkpoints", unit="checkpoints", every_s=0.0)) == [0, 1, 2]
+    assert log.getvalue().splitlines() == [f"[lcsc] reading checkpoints: {i}/3 checkpoints, 0 s" for i in (1, 2, 3)]
+    log.truncate(0), log.seek(0)
+    assert list(track(iter("ab"), desc="batches", unit="batches of 4", every_s=0.0)) == ["a", "b"]  # no length
+    assert log.getvalue().splitlines() == ["[lcsc] batches: 1 batches of 4, 0 s", "[lcsc] batches: 2 batches of 4, 0 s"]
+    log.truncate(0), log.seek(0)
+    assert list(track(range(50), desc="slow", every_s=3600.0)) == list(range(50)) and log.getvalue() == ""
