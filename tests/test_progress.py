@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
+from tqdm import tqdm
 
-from lcsc.progress import enable_stage_lines, reset_stage_times, stage, stage_line, stage_times, track
+from lcsc.progress import (
+    enable_stage_lines,
+    reset_stage_times,
+    stage,
+    stage_line,
+    stage_times,
+    ticking,
+    track,
+)
 
 
 @pytest.fixture
@@ -48,9 +58,31 @@ def test_stage_keeps_its_time_when_it_fails(log) -> None:
 
 def test_track_in_a_log_writes_counts_and_yields_every_item(log) -> None:
     assert list(track(range(3), desc="reading checkpoints", unit="checkpoints", every_s=0.0)) == [0, 1, 2]
-    assert log.getvalue().splitlines() == [f"[lcsc] reading checkpoints: {i}/3 checkpoints, 0 s" for i in (1, 2, 3)]
+    assert log.getvalue().splitlines() == [f"[lcsc] reading checkpoints: {i}/3 checkpoints, 0 s, about 0 s left"
+                                           for i in (1, 2, 3)]
     log.truncate(0), log.seek(0)
     assert list(track(iter("ab"), desc="batches", unit="batches of 4", every_s=0.0)) == ["a", "b"]  # no length
     assert log.getvalue().splitlines() == ["[lcsc] batches: 1 batches of 4, 0 s", "[lcsc] batches: 2 batches of 4, 0 s"]
     log.truncate(0), log.seek(0)
     assert list(track(range(50), desc="slow", every_s=3600.0)) == list(range(50)) and log.getvalue() == ""
+
+
+def test_heartbeat_writes_while_a_long_stage_runs(log) -> None:
+    with stage("held-out report", heartbeat_s=0.05):
+        time.sleep(0.3)
+    lines = log.getvalue().splitlines()
+    beats = [x for x in lines if x.endswith(" s so far")]
+    assert lines[0] == "[lcsc] held-out report …" and len(beats) >= 3 and lines[-1].startswith("[lcsc] held-out report: ")
+    log.truncate(0), log.seek(0)
+    with stage("short", heartbeat_s=60.0):
+        pass
+    assert len(log.getvalue().splitlines()) == 2  # no beat, and the thread is gone at once
+
+
+def test_ticking_redraws_the_bar_within_one_item() -> None:
+    stream = io.StringIO()
+    bar = tqdm(total=2, desc="LCSC search", file=stream, mininterval=0)
+    with ticking(bar, every_s=0.05):
+        time.sleep(0.3)
+    bar.close()
+    assert stream.getvalue().count("LCSC search:   0%") >= 4  # the initial draw and the redraws, before any update

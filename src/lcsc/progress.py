@@ -8,6 +8,7 @@ until a front end (the CLI) turns the lines on with :func:`enable_stage_lines`.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from typing import TextIO, TypeVar
 from tqdm.auto import tqdm
 
 __all__ = ["enable_stage_lines", "stage", "stage_line", "stage_lines_enabled", "stage_times", "reset_stage_times",
-           "track"]
+           "ticking", "track"]
 
 T = TypeVar("T")
 
@@ -44,17 +45,46 @@ def stage_line(message: str) -> None:
 
 
 @contextmanager
-def stage(name: str, detail: str = "") -> Iterator[None]:
-    """A timed stage: a line when it starts (``name: detail …``) and one when it ends (``name: 12.3 s``); its time
-    is kept in :func:`stage_times` (summed over repeats) for estimates."""
+def stage(name: str, detail: str = "", heartbeat_s: float | None = None) -> Iterator[None]:
+    """A timed stage: a line when it starts (``name: detail …``) and one when it ends (``name: 12.3 s``); with
+    ``heartbeat_s``, a line every ``heartbeat_s`` seconds in between (``name: 15 s so far``). Its time is kept in
+    :func:`stage_times` (summed over repeats) for estimates."""
     stage_line(f"{name}: {detail} …" if detail else f"{name} …")
-    t0 = time.perf_counter()
+    t0, done = time.perf_counter(), threading.Event()
+    beat = None
+    if heartbeat_s and stage_lines_enabled():
+        def tick() -> None:
+            while not done.wait(heartbeat_s):
+                stage_line(f"{name}: {time.perf_counter() - t0:.0f} s so far")
+        beat = threading.Thread(target=tick, daemon=True)
+        beat.start()
     try:
         yield
     finally:
+        done.set()
+        if beat is not None:
+            beat.join()
         seconds = time.perf_counter() - t0
         _TIMES[name] = _TIMES.get(name, 0.0) + seconds
         stage_line(f"{name}: {seconds:.1f} s")
+
+
+@contextmanager
+def ticking(bar: tqdm, every_s: float = 5.0) -> Iterator[None]:
+    """Redraw ``bar`` every ``every_s`` seconds while the block runs, so its elapsed time moves (and a log gets a
+    line) even while one long item is being worked on."""
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.wait(every_s):
+            bar.refresh()
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def stage_times() -> dict[str, float]:
@@ -68,9 +98,9 @@ def reset_stage_times() -> None:
 
 
 def track(items: Iterable[T], *, desc: str, total: int | None = None, unit: str = "it", progress: bool = True,
-          every_s: float = 10.0) -> Iterator[T]:
+          every_s: float = 5.0) -> Iterator[T]:
     """Iterate ``items`` showing progress (``progress=False``: none): a tqdm bar on a terminal; elsewhere (a log),
-    when stage lines are on, a line every ``every_s`` seconds with the count done."""
+    when stage lines are on, a line every ``every_s`` seconds with the count done and the time left."""
     if not progress:
         yield from items
         return
@@ -84,5 +114,7 @@ def track(items: Iterable[T], *, desc: str, total: int | None = None, unit: str 
         now = time.perf_counter()
         if now - last >= every_s:
             last = now
+            elapsed = now - t0
+            left = f", about {elapsed / (i + 1) * (total - i - 1):.0f} s left" if total else ""
             of = f"/{total}" if total is not None else ""
-            stage_line(f"{desc}: {i + 1}{of} {unit}, {now - t0:.0f} s")
+            stage_line(f"{desc}: {i + 1}{of} {unit}, {elapsed:.0f} s{left}")

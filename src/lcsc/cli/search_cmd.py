@@ -268,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
     held = None
     if is_builtin(args.objective):
         with stage("held-out report", "the best, the best initial individual and the last checkpoint on held-out "
-                   "noise"):
+                   "noise", heartbeat_s=5.0):
             held = _held_out_report(args, merger, result)
     if held is not None:
         write_json(args.output / "held_out.json", held)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import time
@@ -18,6 +19,7 @@ from lcsc.atomic import remove_stale_temps
 from lcsc.checkpoints.reader import checkpoint_interval
 from lcsc.errors import ConfigError
 from lcsc.objectives.base import check_noise_separation, direction_sign
+from lcsc.progress import ticking
 from lcsc.search.basis import CoefficientSpace
 from lcsc.search.config import SearchConfig
 from lcsc.search.evaluator import Evaluator, coefficient_hash, objective_summary
@@ -237,11 +239,12 @@ def run_search(merger: Merger, objective: Any, config: SearchConfig, out_dir: st
     ev = Evaluator(merger, objectives, journal, space.to_coefficients, space.kind != "full", bar, config.max_time,
                    pool=pool)
     try:
-        stopped, opt, proj_err = _loop(ev, space, init, config, sigma, emit)
-        revalidation = revalidate(ev, objective, config.revalidate) if config.revalidate else None
-        result = _result(ev, space, init, stopped, opt, proj_err, revalidation)
-        if config.shrink != 1.0:
-            shrink(ev, space, objective, result, config.shrink)
+        with ticking(bar) if progress else contextlib.nullcontext():  # the elapsed time moves within a candidate
+            stopped, opt, proj_err = _loop(ev, space, init, config, sigma, emit)
+            revalidation = revalidate(ev, objective, config.revalidate) if config.revalidate else None
+            result = _result(ev, space, init, stopped, opt, proj_err, revalidation)
+            if config.shrink != 1.0:
+                shrink(ev, space, objective, result, config.shrink)
     finally:
         bar.close()
     return result
