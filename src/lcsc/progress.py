@@ -7,6 +7,7 @@ until a front end (the CLI) turns the lines on with :func:`enable_stage_lines`.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -50,20 +51,13 @@ def stage(name: str, detail: str = "", heartbeat_s: float | None = None) -> Iter
     ``heartbeat_s``, a line every ``heartbeat_s`` seconds in between (``name: 15 s so far``). Its time is kept in
     :func:`stage_times` (summed over repeats) for estimates."""
     stage_line(f"{name}: {detail} …" if detail else f"{name} …")
-    t0, done = time.perf_counter(), threading.Event()
-    beat = None
-    if heartbeat_s and stage_lines_enabled():
-        def tick() -> None:
-            while not done.wait(heartbeat_s):
-                stage_line(f"{name}: {time.perf_counter() - t0:.0f} s so far")
-        beat = threading.Thread(target=tick, daemon=True)
-        beat.start()
+    t0 = time.perf_counter()
+    beating = heartbeat_s and stage_lines_enabled()
     try:
-        yield
+        with _every(heartbeat_s, lambda: stage_line(f"{name}: {time.perf_counter() - t0:.0f} s so far")) \
+                if beating else contextlib.nullcontext():
+            yield
     finally:
-        done.set()
-        if beat is not None:
-            beat.join()
         seconds = time.perf_counter() - t0
         _TIMES[name] = _TIMES.get(name, 0.0) + seconds
         stage_line(f"{name}: {seconds:.1f} s")
@@ -73,11 +67,18 @@ def stage(name: str, detail: str = "", heartbeat_s: float | None = None) -> Iter
 def ticking(bar: tqdm, every_s: float = 5.0) -> Iterator[None]:
     """Redraw ``bar`` every ``every_s`` seconds while the block runs, so its elapsed time moves (and a log gets a
     line) even while one long item is being worked on."""
+    with _every(every_s, bar.refresh):
+        yield
+
+
+@contextmanager
+def _every(seconds: float, fn) -> Iterator[None]:
+    """Call ``fn`` every ``seconds`` on a daemon thread while the block runs (stopped and joined at its end)."""
     done = threading.Event()
 
     def tick() -> None:
-        while not done.wait(every_s):
-            bar.refresh()
+        while not done.wait(seconds):
+            fn()
     thread = threading.Thread(target=tick, daemon=True)
     thread.start()
     try:

@@ -28,6 +28,7 @@ __all__ = [
     "is_adapter_folder",
     "module_scale",
     "read_adapter",
+    "read_safetensors",
 ]
 
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -149,14 +150,19 @@ def module_scale(config: dict[str, Any], module: str, source: str | Path = ADAPT
     return int(r), float(alpha) / (math.sqrt(r) if config.get("use_rslora") else float(r))
 
 
+def read_safetensors(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """All tensors of a safetensors file and its metadata; an unreadable file is one :class:`CheckpointError`."""
+    try:
+        with safe_open(str(file), framework="pt", device="cpu") as fh:
+            names = list(fh.keys())
+            return {k: fh.get_tensor(k) for k in names}, dict(fh.metadata() or {})
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{file}: not a readable safetensors file ({first_line(exc)})") from None
+
+
 def _load_tensors(folder: Path, weights: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if weights.suffix == ".safetensors":
-        try:
-            with safe_open(str(weights), framework="pt", device="cpu") as fh:
-                names = list(fh.keys())
-                return {k: fh.get_tensor(k) for k in names}, dict(fh.metadata() or {})
-        except (SafetensorError, OSError) as exc:
-            raise CheckpointError(f"{weights}: not a readable safetensors file ({first_line(exc)})") from None
+        return read_safetensors(weights)
     try:
         obj = safe_torch_load(weights)
     except CheckpointError:

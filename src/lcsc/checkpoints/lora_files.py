@@ -25,8 +25,15 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from lcsc.checkpoints.lora import LORA_DELTA_KEY, PEFT_PREFIX, LoraAdapter, LoraModule, module_scale
-from lcsc.errors import CheckpointError, first_line
+from lcsc.checkpoints.lora import (
+    LORA_DELTA_KEY,
+    PEFT_PREFIX,
+    LoraAdapter,
+    LoraModule,
+    module_scale,
+    read_safetensors,
+)
+from lcsc.errors import CheckpointError
 
 __all__ = ["ADAPTER_METADATA_KEY", "DIFFUSERS", "KOHYA", "LORA_WEIGHTS", "PEFT", "LoraFile", "lora_file_format",
            "read_lora_file"]
@@ -77,15 +84,6 @@ def lora_file_format(path: str | Path) -> str | None:
     if all(_DIFFUSERS_MARK.search(k) for k in keys) and any(_DIFFUSERS_KEY.match(k) for k in keys):
         return PEFT if any(k.startswith(PEFT_PREFIX) for k in keys) else DIFFUSERS
     return None
-
-
-def _load(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    try:
-        with safe_open(str(file), framework="pt", device="cpu") as fh:
-            names = list(fh.keys())
-            return {k: fh.get_tensor(k) for k in names}, dict(fh.metadata() or {})
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{file}: not a readable safetensors file ({first_line(exc)})") from None
 
 
 def _diffusers_key(key: str) -> tuple[str, str] | None:
@@ -228,7 +226,7 @@ def read_lora_file(path: str | Path, weights: str | Path | None = None) -> LoraF
                               "gives lora_alpha and r, which scale ΔW)")
     if kind is None:
         raise CheckpointError(f"{file}: not a diffusers or kohya LoRA file (not every tensor is a LoRA factor)")
-    tensors, metadata = _load(file)
+    tensors, metadata = read_safetensors(file)
     parts = _group(file, tensors, kind)
     if kind == KOHYA:
         modules = _kohya_modules(file, parts)
