@@ -7,6 +7,8 @@
 - **Report seeds** (training seeds 3, 4, 5) and **report noise** (``HELD_OUT_SEED_OFFSET + seed + i``, the demo's
   held-out noise, for every training seed): a number measured there never feeds back into a choice. A claim in the
   README cites report seeds.
+- **Gradient noise** (``GRADIENT_NOISE_OFFSET + seed``): the gradient search's fresh noise, one generator whose
+  draws continue from step to step; a family of its own, never the search, validation, check or report noise.
 - **Decision spaces** (FD_digits, FD2, FD3) may be searched and used by rules; **report-only spaces** (FD4, a
   non-CNN architecture) are never used by a search, a grid, a benchmark rule or a default.
 
@@ -23,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from lcsc.errors import LCSCError
 
 __all__ = ["DECISION_SEEDS", "REPORT_SEEDS", "DECISION_SPACES", "REPORT_SPACES", "DECISION_NOISE_OFFSET",
-           "REPORT_NOISE_OFFSET", "VALIDATION_NOISE_OFFSET", "NOISE_BLOCK", "ProtocolError", "seed_role", "noise_role", "held_out_seeds",
+           "REPORT_NOISE_OFFSET", "VALIDATION_NOISE_OFFSET", "GRADIENT_NOISE_OFFSET", "NOISE_BLOCK", "gradient_noise_seed", "ProtocolError", "seed_role", "noise_role", "held_out_seeds",
            "split_by_role", "deciding", "decision_context", "check_noise", "check_space", "check_training_seed",
            "check_decision_jobs"]
 
@@ -34,6 +36,7 @@ REPORT_SPACES: tuple[str, ...] = ("digits4",)
 REPORT_NOISE_OFFSET = 1_000_003  # the demo's held-out noise (lcsc.objectives.base.HELD_OUT_SEED_OFFSET)
 VALIDATION_NOISE_OFFSET = 500_009  # validation noise: the search chooses among its best on it, never reports on it
 DECISION_NOISE_OFFSET = 2_000_029  # check noise: benchmarks' held-out judgements on decision seeds
+GRADIENT_NOISE_OFFSET = 3_000_017  # the gradient search's fresh noise (one stream per search seed)
 NOISE_BLOCK = 100_000  # each noise family owns [offset, offset + NOISE_BLOCK) (modulo 2**32: the generator's seed bits)
 
 _STACK: list[str] = []
@@ -51,14 +54,24 @@ def seed_role(seed: int) -> str:
 
 
 def noise_role(noise_seed: int) -> str:
-    """"report", "decision" (check noise), "validation" or "search" for a sampling noise seed. PyTorch's CPU
+    """"report", "decision" (check noise), "validation", "gradient" or "search" for a sampling noise seed. PyTorch's CPU
     generator keeps a seed's low 32 bits, so seeds are compared modulo 2**32 (equal bits, equal noise)."""
     s = int(noise_seed) % 2**32
     for role, offset in (("report", REPORT_NOISE_OFFSET), ("decision", DECISION_NOISE_OFFSET),
-                         ("validation", VALIDATION_NOISE_OFFSET)):
+                         ("validation", VALIDATION_NOISE_OFFSET), ("gradient", GRADIENT_NOISE_OFFSET)):
         if offset <= s < offset + NOISE_BLOCK:
             return role
     return "search"
+
+
+def gradient_noise_seed(noise_seed: int, search_seed: int = 0) -> int:
+    """The seed of the gradient search's fresh-noise stream for search noise seed ``noise_seed`` (taken modulo 1000)
+    and gradient-search seed ``search_seed`` (0 … 99), in its own block: never a search, validation, check or report
+    seed."""
+    if not 0 <= int(search_seed) < NOISE_BLOCK // 1000:
+        raise ValueError(f"search seed {search_seed}: the gradient noise family holds search seeds 0 … "
+                         f"{NOISE_BLOCK // 1000 - 1}")
+    return GRADIENT_NOISE_OFFSET + int(noise_seed) % 1000 + 1000 * int(search_seed)
 
 
 def held_out_seeds(seed: int, count: int, role: str = "report") -> tuple[int, ...]:

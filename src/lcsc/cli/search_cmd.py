@@ -31,6 +31,8 @@ from lcsc.objectives.cross_space import cross_space_objectives, cross_space_repo
 from lcsc.precision import AUTOCAST_MODES
 from lcsc.progress import stage, stage_line, stage_times
 from lcsc.search import SearchConfig, run_search, write_search_outputs
+from lcsc.search.grad_config import GradConfig
+from lcsc.search.gradient import check_differentiable, run_gradient_search
 
 __all__ = ["register"]
 
@@ -63,7 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--parents", type=int, default=d.parents, help="parent pool: the top M of the population")
     p.add_argument("--optimizer", default=None,
-                   help="alg1 (the paper's Algorithm 1, default), cmaes or sep-cmaes")
+                   help="alg1 (the paper's Algorithm 1, default), cmaes, sep-cmaes, or grad (gradient LCSC: Adam "
+                        "through the sampler on fresh noise; built-in objectives)")
     p.add_argument("--space", default=None,
                    help="coefficient space: full, ema-basis:D (EMA profiles + last checkpoint) or spline:D")
     p.add_argument("--popsize", type=int, default=None, help="CMA-ES population (default 4 + 3 ln n)")
@@ -113,11 +116,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--autocast", choices=AUTOCAST_MODES, default="off",
                    help="sample with the network under bf16 autocast (default off; held-out reports stay float32; "
                         "see benchmarks/mixed_precision.py)")
+    _add_grad_options(p)
     add_stack_options(p)
     add_anchor_option(p)
     add_diffusers_options(p)
     add_pool_options(p)
     p.set_defaults(func=run)
+
+
+GRAD_KEYS = ("batch_size", "lr", "lr_final", "average_from")  # a resumed gradient search keeps these; --steps may grow
+
+
+def _add_grad_options(p: argparse.ArgumentParser) -> None:
+    d = GradConfig()
+    g = p.add_argument_group("gradient search (--optimizer grad)")
+    g.add_argument("--steps", type=int, default=None, help=f"Adam steps (default {d.steps}; on --resume: as saved)")
+    g.add_argument("--batch-size", type=int, default=None,
+                   help=f"fresh samples per step (default {d.batch_size})")
+    g.add_argument("--lr", type=float, default=None, help=f"Adam learning rate on the coefficients (default {d.lr})")
+    g.add_argument("--lr-final", type=float, default=None,
+                   help=f"the cosine-decayed learning rate at the last step, a fraction of --lr (default {d.lr_final})")
+    g.add_argument("--average-from", type=float, default=None,
+                   help=f"average the iterates after this fraction of the steps (default {d.average_from})")
+
+
+def _grad_config(args: argparse.Namespace) -> GradConfig | None:
+    """The gradient search's settings (None for the black-box optimisers), checked before any work."""
+    if args.optimizer != "grad":
+        given = [f"--{k.replace('_', '-')}" for k in ("steps", *GRAD_KEYS) if getattr(args, k, None) is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only with --optimizer grad")
+        return None
+    for flag, value in (("--workers", args.workers), ("--ray-address", args.ray_address)):
+        if value is not None:
+            raise ConfigError(f"{flag} with --optimizer grad: the gradient search runs in one process (a pool "
+                              "scores black-box candidates); drop the flag")
+    for flag, bad in (("--racing", args.racing), ("--revalidate", args.revalidate), ("--convex", args.convex),
+                      ("--shrink", args.shrink is not None and args.shrink != 1.0),
+                      ("--space", args.space not in (None, "full"))):
+        if bad:
+            raise ConfigError(f"{flag} is an Algorithm 1 / CMA-ES setting; --optimizer grad searches the full space "
+                              "and guards its export on validation noise itself")
+    d = GradConfig()
+    kw = {k: getattr(args, k) if getattr(args, k) is not None else getattr(d, k) for k in ("steps", *GRAD_KEYS)}
+    return GradConfig(**kw, seed=args.seed if 0 <= args.seed < 100 else d.seed, max_time=args.max_time)
 
 
 def _resolve(args: argparse.Namespace) -> argparse.Namespace:
@@ -145,6 +187,9 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     args.revalidate = args.revalidate if args.revalidate is not None else saved.get("revalidate")
     args.shrink = args.shrink if args.shrink is not None else saved.get("shrink")
     args.evals = args.evals if args.evals is not None else saved["evals"]
+    args.steps = args.steps if args.steps is not None else saved.get("steps")
+    for key in GRAD_KEYS:
+        setattr(args, key, _resumed(args, saved, key, None))
     args.checkpoints = args.checkpoints or [Path(p) for p in saved["checkpoints"]]
     args.init_coeffs = [Path(p) for p in saved["init_coeffs"]]
     args.output = args.resume
@@ -239,7 +284,7 @@ def _estimate_text(info: dict, args: argparse.Namespace) -> str:
     at the measured seconds per evaluation; with the setup stages' times so far."""
     per, left = info["seconds_per_eval"], info["evaluations_left"]
     extra = (args.revalidate or 0) + (3 if is_builtin(args.objective) else 0)
-    when = "the initial population" if info.get("generation", 1) == 0 else "generation 1"
+    when = {0: "the initial population", 1: "generation 1"}.get(info.get("generation", 1), info.get("generation"))
     setup = ", ".join(f"{k} {v:.0f} s" for k, v in stage_times().items())
     return (f"estimate after {when} ({per:.1f} s/eval): {(left + extra) * per / 60:.1f} min left ({left} candidates"
             + (f", {extra} held-out/revalidation evaluations" if extra else "") + ")"
@@ -248,22 +293,30 @@ def _estimate_text(info: dict, args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     args = _resolve(args)
+    grad = _grad_config(args)
     check_pool_options(args)
     half_lives = _half_lives(args.half_lives)
     config = SearchConfig(
         evals=args.evals, generation_size=args.generation_size, parents=args.parents, sigma=args.sigma,
         mix_prob=args.mix_prob, convex=args.convex, seed=args.seed, max_time=args.max_time,
-        interval=args.interval, half_lives=half_lives, optimizer=args.optimizer, space=args.space,
+        interval=args.interval, half_lives=half_lives, optimizer="alg1" if grad else args.optimizer, space=args.space,
         popsize=args.popsize, racing=bool(args.racing), race_fraction=args.race_fraction, race_keep=args.race_keep,
         max_samples=args.max_samples, revalidate=args.revalidate or 0,
         shrink=args.shrink if args.shrink is not None else SearchConfig().shrink,
     )  # fmt: skip
     objective = _objective(args)
+    if grad is not None:
+        check_differentiable(objective, args.objective)
     merger = _merger(args)
     initial = _initial(args.init_coeffs, merger)
-    with make_pool(args, _merger, _objective) as pool:
-        result = run_search(merger, objective, config, args.output, initial=initial, resume=args.resume is not None,
-                            progress=True, on_event=lambda kind, info: _on_event(kind, info, args), pool=pool)
+    events = lambda kind, info: _on_event(kind, info, args)  # noqa: E731
+    if grad is not None:
+        result = run_gradient_search(merger, objective, config, grad, args.output, initial=initial,
+                                     resume=args.resume is not None, progress=True, on_event=events)
+    else:
+        with make_pool(args, _merger, _objective) as pool:
+            result = run_search(merger, objective, config, args.output, initial=initial,
+                                resume=args.resume is not None, progress=True, on_event=events, pool=pool)
     _report(result, objective)
     held = None
     if is_builtin(args.objective):
@@ -300,6 +353,10 @@ def _held_out_report(args: argparse.Namespace, merger: StackMerger, result) -> d
     return out
 
 
+def _fmt(v) -> str:
+    return "failed" if v is None else f"{v:.6g}"
+
+
 def _report(result, objective) -> None:
     direction = getattr(objective, "direction", "minimize")
     print(f"\nbest {direction[:3]} score {result.best_score:.6g} after {result.evaluations} evaluations "
@@ -309,6 +366,14 @@ def _report(result, objective) -> None:
     if getattr(objective, "metric", "") == "kid":
         print(f"  (KID scores are raw MMD² in {objective.features.name} features, the journal's units; best as "
               f"{kid_label(objective.features.name)}: {KID_SCALE * result.best_score:.4g})")
+    if result.gradient is not None:
+        g, guard = result.gradient, result.gradient["guard"]
+        losses = g["losses"]
+        print(f"  gradient: {g['steps_done']} steps × {g['settings']['batch_size']} fresh samples from the start "
+              f"{g['start']}; loss {losses[0]:.4g} → {losses[-1]:.4g}" if losses else "  gradient: no step taken")
+        print("  guard on validation noise: " + ", ".join(f"{n} {_fmt(v)}" for n, v in zip(guard["names"],
+                                                                                       guard["scores"]))
+              + f"; exported: {guard['picked']}")
     if result.failures:
         print(
             f"  {len(result.failures)} failed evaluations; first: #{result.failures[0]['index']}: {result.failures[0]['error']}"

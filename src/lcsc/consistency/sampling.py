@@ -10,7 +10,7 @@ from torch import nn
 
 from lcsc.consistency.karras import karras_sigmas
 
-__all__ = ["ConsistencySampler", "SamplerOutput", "sample_cm"]
+__all__ = ["ConsistencySampler", "SamplerOutput", "sample_cm", "integrate_cm"]
 
 
 @dataclass
@@ -57,6 +57,23 @@ class ConsistencySampler:
         return SamplerOutput(model_output + (nxt**2 - self.sigma_min**2) ** 0.5 * z)
 
 
+def integrate_cm(model: nn.Module, noise: torch.Tensor, generator: torch.Generator | None,
+                 labels: torch.Tensor | None = None, nfe: int = 1, step_noise: torch.Tensor | None = None,
+                 call=None) -> torch.Tensor:
+    """The sampling loop of :func:`sample_cm` without ``no_grad`` (differentiable in the weights with autograd on);
+    ``call(model, x, sigma, labels)`` evaluates the network (default: ``model(x, sigma, labels)``)."""
+    c = model.config
+    sampler = ConsistencySampler(c.sigma_min, c.sigma_max, c.rho)
+    sampler.set_timesteps(nfe)
+    x = noise * sampler.init_noise_sigma
+    for i, sigma in enumerate(sampler.timesteps):
+        level = torch.full((x.shape[0],), float(sigma), device=x.device)
+        denoised = model(x, level, labels) if call is None else call(model, x, level, labels)
+        z = step_noise[i] if step_noise is not None and i < len(step_noise) else None
+        x = sampler.step(denoised, sigma, x, generator, noise=z).prev_sample
+    return x
+
+
 @torch.no_grad()
 def sample_cm(
     model: nn.Module,
@@ -68,12 +85,4 @@ def sample_cm(
 ) -> torch.Tensor:
     """Sample a consistency model in ``nfe`` steps starting from ``noise`` ~ N(0, I) (scaled by σ_max here); the
     re-noising draws come from ``step_noise`` ((nfe − 1, B, …)) when given, else from ``generator``."""
-    c = model.config
-    sampler = ConsistencySampler(c.sigma_min, c.sigma_max, c.rho)
-    sampler.set_timesteps(nfe)
-    x = noise * sampler.init_noise_sigma
-    for i, sigma in enumerate(sampler.timesteps):
-        denoised = model(x, torch.full((x.shape[0],), float(sigma), device=x.device), labels)
-        z = step_noise[i] if step_noise is not None and i < len(step_noise) else None
-        x = sampler.step(denoised, sigma, x, generator, noise=z).prev_sample
-    return x
+    return integrate_cm(model, noise, generator, labels, nfe, step_noise)

@@ -8,7 +8,7 @@ from torch import nn
 
 from lcsc.diffusion.schedule import NoiseSchedule
 
-__all__ = ["DM_SOLVERS", "make_scheduler", "sample_dm"]
+__all__ = ["DM_SOLVERS", "make_scheduler", "sample_dm", "integrate_dm"]
 
 DM_SOLVERS = ("ddim", "dpm-solver")
 
@@ -32,6 +32,21 @@ def make_scheduler(schedule: NoiseSchedule, solver: str, nfe: int):
     return sched
 
 
+def integrate_dm(model: nn.Module, noise: torch.Tensor, labels: torch.Tensor | None = None, nfe: int = 20,
+                 solver: str = "ddim", call=None) -> torch.Tensor:
+    """The solver loop of :func:`sample_dm` without ``no_grad``: with autograd on it is differentiable in the model's
+    weights. ``call(model, x, t, labels)`` evaluates the network (default: ``model(x, t, labels)``; the gradient
+    search passes a checkpointed call so activations are recomputed in the backward pass, not stored per step)."""
+    sched = make_scheduler(model.schedule, solver, nfe)
+    x = noise * sched.init_noise_sigma
+    for t in sched.timesteps:
+        t_batch = torch.full((x.shape[0],), float(t), device=x.device)
+        x_in = sched.scale_model_input(x, t)
+        eps = model(x_in, t_batch, labels) if call is None else call(model, x_in, t_batch, labels)
+        x = sched.step(eps, t, x).prev_sample
+    return x
+
+
 @torch.no_grad()
 def sample_dm(
     model: nn.Module,
@@ -41,10 +56,4 @@ def sample_dm(
     solver: str = "ddim",
 ) -> torch.Tensor:
     """Integrate from ``noise`` (x_T, already on the model's device) to x₀ with ``nfe`` model calls."""
-    sched = make_scheduler(model.schedule, solver, nfe)
-    x = noise * sched.init_noise_sigma
-    for t in sched.timesteps:
-        t_batch = torch.full((x.shape[0],), float(t), device=x.device)
-        eps = model(sched.scale_model_input(x, t), t_batch, labels)
-        x = sched.step(eps, t, x).prev_sample
-    return x
+    return integrate_dm(model, noise, labels, nfe, solver)

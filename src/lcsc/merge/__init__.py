@@ -3,7 +3,7 @@
 from lcsc.merge.coefficients import SUM_TOLERANCE, Coefficients
 from lcsc.merge.export import save_merged
 from lcsc.merge.groups import GroupPlan, groups_by_prefix
-from lcsc.merge.linear import merge, merge_coefficients, merge_many
+from lcsc.merge.linear import merge, merge_coefficients, merge_many, project_gradient
 from lcsc.merge.merger import StackMerger
 from lcsc.merge.posthoc import PROFILE_TOL, PosthocEMA, Reconstruction
 
@@ -19,5 +19,6 @@ __all__ = [
     "merge",
     "merge_coefficients",
     "merge_many",
+    "project_gradient",
     "save_merged",
 ]

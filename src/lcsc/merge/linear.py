@@ -12,7 +12,7 @@ from lcsc.errors import CoefficientError
 from lcsc.merge.coefficients import Coefficients
 from lcsc.merge.groups import GroupPlan
 
-__all__ = ["merge", "merge_many", "merge_coefficients", "DEFAULT_CHUNK_BYTES"]
+__all__ = ["merge", "merge_many", "merge_coefficients", "project_gradient", "DEFAULT_CHUNK_BYTES"]
 
 DEFAULT_CHUNK_BYTES = 64 << 20
 
@@ -111,6 +111,33 @@ def _merge_device(stack: CheckpointStack, A: torch.Tensor, out: torch.Tensor, bl
             continue
         out[:, c0:c1] = A[:, g, :K_w] @ block.to(torch.float32)
         out[:, c0:c1].addmm_(A[:, g, K_w:], anchors[:, c0:c1])
+
+
+def project_gradient(
+    stack: CheckpointStack,
+    grad: torch.Tensor,
+    *,
+    plan: GroupPlan | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> np.ndarray:
+    """∂L/∂a from ∂L/∂θ: θ = aᵀS is linear in a, so ∂L/∂a[g, k] = Σ_{p in group g} S[k, p]·∂L/∂θ[p] (the transpose
+    of :func:`merge_many`, one pass over the stack chunk by chunk, accumulated in float64). Returns (G, K)."""
+    plan = plan or GroupPlan.single(stack.layout)
+    g = grad.detach().reshape(-1)
+    if g.shape[0] != stack.P:
+        raise CoefficientError(f"a gradient of {g.shape[0]} entries does not fit this stack's P={stack.P}")
+    g = g.to("cpu", torch.float64)
+    out = np.zeros((plan.G, stack.K))
+    K_w = stack.K_window
+    cols = max(1024, chunk_bytes // max(1, stack.K * stack.matrix.element_size()))
+    for start, end, group in plan.runs:
+        for c0 in range(start, end, cols):
+            c1 = min(end, c0 + cols)
+            piece = g[c0:c1]
+            out[group, :K_w] += (stack.matrix[:, c0:c1].to(torch.float64) @ piece).numpy()
+            if stack.anchors:
+                out[group, K_w:] += (stack.anchor_matrix[:, c0:c1].to(torch.float64) @ piece).numpy()
+    return out
 
 
 def merge(

@@ -11,7 +11,7 @@ from lcsc.checkpoints.stack import CheckpointStack
 from lcsc.merge.coefficients import Coefficients
 from lcsc.merge.export import save_merged
 from lcsc.merge.groups import GroupPlan
-from lcsc.merge.linear import merge_many
+from lcsc.merge.linear import merge_many, project_gradient
 
 __all__ = ["StackMerger"]
 
@@ -67,6 +67,18 @@ class StackMerger:
             self.stack, np.asarray(A).reshape(len(A), self.G, self.K), plan=self.plan, device=self.device
         )
         return [self.stack.state_dict(row) for row in out]
+
+    def merge_vector(self, a: np.ndarray) -> torch.Tensor:
+        """The merge of one (G, K) coefficient array as the flat float32 P-vector (on the merger's device)."""
+        return merge_many(self.stack, np.asarray(a).reshape(1, self.G, self.K), plan=self.plan, device=self.device)[0]
+
+    def state_dict(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A P-vector as a state dict (views: a gradient with respect to the dict's tensors reaches the vector)."""
+        return self.stack.state_dict(vector)
+
+    def project(self, grad: torch.Tensor) -> np.ndarray:
+        """∂L/∂a (G, K) from ∂L/∂θ (a P-vector): one pass over the stack (:func:`lcsc.merge.project_gradient`)."""
+        return project_gradient(self.stack, grad, plan=self.plan)
 
     def coefficients(self, individual: np.ndarray) -> Coefficients:
         """An individual as the coefficient file format."""

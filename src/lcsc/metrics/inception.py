@@ -109,6 +109,8 @@ class InceptionFeatures(FeatureExtractor):
         with stage("Inception network", f"loading {path}"), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # a TorchScript file: torch.export cannot read it
             self.net = torch.jit.load(str(path), map_location="cpu").eval().to(self.device)
+        for p in self.net.parameters():  # gradients go to the images only (differentiable_features)
+            p.requires_grad_(False)
         self.id = f"inception-sha1-{INCEPTION_SHA1[:12]}-nvbilinear-quant8"  # the pinned weights
 
     def check(self, images: torch.Tensor) -> None:
@@ -116,9 +118,11 @@ class InceptionFeatures(FeatureExtractor):
         if images.shape[1] not in (1, 3):
             raise ConfigError(f"inception features take 1- or 3-channel images, got {images.shape[1]} channels")
 
-    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        """[-1, 1] images → the Inception input (3×299×299 in the TF range)."""
-        x = ((x.float() + 1) / 2).clamp(0, 1).mul(255).round()
+    def preprocess(self, x: torch.Tensor, straight_through: bool = False) -> torch.Tensor:
+        """[-1, 1] images → the Inception input (3×299×299 in the TF range). ``straight_through``: the 8-bit rounding
+        passes the gradient unchanged (x + (round(x) − x).detach(): the same values, bit for bit)."""
+        x = ((x.float() + 1) / 2).clamp(0, 1).mul(255)
+        x = x + (x.round() - x).detach() if straight_through else x.round()
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         if x.shape[-2:] != (299, 299):
@@ -126,6 +130,10 @@ class InceptionFeatures(FeatureExtractor):
         lo, hi = INCEPTION_INPUT_RANGE
         return (x / 255 * (hi - lo) + lo).clamp(lo, hi)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net(self.preprocess(x))
+    def _forward(self, x: torch.Tensor, straight_through: bool = False) -> torch.Tensor:
+        out = self.net(self.preprocess(x, straight_through))
         return out.flatten(2).mean(2) if out.dim() > 2 else out
+
+    def _forward_differentiable(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`_forward` with straight-through rounding (:func:`lcsc.metrics.differentiable_features`)."""
+        return self._forward(x, straight_through=True)

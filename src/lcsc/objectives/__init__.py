@@ -1,5 +1,6 @@
 """Objectives: what the search minimises or maximises, ``score(state_dict) -> float`` with a direction."""
 
+from lcsc.metrics.differentiable import combine_terms  # noqa: E402 - the gradient search's loss combination
 from lcsc.objectives.base import (
     HELD_OUT_SEED_OFFSET,
     VALIDATION_SEED_OFFSET,
@@ -24,6 +25,7 @@ __all__ = [
     "KIDObjective",
     "MeanObjective",
     "builtin_objective",
+    "combine_terms",
     "diffusers_objective",
     "direction_sign",
     "is_builtin",

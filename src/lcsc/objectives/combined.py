@@ -104,6 +104,15 @@ class MeanObjective:
     def score_many(self, states: list[dict[str, torch.Tensor]]) -> list[float]:
         return [self._combine(self.term_values(x)) for x in self.terms[0].samples_many(states)]
 
+    # The gradient search's interface: one image batch, every term's metric of it (combined by the search with
+    # lcsc.objectives.differentiable.combine_terms: mean, or a smooth max for max:).
+    def loss_inputs(self, generator: torch.Generator, n: int):
+        return self.terms[0].loss_inputs(generator, n)
+
+    def loss_terms(self, state_dict: dict[str, torch.Tensor], inputs, checkpoint: bool = True) -> list[torch.Tensor]:
+        images = self.terms[0].loss_images(state_dict, inputs, checkpoint)
+        return [t.loss_term(images) for t in self.terms]
+
     def with_samples(self, n: int) -> MeanObjective:
         other = copy.copy(self)
         other.terms = [t.with_samples(n) for t in self.terms]

@@ -18,6 +18,8 @@ from torch import nn
 
 from lcsc.errors import ConfigError
 from lcsc.generate import SamplingInputs, draw_inputs, generate, generate_many
+from lcsc.generate_grad import generate_differentiable
+from lcsc.metrics.differentiable import differentiable_features, frechet_distance_torch, kid_torch
 from lcsc.metrics.features import FeatureExtractor
 from lcsc.metrics.kid import kernel_inception_distance
 from lcsc.metrics.reference import ReferenceSet
@@ -95,6 +97,33 @@ class GenerativeObjective(SeededObjective):
     def score(self, state_dict: dict[str, torch.Tensor]) -> float:
         return self.score_images(self.samples(state_dict))
 
+    # The gradient search's interface (lcsc.search.gradient): fresh inputs each step, images with autograd on, and
+    # the metric as a differentiable tensor (lcsc.metrics.differentiable).
+    reduce = "single"
+
+    def loss_inputs(self, generator: torch.Generator, n: int) -> SamplingInputs:
+        """``n`` fresh sampling inputs drawn from ``generator`` (the gradient search's own noise stream)."""
+        return draw_inputs(self.model.config, n, generator, nfe=self.nfe, batch_size=n)
+
+    def loss_images(self, state_dict: dict[str, torch.Tensor], inputs: SamplingInputs,
+                    checkpoint: bool = True) -> torch.Tensor:
+        """Images of ``state_dict`` (tensors that may require grad) on ``inputs``, differentiable in the weights."""
+        return generate_differentiable(self.model, state_dict, inputs, nfe=self.nfe, solver=self.solver,
+                                       device=self.device, checkpoint=checkpoint, autocast=self.autocast)
+
+    def loss_term(self, images: torch.Tensor) -> torch.Tensor:
+        """This objective's metric of ``images`` as a differentiable float64 scalar (the value :meth:`score_images`
+        gives, up to float rounding)."""
+        return self._metric_torch(differentiable_features(self.features, images))
+
+    def loss_terms(self, state_dict: dict[str, torch.Tensor], inputs: SamplingInputs,
+                   checkpoint: bool = True) -> list[torch.Tensor]:
+        """[the metric] of ``state_dict``'s images on ``inputs``, differentiable in the weights."""
+        return [self.loss_term(self.loss_images(state_dict, inputs, checkpoint))]
+
+    def _metric_torch(self, feats: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
     @torch.no_grad()
     def score_many(self, states: list[dict[str, torch.Tensor]]) -> list[float]:
         return [self.score_images(x) for x in self.samples_many(states)]
@@ -110,6 +139,9 @@ class FDObjective(GenerativeObjective):
 
     def _metric(self, feats: np.ndarray) -> float:
         return self.reference.frechet.distance_features(feats)
+
+    def _metric_torch(self, feats: torch.Tensor) -> torch.Tensor:
+        return frechet_distance_torch(feats, self.reference.frechet)
 
 
 class FIDObjective(FDObjective):
@@ -141,3 +173,6 @@ class KIDObjective(GenerativeObjective):
         mean, _ = kernel_inception_distance(self.reference.features, feats, self.kid_subsets, self.kid_subset_size,
                                             seed=0)
         return mean
+
+    def _metric_torch(self, feats: torch.Tensor) -> torch.Tensor:
+        return kid_torch(feats, self.reference.features, self.kid_subsets, self.kid_subset_size, seed=0)

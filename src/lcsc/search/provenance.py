@@ -32,7 +32,9 @@ def _card(result: SearchResult, merger: Any, objective: Any, config: SearchConfi
         "interval": interval,
         "groups": dict(merger.groups) if getattr(merger, "groups", None) else None,
         "objective": objective_summary(objective),
-        "search": {**asdict(config), "sigma_resolved": sigma, "algorithm": _ALGORITHMS[config.optimizer]},
+        "search": {**asdict(config), "sigma_resolved": sigma, "algorithm": _GRADIENT if result.gradient is not None
+                   else _ALGORITHMS[config.optimizer]},
+        "gradient": _gradient_card(result.gradient),
         "optimizer": result.optimizer,
         "space": {"spec": result.space, "w": None if result.best_w is None else result.best_w.tolist(),
                   "init_projection_error": result.init_projection_error},
@@ -56,6 +58,33 @@ def _card(result: SearchResult, merger: Any, objective: Any, config: SearchConfi
         "redraws": result.redraws,
         "wall_time_s": round(result.wall_time_s, 3),
     }
+
+
+_GRADIENT = "gradient LCSC (Adam on Σa = 1 through the sampler, fresh noise every step; lcsc.search.gradient)"
+
+
+def _gradient_card(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The gradient search's record without its per-step terms (the journal keeps them)."""
+    if record is None:
+        return None
+    return {k: v for k, v in record.items() if k != "terms"}
+
+
+def _gradient_md(grad: dict[str, Any] | None) -> str:
+    if not grad:
+        return ""
+    s, guard, losses = grad["settings"], grad["guard"], grad["losses"]
+    rows = "\n".join(f"| {n} | {_num(v)} |{' **exported**' if n == guard['picked'] else ''}"
+                     for n, v in zip(guard["names"], guard["scores"]))
+    verdict = (f"**{guard['fallback']}.**" if guard.get("fallback") else
+               "**Nothing beat the best anchor on the validation noise: the anchor itself is exported.**"
+               if guard.get("exported_anchor") else "The best there is exported.")
+    trend = f"{losses[0]:.4g} → {losses[-1]:.4g} (min {min(losses):.4g})" if losses else "no step taken"
+    return (f"\n## Gradient search\n\n{grad['steps_done']} Adam steps from {grad['start']}, {s['batch_size']} fresh "
+            f"samples each (noise stream seed {grad['stream_seed']}), lr {s['lr']:g} cosine-decayed to "
+            f"{s['lr_final']:g}×, iterates averaged from {s['average_from']:g} of the steps; loss (normalised at step "
+            f"0) {trend}.\n\nThe guard (validation noise seed {guard['validation_seed']}): {verdict}\n\n"
+            f"| finalist | validation score |\n|---|---|\n{rows}\n")
 
 
 def _markdown(card: dict[str, Any]) -> str:
@@ -82,7 +111,7 @@ best initial individual {card["best_initial"]["name"]}: {_num(card["best_initial
 |---|---|
 {init}
 
-{_anchors_md(card)}{_reval_md(card["revalidation"])}{_shrink_md(card["shrink"])}{_held_md(card["held_out"])}{_w_md(card["space"])}
+{_anchors_md(card)}{_gradient_md(card.get("gradient"))}{_reval_md(card["revalidation"])}{_shrink_md(card["shrink"])}{_held_md(card["held_out"])}{_w_md(card["space"])}
 Checkpoint content hashes (SHA-256), optimiser settings and the exported K-vector's provenance are in
 `provenance.json`.
 """

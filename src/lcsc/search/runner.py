@@ -29,7 +29,7 @@ from lcsc.search.optimizer import check_optimizer, make_optimizer
 from lcsc.search.ranking import FULL, RACE
 from lcsc.search.space import SearchSpace, default_half_lives, ema_continuation
 
-__all__ = ["Merger", "SearchResult", "checkpoint_interval", "coefficient_hash", "objective_summary", "run_search",
+__all__ = ["Merger", "SearchResult", "initial_count", "checkpoint_interval", "coefficient_hash", "objective_summary", "run_search",
            "anchor_individuals", "anchors_of", "ANCHOR_PREFIX"]
 
 
@@ -74,6 +74,7 @@ class SearchResult:
     search_best: np.ndarray | None = None  # the best on the search noise (before revalidation or shrinkage)
     best_anchor: np.ndarray | None = None  # the best anchor alone on the search noise (None without anchors)
     best_anchor_name: str | None = None
+    gradient: dict[str, Any] | None = None  # the gradient search's record (lcsc.search.gradient), None for Alg. 1
 
 
 def anchors_of(merger: Any) -> list[dict[str, Any]]:
@@ -122,6 +123,15 @@ def _initial(space: CoefficientSpace, cfg: SearchConfig, steps: list[int], given
     if not individuals:
         raise ConfigError("no initial individuals: give some or keep the EMA initialisation")
     return individuals
+
+
+def initial_count(merger: Merger, config: SearchConfig, initial: dict[str, np.ndarray] | None = None) -> int:
+    """How many initial individuals :func:`run_search` scores for ``merger`` (anchors alone, continued EMAs, the EMA
+    grid and the caller's), i.e. the ``evals`` that scores the initial population and nothing else."""
+    interval = config.interval or checkpoint_interval(merger.steps)
+    anchors = anchors_of(merger)
+    space = CoefficientSpace("full", merger.K, merger.G, interval, anchors=len(anchors))
+    return len(_initial(space, config, merger.steps, initial, anchors))
 
 
 def _header(merger, objective, cfg: SearchConfig, init: dict[str, np.ndarray], sigma: float, space) -> dict:
