@@ -14,6 +14,15 @@ Run:  python benchmarks/search_efficiency.py --out docs/search       # every met
           --search-seeds 0,1 --dm-search-seeds 0                      # the objective decision (docs/search)
       python benchmarks/search_efficiency.py --quick                  # ≤ 3 min smoke version
 Runs are resumable: finished jobs in --work are reused, unfinished searches resume from their journals.
+
+Gradient LCSC (issue 33): --gradient runs the demo's anchored Alg. 1 (with its guard) and the gradient search
+(lcsc.search.gradient, each setting of lcsc.analysis.gradient_efficiency.GRAD_SETTINGS) at the end of training of
+the demo runs in --cache (demo-seedN/{dm,cm-ct}), scores them and EMA* on check noise, and chooses the setting by
+the rule fixed in that module; --gradient-report 3,4,5 then runs the chosen setting on report seeds (report noise,
+FD4 included; nothing is chosen there). Writes gradient.{md,json} (gradient-report.{md,json}) to --out.
+
+      python benchmarks/search_efficiency.py --gradient --cache runs --out docs/search          # ~25 min, 2 cores
+      python benchmarks/search_efficiency.py --gradient-report 3,4,5 --cache runs --out docs/search
 """
 
 from __future__ import annotations
@@ -64,6 +73,10 @@ def _args() -> argparse.Namespace:
     p.add_argument("--dm-samples", type=int, default=None, help="DM search samples per evaluation (default 500)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--report-only", action="store_true", help="summarise the finished jobs in --work, run nothing")
+    p.add_argument("--gradient", action="store_true", help="gradient LCSC vs the demo's Alg. 1 on decision seeds")
+    p.add_argument("--gradient-report", default=None, metavar="SEEDS",
+                   help="the chosen gradient setting on these report seeds (report noise)")
+    p.add_argument("--settings", default=None, help="gradient settings (default: all of GRAD_SETTINGS)")
     return p.parse_args()
 
 
@@ -266,8 +279,78 @@ def _intro(plan: dict, line: dict) -> str:
     return text
 
 
+def _grad_cells(a: argparse.Namespace, seeds: tuple[int, ...], noise: str, settings: list[str]) -> list[dict]:
+    """Every (seed, model) cell, two processes at a time (one thread each), resumable."""
+    from lcsc.analysis.gradient_efficiency import cell, with_noise
+    from lcsc.data import load_digits_data
+    from lcsc.demo.scoring import Scorer
+
+    work = a.work or a.out / ("gradient-jobs" if noise == "decision" else "gradient-report-jobs")
+    work.mkdir(parents=True, exist_ok=True)
+    out = []
+    for seed in seeds:
+        cfg = with_noise(DemoConfig(seed=seed), noise)
+        scorer = Scorer(cfg, load_digits_data())
+        for model in MODELS:
+            out.append(cell(a.cache, work / f"seed{seed}", cfg, scorer, model, settings))
+            print(f"[gradient] seed {seed} {model}: " + ", ".join(
+                f"{k} {v['scores']['digits']:.1f}" for k, v in out[-1]["rows"].items()), flush=True)
+    return out
+
+
+def _alg1_long(cells: list[dict]) -> tuple[dict, dict]:
+    """Alg. 1's long-budget held-out FD_digits (docs/search/search_efficiency.json, alg1-max12: the demo's objective,
+    decision seeds, check noise) and its cost: its samples, and core-seconds at this run's Alg. 1 CPU per sample."""
+    ref = json.loads((Path(__file__).parents[1] / "docs/search/search_efficiency.json").read_text())
+    target, cost = {}, {}
+    for model in MODELS:
+        last = ref["curves"][model]["alg1-max12"][-1]
+        mine = [c["rows"]["alg1"] for c in cells if c["model"] == model]
+        per_sample = float(np.mean([r["cpu_s"] / r["samples"] for r in mine]))
+        target[model] = round(last["digits_mean"], 3)
+        cost[model] = {"evals": last["evals"], "samples": last["samples"], "cpu_s": per_sample * last["samples"]}
+    return target, cost
+
+
+def gradient_main(a: argparse.Namespace) -> None:
+    from lcsc.analysis.gradient_efficiency import GRAD_SETTINGS, TRAJECTORY, decide_setting
+    from lcsc.analysis.gradient_report import cell_table, counts, efficiency, summary
+
+    t0, report = time.time(), a.gradient_report is not None
+    seeds = _ints(a.gradient_report or a.seeds, (0, 1, 2))
+    for s in seeds:
+        if not report:
+            protocol.check_training_seed(s, "benchmarks/search_efficiency.py --gradient")
+        elif protocol.seed_role(s) != "report":
+            raise LCSCError(f"--gradient-report {s}: not a report seed ({', '.join(map(str, protocol.REPORT_SEEDS))})")
+    if report:
+        decided = json.loads((a.out / "gradient.json").read_text())["summary"]["decision"]["chosen"]
+        settings = [decided]
+    else:
+        settings = a.settings.split(",") if a.settings else list(GRAD_SETTINGS)
+    cells = _grad_cells(a, seeds, "report" if report else "decision", settings)
+    line = {"seeds": list(seeds), "noise": "report" if report else "decision", "settings": settings}
+    line["counts"] = {s: counts(cells, f"grad-{s}") for s in settings} | {"alg1": counts(cells, "alg1")}
+    line["cost"] = {s: summary(cells, f"grad-{s}") for s in settings}
+    if not report:
+        line["decision"] = decide_setting(cells, settings)
+        target, cost = _alg1_long(cells)
+        line["sample_efficiency"] = {s: efficiency(cells, s, target, cost, TRAJECTORY) for s in settings}
+        line["alg1_long"] = {"fd_digits": target, "cost": cost}
+    name = "gradient-report" if report else "gradient"
+    line["wall_s"] = round(time.time() - t0, 1)
+    a.out.mkdir(parents=True, exist_ok=True)
+    write_json(a.out / f"{name}.json", {"summary": line, "cells": cells})
+    write_text(a.out / f"{name}.md", f"# Gradient LCSC ({'report seeds, report noise' if report else 'decision seeds, check noise'})\n\n"
+               + cell_table(cells) + "\n\n```json\n" + json.dumps(line, indent=1) + "\n```\n")
+    print(json.dumps(line))
+
+
 def main() -> None:
     a = _args()
+    if a.gradient or a.gradient_report:
+        gradient_main(a)
+        return
     plan = _plan(a)
     t0 = time.time()
     work = a.work or a.out / "jobs"

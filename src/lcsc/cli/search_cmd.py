@@ -159,7 +159,7 @@ def _grad_config(args: argparse.Namespace) -> GradConfig | None:
                               "and guards its export on validation noise itself")
     d = GradConfig()
     kw = {k: getattr(args, k) if getattr(args, k) is not None else getattr(d, k) for k in ("steps", *GRAD_KEYS)}
-    return GradConfig(**kw, seed=args.seed if 0 <= args.seed < 100 else d.seed, max_time=args.max_time)
+    return GradConfig(**kw, seed=args.seed, max_time=args.max_time)
 
 
 def _resolve(args: argparse.Namespace) -> argparse.Namespace:
@@ -171,6 +171,10 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
         args.objective = args.objective or "auto"
         args.evals = args.evals if args.evals is not None else SearchConfig().evals
         _fill_defaults(args)
+        if args.optimizer == "grad":  # saved resolved, so a resume that names a default is not a change
+            for key in ("steps", *GRAD_KEYS):
+                if getattr(args, key) is None:
+                    setattr(args, key, getattr(GradConfig(), key))
         return args
     saved = read_saved(args.resume)
     for key in RESUME_TAKEN:
@@ -286,7 +290,8 @@ def _estimate_text(info: dict, args: argparse.Namespace) -> str:
     extra = (args.revalidate or 0) + (3 if is_builtin(args.objective) else 0)
     when = {0: "the initial population", 1: "generation 1"}.get(info.get("generation", 1), info.get("generation"))
     setup = ", ".join(f"{k} {v:.0f} s" for k, v in stage_times().items())
-    return (f"estimate after {when} ({per:.1f} s/eval): {(left + extra) * per / 60:.1f} min left ({left} candidates"
+    unit = "steps" if str(when).startswith("step") else "candidates"
+    return (f"estimate after {when} ({per:.1f} s/{unit[:-1]}): {(left + extra) * per / 60:.1f} min left ({left} {unit}"
             + (f", {extra} held-out/revalidation evaluations" if extra else "") + ")"
             + (f"; setup took {setup}" if setup else ""))
 
