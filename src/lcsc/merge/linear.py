@@ -121,22 +121,26 @@ def project_gradient(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> np.ndarray:
     """∂L/∂a from ∂L/∂θ: θ = aᵀS is linear in a, so ∂L/∂a[g, k] = Σ_{p in group g} S[k, p]·∂L/∂θ[p] (the transpose
-    of :func:`merge_many`, one pass over the stack chunk by chunk, accumulated in float64). Returns (G, K)."""
+    of :func:`merge_many`, one pass over the stack chunk by chunk; float64 on the CPU, float32 GEMMs accumulated in
+    float64 on an accelerator, with the stack resident there when it fits). Returns (G, K) on the CPU."""
     plan = plan or GroupPlan.single(stack.layout)
     g = grad.detach().reshape(-1)
     if g.shape[0] != stack.P:
         raise CoefficientError(f"a gradient of {g.shape[0]} entries does not fit this stack's P={stack.P}")
-    g = g.to("cpu", torch.float64)
     out = np.zeros((plan.G, stack.K))
-    K_w = stack.K_window
+    K_w, dev = stack.K_window, g.device
+    resident = stack.device_matrix(dev) if dev.type != "cpu" else None
+    anchors = (stack.device_anchor_matrix(dev) if dev.type != "cpu" else stack.anchor_matrix) if stack.anchors else None
+    g = g.to(torch.float64) if dev.type == "cpu" else g.to(torch.float32)
     cols = max(1024, chunk_bytes // max(1, stack.K * stack.matrix.element_size()))
     for start, end, group in plan.runs:
         for c0 in range(start, end, cols):
             c1 = min(end, c0 + cols)
             piece = g[c0:c1]
-            out[group, :K_w] += (stack.matrix[:, c0:c1].to(torch.float64) @ piece).numpy()
-            if stack.anchors:
-                out[group, K_w:] += (stack.anchor_matrix[:, c0:c1].to(torch.float64) @ piece).numpy()
+            block = resident[:, c0:c1] if resident is not None else stack.matrix[:, c0:c1].to(dev)
+            out[group, :K_w] += (block.to(piece.dtype) @ piece).double().cpu().numpy()
+            if anchors is not None:
+                out[group, K_w:] += (anchors[:, c0:c1].to(piece.dtype) @ piece).double().cpu().numpy()
     return out
 
 
