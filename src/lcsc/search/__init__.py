@@ -1,9 +1,11 @@
 """Search: coefficient spaces (full, EMA basis, splines), optimisers behind one ask/tell interface (Algorithm 1,
-CMA-ES, separable CMA-ES), racing on sample count, the journal, and outputs."""
+CMA-ES, separable CMA-ES), racing on sample count, the gradient search through the sampler, the journal, outputs."""
 
 from lcsc.search.basis import SPACE_KINDS, CoefficientSpace, parse_space
 from lcsc.search.config import SearchConfig
 from lcsc.search.evolution import Alg1Optimizer, EvolutionParams, propose_generation
+from lcsc.search.grad_config import GradConfig
+from lcsc.search.gradient import run_gradient_search
 from lcsc.search.hyperplane import Hyperplane, sum_zero_basis
 from lcsc.search.journal import Journal
 from lcsc.search.optimizer import OPTIMIZERS, Optimizer, make_optimizer
@@ -15,6 +17,7 @@ __all__ = [
     "Alg1Optimizer",
     "CoefficientSpace",
     "EvolutionParams",
+    "GradConfig",
     "Hyperplane",
     "Journal",
     "OPTIMIZERS",
@@ -30,6 +33,7 @@ __all__ = [
     "make_optimizer",
     "parse_space",
     "propose_generation",
+    "run_gradient_search",
     "run_search",
     "sum_zero_basis",
     "write_search_outputs",
