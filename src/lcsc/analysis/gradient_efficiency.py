@@ -45,7 +45,7 @@ GRAD_SETTINGS: dict[str, dict[str, Any]] = {
     "probe": {"grad": {"steps": 80, "batch_size": 256, "lr": 2e-3}, "groups": None},
     "lr5e-3": {"grad": {"steps": 80, "batch_size": 256, "lr": 5e-3}, "groups": None},
     "short": {"grad": {"steps": 40, "batch_size": 256, "lr": 4e-3}, "groups": None},
-    "groups": {"grad": {"steps": 80, "batch_size": 256, "lr": 2e-3}, "groups": "prefix:1"},
+    "groups": {"grad": {"steps": 80, "batch_size": 256, "lr": 2e-3}, "groups": "prefix:2"},  # 9 blocks
 }
 TRAJECTORY = (10, 20, 40)  # the last iterate after these steps is scored too (sample efficiency)
 DECISION_RULE = ("among the settings run on every decision cell whose mean core-seconds are within the demo's Alg. 1's "
