@@ -30,7 +30,8 @@ def cell_table(cells: list[dict[str, Any]]) -> str:
             rows.append([str(c["seed"]), c["model"], name if name != "EMA*" else f"EMA* ({c['ema_star']})",
                          *[_fmt(row["scores"].get(s), s) for s in spaces],
                          str(row.get("samples", "—")), f"{row['cpu_s']:.0f}" if "cpu_s" in row else "—"])
-    return markdown_table(["seed", "model", "row", *[LABELS[s] for s in spaces], "samples", "core-s"], rows)
+    headers = ["seed", "model", "row", *[LABELS[s] for s in spaces], "samples", "core-s"]
+    return markdown_table([dict(zip(headers, r)) for r in rows], [(h, lambda r, h=h: r[h]) for h in headers])
 
 
 def counts(cells: list[dict[str, Any]], row: str) -> dict[str, Any]:
