@@ -314,7 +314,7 @@ def _alg1_long(cells: list[dict]) -> tuple[dict, dict]:
 
 def gradient_main(a: argparse.Namespace) -> None:
     from lcsc.analysis.gradient_efficiency import GRAD_SETTINGS, TRAJECTORY, decide_setting
-    from lcsc.analysis.gradient_report import cell_table, counts, efficiency, summary
+    from lcsc.analysis.gradient_report import cell_table, counts, efficiency, plot, summary
 
     t0, report = time.time(), a.gradient_report is not None
     seeds = _ints(a.gradient_report or a.seeds, (0, 1, 2))
@@ -341,6 +341,8 @@ def gradient_main(a: argparse.Namespace) -> None:
     line["wall_s"] = round(time.time() - t0, 1)
     a.out.mkdir(parents=True, exist_ok=True)
     write_json(a.out / f"{name}.json", {"summary": line, "cells": cells})
+    curves = json.loads((Path(__file__).parents[1] / "docs/search/search_efficiency.json").read_text())["curves"]
+    plot(cells, settings, None if report else {m: curves[m]["alg1-max12"] for m in MODELS}, a.out / f"{name}.png")
     write_text(a.out / f"{name}.md", f"# Gradient LCSC ({'report seeds, report noise' if report else 'decision seeds, check noise'})\n\n"
                + cell_table(cells) + "\n\n```json\n" + json.dumps(line, indent=1) + "\n```\n")
     print(json.dumps(line))

@@ -89,3 +89,39 @@ def efficiency(cells: list[dict[str, Any]], setting: str, alg1_target: dict[str,
                 break
         out[model] = {"alg1_target_fd_digits": target, "reached": reached}
     return out
+
+
+def plot(cells: list[dict[str, Any]], settings: list[str], alg1_curves: dict[str, list[dict]] | None, path) -> None:
+    """Held-out FD (mean over seeds) against samples drawn, per model and space: each gradient setting's trajectory
+    (last iterates, then the export), the demo's Alg. 1, EMA*, and Alg. 1's long-budget curve when given."""
+    import matplotlib.pyplot as plt
+
+    from lcsc.report.plots import save_figure
+
+    models = sorted({c["model"] for c in cells})
+    spaces = list(cells[0]["rows"]["EMA*"]["scores"])
+    fig, axes = plt.subplots(len(models), len(spaces), figsize=(5 * len(spaces), 4 * len(models)), squeeze=False)
+    for row, model in zip(axes, models):
+        mine = [c for c in cells if c["model"] == model]
+        for ax, space in zip(row, spaces):
+            def mean(name: str, space: str = space, mine: list = mine) -> float:
+                return float(np.mean([c["rows"][name]["scores"][space] for c in mine]))
+
+            for s in settings:
+                names = sorted((n for n in mine[0]["rows"] if n.startswith(f"grad-{s}@")),
+                               key=lambda n: int(n.rpartition("@")[2])) + [f"grad-{s}"]
+                names = [n for n in names if all(n in c["rows"] for c in mine)]
+                xs = [float(np.mean([c["rows"][n]["samples"] for c in mine])) for n in names]
+                ax.plot(xs, [mean(n) for n in names], marker="o", ms=3, label=f"gradient {s}")
+            ax.scatter([float(np.mean([c["rows"]["alg1"]["samples"] for c in mine]))], [mean("alg1")], marker="s",
+                       color="k", label="demo's Alg. 1 (anchored + guard)", zorder=3)
+            ax.axhline(mean("EMA*"), color="gray", ls="--", label="EMA*")
+            if alg1_curves and space in ("digits", "digits2", "digits3"):
+                curve = alg1_curves[model]
+                ax.plot([r["samples"] for r in curve], [r[f"{space}_mean"] for r in curve], color="k", ls=":",
+                        label="Alg. 1, window only (search_efficiency.json)")
+            ax.set(xscale="log", xlabel="samples drawn by the search", ylabel=f"held-out {LABELS[space]}",
+                   title=f"{model}: {LABELS[space]}")
+            ax.grid(alpha=0.3)
+        row[0].legend(fontsize=7)
+    save_figure(fig, path)
