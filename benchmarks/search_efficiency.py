@@ -312,6 +312,23 @@ def _alg1_long(cells: list[dict]) -> tuple[dict, dict]:
     return target, cost
 
 
+def _grad_intro(report: bool, settings: list[str]) -> str:
+    from lcsc.analysis.gradient_efficiency import DECISION_RULE, GRAD_SETTINGS
+
+    where = ("Report seeds, scored on report noise (3 seeds × 800 samples) in FD_digits, FD2, FD3 and the report-only "
+             "FD4; the setting was chosen on the decision seeds (gradient.md) and nothing here chooses anything."
+             if report else "Decision seeds, scored on check noise (3 seeds × 800 samples) in the decision spaces. "
+             f"Rule (fixed in lcsc.analysis.gradient_efficiency): {DECISION_RULE}.")
+    specs = "; ".join(f"`{s}` {GRAD_SETTINGS[s]['grad']}" + (f" groups {GRAD_SETTINGS[s]['groups']}"
+                                                             if GRAD_SETTINGS[s]["groups"] else "") for s in settings)
+    return (f"{where} Every search is the demo's at the end of training (step 3200): the anchored stack (the window "
+            "of 100 checkpoints, EMA* at its end, the online EMAs at its start), the `max:fd-digits,fd-digits2` "
+            "objective on the search noise, DM at NFE 5, CM at 1 step. `alg1` is the demo's Algorithm 1 with its "
+            "validation guard (DM 60, CM 90 evaluations of 1,000 samples); `grad-NAME` the gradient search's export, "
+            "`grad-NAME@t` its last iterate after t steps. Samples count every image a search drew (its initial "
+            f"population, steps, guard); core-s is the search's process CPU time. Settings: {specs}.\n\n")
+
+
 def gradient_main(a: argparse.Namespace) -> None:
     from lcsc.analysis.gradient_efficiency import GRAD_SETTINGS, TRAJECTORY, decide_setting
     from lcsc.analysis.gradient_report import cell_table, counts, efficiency, plot, summary
@@ -344,7 +361,8 @@ def gradient_main(a: argparse.Namespace) -> None:
     curves = json.loads((Path(__file__).parents[1] / "docs/search/search_efficiency.json").read_text())["curves"]
     plot(cells, settings, None if report else {m: curves[m]["alg1-max12"] for m in MODELS}, a.out / f"{name}.png")
     write_text(a.out / f"{name}.md", f"# Gradient LCSC ({'report seeds, report noise' if report else 'decision seeds, check noise'})\n\n"
-               + cell_table(cells) + "\n\n```json\n" + json.dumps(line, indent=1) + "\n```\n")
+               + _grad_intro(report, settings) + cell_table(cells) + "\n\n```json\n" + json.dumps(line, indent=1)
+               + "\n```\n")
     print(json.dumps(line))
 
 
