@@ -77,6 +77,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--gradient-report", default=None, metavar="SEEDS",
                    help="the chosen gradient setting on these report seeds (report noise)")
     p.add_argument("--settings", default=None, help="gradient settings (default: all of GRAD_SETTINGS)")
+    p.add_argument("--baselines-only", action="store_true", help="--gradient-report: EMA* and Alg. 1 rows only")
     return p.parse_args()
 
 
@@ -340,13 +341,18 @@ def gradient_main(a: argparse.Namespace) -> None:
             protocol.check_training_seed(s, "benchmarks/search_efficiency.py --gradient")
         elif protocol.seed_role(s) != "report":
             raise LCSCError(f"--gradient-report {s}: not a report seed ({', '.join(map(str, protocol.REPORT_SEEDS))})")
-    if report:
+    if report and a.baselines_only:  # EMA* and Alg. 1 rows only (they do not depend on the decision)
+        settings = []
+    elif report:
         decided = json.loads((a.out / "gradient.json").read_text())["summary"]["decision"]["chosen"]
         settings = [decided]
     else:
         settings = a.settings.split(",") if a.settings else list(GRAD_SETTINGS)
     cells = _grad_cells(a, seeds, "report" if report else "decision", settings)
     line = {"seeds": list(seeds), "noise": "report" if report else "decision", "settings": settings}
+    if not settings:
+        print(json.dumps(line))
+        return
     line["counts"] = {s: counts(cells, f"grad-{s}") for s in settings} | {"alg1": counts(cells, "alg1")}
     line["cost"] = {s: summary(cells, f"grad-{s}") for s in settings}
     if not report:
