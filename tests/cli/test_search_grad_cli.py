@@ -230,5 +230,5 @@ def test_resume_naming_a_default_it_ran_with_is_accepted(grad_ckpts: Path, grad_
     out = tmp_path / "out"
     assert main(["search", str(grad_ckpts), "--objective", f"{grad_objective}:objective", "--optimizer", "grad",
                  "--steps", "2", "--batch-size", "4", "-o", str(out)]) == 0
-    assert main(["search", "--resume", str(out), "--lr", "0.002", "--lr-final", "0.1", "--steps", "3"]) == 0
+    assert main(["search", "--resume", str(out), "--lr", "0.004", "--lr-final", "0.1", "--steps", "3"]) == 0
     assert [s["step"] for s in _steps(out)] == list(range(3))
