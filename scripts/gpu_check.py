@@ -213,6 +213,15 @@ def step_search(timeout: float) -> tuple[bool | None, dict]:
     return search_result(rc, out)
 
 
+def step_search_grad(timeout: float) -> tuple[bool | None, dict]:
+    """The gradient search (issue 33) on the device: differentiable sampling, the projection, the guard."""
+    out = WORK / "search_grad"
+    rc, _ = lcsc("search", WORK / "dm" / "windows" / str(S["iters"]), "--objective", "fd-digits", "--optimizer", "grad",
+                 "--steps", 4, "--batch-size", 64, "--samples", S["search_samples"], "--nfe", S["search_nfe"],
+                 "--device", DEVICE, "-o", out, timeout=timeout)
+    return search_result(rc, out)
+
+
 def step_search_workers(timeout: float) -> tuple[bool | None, dict]:
     if run([PY, "-c", "import ray"], 60)[0] != 0:
         return None, {"note": "ray is not importable here: skipped"}
@@ -263,7 +272,7 @@ def bench(name: str):
 
 STEPS = {  # name: (function, its time limit in seconds), in the order they run; the demo, the longest, last
     "env": (step_env, 120), "train_kill_resume": (step_train_kill_resume, 240), "merge_device": (step_merge_device, 90),
-    "search": (step_search, 150), "search_workers": (step_search_workers, 150), "eval": (step_eval, 120),
+    "search": (step_search, 150), "search_grad": (step_search_grad, 150), "search_workers": (step_search_workers, 150), "eval": (step_eval, 120),
     "bench_merge": (bench("merge"), 120), "bench_fid": (bench("fid"), 120),
     "bench_train_speed": (bench("train_speed"), 120), "bench_mixed_precision": (bench("mixed_precision"), 180),
     "bench_batched_sampling": (bench("batched_sampling"), 120), "demo_quick": (step_demo_quick, 300),
