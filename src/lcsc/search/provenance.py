@@ -88,7 +88,7 @@ def _gradient_md(grad: dict[str, Any] | None) -> str:
 
 
 def _markdown(card: dict[str, Any]) -> str:
-    obj, best = card["objective"], card["best"]
+    obj = card["objective"]
     init = "\n".join(f"| {n} | {s if s is None else f'{s:.6g}'} |" for n, s in card["initial_scores"].items())
     steps = [c["step"] for c in card["checkpoints"]]
     return f"""# LCSC search provenance
@@ -100,8 +100,8 @@ def _markdown(card: dict[str, Any]) -> str:
 - **evaluations**: {card["evaluations"]} ({card["objective_calls"]} objective calls), stopped by {card["stopped_by"]}
 - **search**: {card["search"]["algorithm"]}; space `{card["space"]["spec"]}`; racing {_racing(card)}; \
 {card["samples"]} samples generated
-- **best score**: {best["score"]:.6g} (evaluation #{best["index"]}{", " + best["name"] if best["name"] else ""}); \
-best initial individual {card["best_initial"]["name"]}: {_num(card["best_initial"]["score"])}
+- {_best_line(card)}; best initial individual {card["best_initial"]["name"]}: {_num(card["best_initial"]["score"])} \
+(search noise)
 - **failures**: {card["failures"]["count"]}; children redrawn for |Σa| < 0.1: {card["redraws"]}
 - **wall time**: {card["wall_time_s"]:.1f} s
 
@@ -115,6 +115,13 @@ best initial individual {card["best_initial"]["name"]}: {_num(card["best_initial
 Checkpoint content hashes (SHA-256), optimiser settings and the exported K-vector's provenance are in
 `provenance.json`.
 """
+
+
+def _best_line(card: dict[str, Any]) -> str:
+    best = card["best"]
+    if card.get("gradient"):
+        return f"**exported**: the {best['name']}, score {_num(best['score'])} on the validation noise"
+    return f"**best score**: {best['score']:.6g} (evaluation #{best['index']}{', ' + best['name'] if best['name'] else ''})"
 
 
 def _anchor_count(card: dict[str, Any]) -> str:
