@@ -74,7 +74,8 @@ def test_held_out_score_equals_direct_score_and_searches_follow_the_plan(window,
     for r in rows:
         assert r["evals"] == 10
         direct = held.score(merger.merge_many(np.asarray(r["coefficients"])[None])[0])
-        assert r["held_out"] == pytest.approx(direct, rel=1e-9)
+        # float32 merges: a GEMM of one row and of a generation may round differently (BLAS kernels differ by CPU)
+        assert r["held_out"] == pytest.approx(direct, rel=1e-6)
         assert abs(sum(r["coefficients"]) - 1) < 1e-9
         if r["convex"]:
             assert min(r["coefficients"]) >= 0

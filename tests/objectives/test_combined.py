@@ -47,7 +47,8 @@ def test_generate_many_equals_generate_and_prefix_is_the_same_noise(kind, nfe):
     for state, images in zip(states, many):
         model.load_state_dict(state)
         one = generate(model, 40, None, nfe=nfe, inputs=inputs)
-        assert torch.allclose(images, one, atol=1e-4), (images - one).abs().max()
+        # equal up to float32 rounding: an untrained DM's x̂0 reaches ~1e3 before the clamp, where one ulp is ~1e-4
+        assert torch.allclose(images, one, atol=1e-3), (images - one).abs().max()
     model.load_state_dict(states[1])
     head = generate(model, 16, None, nfe=nfe, inputs=inputs.prefix(16))
     assert torch.equal(head, generate(model, 40, None, nfe=nfe, inputs=inputs)[:16])

@@ -371,7 +371,7 @@ def _report(result, objective) -> None:
     if getattr(objective, "metric", "") == "kid":
         print(f"  (KID scores are raw MMD² in {objective.features.name} features, the journal's units; best as "
               f"{kid_label(objective.features.name)}: {KID_SCALE * result.best_score:.4g})")
-    if result.gradient is not None:
+    if getattr(result, "gradient", None) is not None:
         g, guard = result.gradient, result.gradient["guard"]
         losses = g["losses"]
         print(f"  gradient: {g['steps_done']} steps × {g['settings']['batch_size']} fresh samples from the start "
