@@ -19,6 +19,7 @@ import torch
 from lcsc.errors import ConfigError
 from lcsc.metrics.features import FeatureExtractor
 from lcsc.metrics.frechet import FrechetReference, as_feature_matrix
+from lcsc.metrics.kid import kid_subset_indices
 
 __all__ = ["frechet_distance_torch", "kid_torch", "smooth_max", "combine_terms", "differentiable_features",
            "EIGENVALUE_FLOOR"]
@@ -117,17 +118,8 @@ def kid_torch(features: torch.Tensor, reference_features: np.ndarray | torch.Ten
         a = torch.from_numpy(as_feature_matrix(reference_features, "KID reference features", min_rows=2)).to(b.device)
     if a.shape[1] != b.shape[1]:
         raise ConfigError(f"KID features have different dimensions: {a.shape[1]} vs {b.shape[1]}")
-    if num_subsets < 1:
-        raise ConfigError(f"KID num_subsets must be >= 1; got {num_subsets}")
-    if subset_size < 2:
-        raise ConfigError(f"KID subset_size must be >= 2; got {subset_size}")
-    m = min(subset_size, a.shape[0], b.shape[0])
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(num_subsets):
-        ia = torch.from_numpy(rng.choice(a.shape[0], m, replace=False)).to(b.device)
-        ib = torch.from_numpy(rng.choice(b.shape[0], m, replace=False)).to(b.device)
-        values.append(_mmd2_unbiased(a[ia], b[ib]))
+    values = [_mmd2_unbiased(a[torch.from_numpy(ia).to(b.device)], b[torch.from_numpy(ib).to(b.device)])
+              for ia, ib in kid_subset_indices(a.shape[0], b.shape[0], num_subsets, subset_size, seed)]
     return torch.stack(values).mean()
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from lcsc.errors import ConfigError
 from lcsc.metrics.frechet import as_feature_matrix
 
-__all__ = ["kernel_inception_distance", "polynomial_mmd2_unbiased"]
+__all__ = ["kernel_inception_distance", "kid_subset_indices", "polynomial_mmd2_unbiased"]
 
 
 def _kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -35,6 +35,19 @@ def polynomial_mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     return float((sum_xx + sum_yy) / (m * (m - 1)) - 2.0 * k_xy.sum() / (m * m))
 
 
+def kid_subset_indices(n_a: int, n_b: int, num_subsets: int, subset_size: int, seed: int = 0
+                       ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """KID's subsets: per subset, min(``subset_size``, n_a, n_b) rows of a, then of b, drawn without replacement by
+    ``np.random.default_rng(seed)`` (shared with :func:`lcsc.metrics.differentiable.kid_torch`)."""
+    if num_subsets < 1:
+        raise ConfigError(f"KID num_subsets must be >= 1; got {num_subsets}")
+    if subset_size < 2:
+        raise ConfigError(f"KID subset_size must be >= 2; got {subset_size}")
+    m = min(subset_size, n_a, n_b)
+    rng = np.random.default_rng(seed)
+    return [(rng.choice(n_a, m, replace=False), rng.choice(n_b, m, replace=False)) for _ in range(num_subsets)]
+
+
 def kernel_inception_distance(features_a: Any, features_b: Any, num_subsets: int = 100, subset_size: int = 1000,
                               seed: int = 0) -> tuple[float, float]:
     """(mean, std) over ``num_subsets`` subsets of the unbiased polynomial-kernel MMD² (raw, not ×10³).
@@ -48,15 +61,6 @@ def kernel_inception_distance(features_a: Any, features_b: Any, num_subsets: int
     b = as_feature_matrix(features_b, "KID features_b", min_rows=2)
     if a.shape[1] != b.shape[1]:
         raise ConfigError(f"KID features have different dimensions: {a.shape[1]} vs {b.shape[1]}")
-    if num_subsets < 1:
-        raise ConfigError(f"KID num_subsets must be >= 1; got {num_subsets}")
-    if subset_size < 2:
-        raise ConfigError(f"KID subset_size must be >= 2; got {subset_size}")
-    m = min(subset_size, a.shape[0], b.shape[0])
-    rng = np.random.default_rng(seed)
-    values = np.empty(num_subsets, dtype=np.float64)
-    for i in range(num_subsets):
-        xa = a[rng.choice(a.shape[0], m, replace=False)]
-        xb = b[rng.choice(b.shape[0], m, replace=False)]
-        values[i] = polynomial_mmd2_unbiased(xa, xb)
+    values = np.array([polynomial_mmd2_unbiased(a[ia], b[ib])
+                       for ia, ib in kid_subset_indices(len(a), len(b), num_subsets, subset_size, seed)])
     return float(values.mean()), float(values.std())
