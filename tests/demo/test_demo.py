@@ -206,7 +206,12 @@ def test_demo_switches_turn_anchoring_and_the_window_baseline_off():
     demo_cmd.register(sub)
     parser = sub.choices["demo"]
     default = demo_cmd.config_from_args(parser.parse_args([]))
-    assert default.anchored and default.window_only_baseline and default.guard_finalists == 4
+    assert default.anchored and not default.window_only_baseline and default.guard_finalists == 4
+    assert default.gradient and default.export == "gradient" and default.dm_low_nfe == 4
     off = demo_cmd.config_from_args(parser.parse_args(["--no-anchors", "--no-window-baseline", "--guard-finalists", "2"]))
     assert not off.anchored and not off.window_only_baseline and off.guard_finalists == 2
+    on = demo_cmd.config_from_args(parser.parse_args(["--window-baseline", "--no-gradient", "--dm-low-nfe", "0"]))
+    assert on.window_only_baseline and not on.gradient and on.export == "alg1" and on.dm_low_nfe == 0
+    with pytest.raises(ConfigError, match="export 'gradient'"):
+        demo_cmd.config_from_args(parser.parse_args(["--no-gradient", "--export", "gradient"]))
     assert off.search_config(60, anchored=True).revalidate == 2 and default.search_config(60).revalidate == 0

@@ -77,7 +77,7 @@ def test_ema_star_choice_flags_the_edges_of_each_family():
 
 
 def test_pair_training_estimate_is_the_slower_model_on_one_thread():
-    from lcsc.demo.run import _pair_seconds
+    from lcsc.demo.estimate import _pair_seconds
 
     fast, slow = {"step1": 0.02, "step": 0.015}, {"step1": 0.04, "step": 0.025}
     # no widening once the fast one is done (that made the weights depend on timing): 100 × 0.04 s

@@ -60,7 +60,8 @@ def _result(cfg: DemoConfig) -> SimpleNamespace:
     return SimpleNamespace(config=cfg, rows=rows, runs=runs, searches=searches, nfe_match=match,
                            ema_star={n: {p: "hl-16" for p in cfg.points} for n in runs},
                            interior={n: {p: p != cfg.points[0] for p in cfg.points} for n in runs},
-                           stages={"train": 12.0, "search": 30.0}, estimate_s=40.0, estimate_parts={"train": 10.0})
+                           stages={"train": 12.0, "search": 30.0}, estimate_s=40.0, estimate_parts={"train": 10.0},
+                           other_searches={}, low_nfe_searches={}, models={}, other_method="LCSC Alg. 1")
 
 
 def _md_tables(md: str) -> list[tuple[tuple[str, ...], int]]:

@@ -27,7 +27,7 @@ def test_rows_carry_kid_x1e3_and_the_table_labels_it():
 
 
 def test_report_json_states_kid_units():
-    res = SimpleNamespace(runs={}, rows=[_row(0.0025)], nfe_match={}, ema_star={}, interior={},
+    res = SimpleNamespace(runs={}, other_searches={}, models={}, other_method="LCSC Alg. 1", rows=[_row(0.0025)], nfe_match={}, ema_star={}, interior={},
                           config=DemoConfig.quick())
     payload = report_payload(res)
     assert payload["rows"][0]["kid_x1e3"] == pytest.approx(2.5)

@@ -21,8 +21,10 @@ from lcsc.demo.stages import (
     ModelRun,
     ema_state_named,
     held_out_row,
+    lcsc_grad_search,
     lcsc_search,
     lcsc_state,
+    search_dir,
     shrunk,
     train_seconds_at,
 )
@@ -50,12 +52,18 @@ def _held(run: ModelRun, cfg: DemoConfig, scorer: Scorer, state, nfe: int | None
     return {k: getattr(held, k) for k in SPACES}
 
 
-def _demo_variants(folder: Path, cfg: DemoConfig, scorer: Scorer, run: ModelRun, star: str) -> dict[str, dict]:
-    """EMA*, window only, anchored + guard, unguarded and shrunk, from the demo's own searches (journals reused)."""
+def _demo_variants(folder: Path, cfg: DemoConfig, scorer: Scorer, run: ModelRun, star: str,
+                   research: bool = True) -> dict[str, dict]:
+    """EMA*, window only (searched now unless the demo has it, and only with ``research``), anchored + guard,
+    unguarded and shrunk, gradient + guard (when the demo ran it), from the demo's own searches (journals reused)."""
     final, evals = cfg.iterations, cfg.search_evals(run.name)
     rows = {"EMA*": _held(run, cfg, scorer, ema_state_named(run, star, final))}
-    window = lcsc_search(run, cfg, scorer, final, evals, folder, progress=False)
-    rows["window only"] = _held(run, cfg, scorer, lcsc_state(window))
+    if research or (search_dir(folder, run.name, final, "window") / "journal.jsonl").is_file():
+        window = lcsc_search(run, cfg, scorer, final, evals, folder, progress=False)
+        rows["window only"] = _held(run, cfg, scorer, lcsc_state(window))
+    if cfg.gradient:
+        grad = lcsc_grad_search(run, cfg, scorer, final, folder, progress=False, star=star)
+        rows["gradient + guard"] = _held(run, cfg, scorer, lcsc_state(grad))
     search = lcsc_search(run, cfg, scorer, final, evals, folder, progress=False, star=star)
     rows["anchored + guard"] = _held(run, cfg, scorer, lcsc_state(search))
     res = search.result
@@ -84,15 +92,20 @@ def alternative_objective(objective: str) -> tuple[str, str]:
     return "max + guard", "max:fd-digits,fd-digits2"
 
 
-def decision_rows(folder: Path, cfg: DemoConfig, report: dict, name: str, data, work: Path) -> dict[str, Any]:
-    """variant → check-noise FD means (decision spaces) at the end of training, and the new searches' seconds."""
+def decision_rows(folder: Path, cfg: DemoConfig, report: dict, name: str, data, work: Path,
+                  research: bool = True) -> dict[str, Any]:
+    """variant → check-noise FD means (decision spaces) at the end of training, and the new searches' seconds;
+    ``research=False`` scores the demo's own searches only (no alternative objective, NFE 10 or window-only
+    search)."""
     protocol.check_training_seed(cfg.seed, "the anchoring decisions")
     cfg = dataclasses.replace(cfg, held_out_noise="decision")
     star = report["ema_star"][_KEYS[name]][str(cfg.iterations)]
     run = ModelRun(name, folder / name, cfg.dm_nfe if name == "dm" else cfg.cm_nfe, train_seconds_at(folder / name))
     with protocol.deciding(f"anchoring decisions seed {cfg.seed} {name}"):
-        rows = _demo_variants(folder, cfg, Scorer(cfg, data), run, star)
-        seconds = {}
+        rows = _demo_variants(folder, cfg, Scorer(cfg, data), run, star, research)
+        seconds: dict[str, float] = {}
+        if not research:
+            return {"rows": rows, "seconds": seconds}
         label, other = alternative_objective(cfg.search_objective)
         alt = dataclasses.replace(cfg, search_objective=other)
         rows[label], seconds[label] = _searched(alt, data, run, star, work / label.split()[0])

@@ -16,9 +16,9 @@ __all__ = ["register"]
 _OVERRIDES = {"iterations": int, "window": int, "interval": int, "dm_search_evals": int, "cm_search_evals": int,
               "search_samples": int, "eval_samples": int, "eval_seeds": int, "inception_samples": int,
               "channels": int, "dm_nfe": int, "search_objective": str, "search_optimizer": str, "search_space": str,
-              "guard_finalists": int}
+              "guard_finalists": int, "grad_steps": int, "dm_low_nfe": int}
 _SWITCHES = {"no_anchors": ("anchored", "search the window alone (the paper's search; no anchoring table)"),
-             "no_window_baseline": ("window_only_baseline", "skip the window-only search at the end (faster)")}
+             "no_gradient": ("gradient", "skip the gradient search (Alg. 1 only; its export is then the LCSC row)")}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--search-racing", action="store_true", default=None, help="race candidates on sample count")
     for flag, (_, text) in _SWITCHES.items():
         p.add_argument(f"--{flag.replace('_', '-')}", action="store_true", help=text)
+    p.add_argument("--export", choices=["gradient", "alg1"], default=None,
+                   help="whose export is the LCSC row behind the headlines (default: gradient, the decision rule's "
+                        "choice; alg1 without the gradient search)")
+    p.add_argument("--window-baseline", action="store_true",
+                   help="also run the paper's window-only search at the end (the anchoring table's row; slower)")
+    p.add_argument("--no-window-baseline", action="store_true", help=argparse.SUPPRESS)  # the default since issue 34
     p.set_defaults(func=run)
 
 
@@ -41,6 +47,11 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
     overrides = {k: getattr(args, k) for k in (*_OVERRIDES, "search_racing") if getattr(args, k) is not None}
     overrides |= {"cd": args.cd, "inception": args.inception, "device": args.device, "seed": args.seed}
     overrides |= {field: False for flag, (field, _) in _SWITCHES.items() if getattr(args, flag, False)}
+    overrides |= {"window_only_baseline": True} if getattr(args, "window_baseline", False) else {}
+    export = getattr(args, "export", None)
+    if getattr(args, "no_gradient", False):  # Alg. 1 alone: its export, and no low-NFE gradient search
+        overrides.setdefault("dm_low_nfe", 0)
+    overrides |= {"export": export or ("alg1" if getattr(args, "no_gradient", False) else "gradient")}
     return DemoConfig.quick(**overrides) if args.quick else DemoConfig(**overrides)
 
 

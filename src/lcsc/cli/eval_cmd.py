@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     noise = p.add_mutually_exclusive_group()
     noise.add_argument("--search-noise", action="store_true",
                        help="score on the search noise itself (biased for a searched merge; prints a warning)")
+    noise.add_argument("--noise-seed", type=int, default=None, metavar="N",
+                       help="score on exactly this noise seed (e.g. a demo report's held-out seed, to reproduce its "
+                            "row; runs/demo/models/README.md lists the command)")
     noise.add_argument("--held-out", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old scripts
     p.add_argument("--device", default="cpu")
     p.add_argument("--key", default=None,
@@ -108,12 +111,17 @@ def run(args: argparse.Namespace) -> int:
     out = args.output or (first / "eval.json" if first.is_dir() and first not in paths else Path("eval.json"))
     check_writable(out)  # before sampling: a bad output path fails now, not after the evaluation
     seed = args.seed if args.search_noise else args.seed + HELD_OUT_SEED_OFFSET
+    if args.noise_seed is not None:
+        if args.noise_seed < 0 or args.diffusers:
+            raise ConfigError(f"--noise-seed {args.noise_seed}: needs a seed >= 0 and an lcsc checkpoint (diffusers "
+                              "runs take --seed)")
+        seed = args.noise_seed
     if args.search_noise:
         print(f"lcsc eval: warning: scoring on the search noise (seed {seed}); a merge searched on this noise scores "
               "better here than it generalises — omit --search-noise to report held-out noise", file=sys.stderr)
     evals = _evaluate(args, paths, seed)
     space = evals[0].result.features
-    role = "search" if args.search_noise else "held-out"
+    role = "search" if args.search_noise else "given" if args.noise_seed is not None else "held-out"
     amp = "" if args.autocast == "off" else f", sampled under {args.autocast} autocast"
     print(f"\n{len(paths)} checkpoint(s), {args.samples} samples each, features {space}, {role} noise "
           f"(seed {seed}){amp}")

@@ -11,8 +11,10 @@ from lcsc.demo.headlines import SPACE_NAMES, spaces_in
 
 __all__ = ["anchoring_section", "ANCHORING_METHODS", "anchor_weights"]
 
-ANCHORING_METHODS = ("EMA*", "LCSC window only", "LCSC", "LCSC shrink 0.5", "LCSC shrink 0.75")
-_LABELS = {"LCSC": "LCSC anchored + guard (exported)"}
+ANCHORING_METHODS = ("EMA*", "LCSC window only", "LCSC", "LCSC Alg. 1", "LCSC gradient", "LCSC shrink 0.5",
+                     "LCSC shrink 0.75")
+_LABELS = {"LCSC": "LCSC anchored + guard (exported)", "LCSC Alg. 1": "LCSC Alg. 1 anchored + guard",
+           "LCSC gradient": "LCSC gradient anchored + guard"}
 
 
 def anchor_weights(search) -> list[tuple[str, float]]:

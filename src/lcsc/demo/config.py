@@ -66,8 +66,14 @@ class DemoConfig:
     search_racing: bool = False
     anchored: bool = True
     guard_finalists: int = 4
-    shrink_lambdas: tuple[float, ...] = (0.5, 0.75)
-    window_only_baseline: bool = True
+    shrink_lambdas: tuple[float, ...] = ()  # e.g. (0.5, 0.75): issue 24's shrunk rows (decided; off: time)
+    window_only_baseline: bool = False  # the paper's window-only search at the end (issue 24's table; off: time)
+    gradient: bool = True  # the gradient search (lcsc.search.gradient) beside Alg. 1 at every window end
+    grad_steps: int = 40  # issue 33's "short" setting, chosen on decision seeds (docs/search/gradient.md)
+    grad_batch_size: int = 256
+    grad_lr: float = 4e-3
+    dm_low_nfe: int = 4  # the DM's gradient search also at this NFE at the end of training (0: off; paper Sec. 5.2)
+    export: str = "gradient"  # whose export is "LCSC" behind the headlines: benchmarks/anchoring.py's rule
     dm_search_evals: int = 60
     cm_search_evals: int = 90
     eval_samples: int = 800
@@ -125,6 +131,15 @@ class DemoConfig:
         if self.held_out_noise not in ("report", "decision"):
             raise ConfigError(f"held_out_noise {self.held_out_noise!r}: choose 'report' (the demo's held-out rows) or "
                               "'decision' (check noise, for benchmarks deciding on decision seeds)")
+        if self.export not in ("gradient", "alg1") or (self.export == "gradient" and not self.gradient):
+            raise ConfigError(f"export {self.export!r}: choose 'gradient' (needs the gradient search on) or 'alg1'")
+        if self.gradient and (self.grad_steps < 1 or self.grad_batch_size < 2 or not self.grad_lr > 0):
+            raise ConfigError(f"grad_steps {self.grad_steps} must be >= 1, grad_batch_size {self.grad_batch_size} "
+                              f">= 2 and grad_lr {self.grad_lr} > 0")
+        if self.dm_low_nfe and not (self.gradient and 0 < self.dm_low_nfe < self.dm_nfe
+                                    and self.dm_low_nfe in self.dm_nfes):
+            raise ConfigError(f"dm_low_nfe {self.dm_low_nfe} needs the gradient search, must be below dm_nfe "
+                              f"{self.dm_nfe} and one of dm_nfes {self.dm_nfes} (0 turns it off)")
         if self.inception and self.inception_samples < 2:
             raise ConfigError(f"inception_samples {self.inception_samples} must be >= 2 (FID needs a covariance)")
 
@@ -134,6 +149,13 @@ class DemoConfig:
 
         return SearchConfig(evals=evals, seed=self.seed, optimizer=self.search_optimizer, space=self.search_space,
                             racing=self.search_racing, revalidate=self.guard_finalists if anchored else 0)
+
+    def grad_config(self):
+        """The demo's gradient search settings (:class:`lcsc.search.GradConfig`). Its fresh-noise stream follows the
+        search noise, which is the training seed's (:func:`lcsc.protocol.gradient_noise_seed`), so search seed 0."""
+        from lcsc.search import GradConfig
+
+        return GradConfig(steps=self.grad_steps, batch_size=self.grad_batch_size, lr=self.grad_lr)
 
     def search_evals(self, name: str) -> int:
         """The LCSC search budget of model ``name`` ("dm", "cm-ct", "cm-cd")."""
@@ -158,7 +180,7 @@ class DemoConfig:
         """A ≤ 1.5-minute version for smoke tests: short runs, small windows, few evaluations and samples."""
         base = dict(iterations=640, window=160, interval=5, channels=16, search_samples=200, grid_samples=100,
                     dm_search_evals=20, cm_search_evals=24, eval_samples=200, eval_seeds=2, inception_samples=32,
-                    dm_nfes=(4, 5, 8), cm_nfes=(1, 2))
+                    dm_nfes=(4, 5, 8), cm_nfes=(1, 2), grad_steps=4, grad_batch_size=32)
         return cls(**(base | overrides))
 
     @property

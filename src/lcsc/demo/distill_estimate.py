@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lcsc.demo.distill_config import DistillConfig, RunSpec
 from lcsc.demo.distill_costs import TRAIN_PASSES
-from lcsc.demo.run import unit_costs
+from lcsc.demo.estimate import unit_costs
 from lcsc.demo.scoring import Scorer
 
 __all__ = ["estimate_stages", "lane_schedule"]

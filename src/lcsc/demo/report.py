@@ -90,14 +90,17 @@ def _figures(res: DemoResult, payload: dict[str, Any], out: Path) -> dict[str, P
     figs["loss"] = plot_curves(curves, out / "loss.png", title="training loss: ")
     progress, coeffs, pairs = {}, {}, {}
     seed = HELD_OUT_SEED_OFFSET + cfg.seed
+    alg1 = res.searches if cfg.export == "alg1" else res.other_searches  # Alg. 1's journals: its progress
     for name, run in res.runs.items():
         model = load_model(run.run_dir / "last.safetensors", cfg.device)
         pairs[MODEL_LABELS[name]] = {}
         for point, search in res.searches[name].items():
             star = res.ema_star[name][point]
             key = f"{MODEL_LABELS[name]} @ {point}"
-            progress[key] = {"scores": [r["score"] for r in _journal(search.result.journal_path)], "ema_star": None,
-                             "ema_star_name": star, "ylabel": f"{cfg.search_objective} (search noise)"}
+            if point in alg1.get(name, {}):
+                progress[key] = {"scores": [r["score"] for r in _journal(alg1[name][point].result.journal_path)],
+                                 "ema_star": None, "ema_star_name": star,
+                                 "ylabel": f"Alg. 1: {cfg.search_objective} (search noise)"}
             m = search.merger
             k_w = len(m.steps)  # the window's coefficients (anchors' weights are in the anchoring table)
             coeffs[key] = {"steps": m.steps, "lcsc": np.asarray(search.result.best).reshape(m.G, m.K)[0][:k_w],
@@ -163,7 +166,9 @@ def report_payload(res: DemoResult) -> dict[str, Any]:
     keys = {name: MODEL_KEYS[name] for name in res.runs}
     return {"rows": [r.to_dict() for r in res.rows],
             "models": {keys[n]: MODEL_LABELS[n] for n in res.runs},
-            "nfe_match": {keys[n]: m for n, m in res.nfe_match.items()},
+            "nfe_match": {_match_key(n): m for n, m in res.nfe_match.items()},
+            "export": res.config.export, "other_method": res.other_method if res.other_searches else None,
+            "models_index": res.models,
             "ema_star": {keys[n]: {str(p): v for p, v in d.items()} for n, d in res.ema_star.items()},
             "ema_star_interior": {keys[n]: {str(p): v for p, v in d.items()} for n, d in res.interior.items()},
             "ema_grid_scores": {keys[n]: {str(p): s for p, s in run.ema_scores.items()} for n, run in res.runs.items()},
@@ -172,6 +177,12 @@ def report_payload(res: DemoResult) -> dict[str, Any]:
             "kid_units": "kid_x1e3 = 1,000 × the unbiased cubic-polynomial MMD² (KID) of the FD_digits features "
                          f"({res.config.kid_subsets} subsets of up to 1,000); not Inception KID",
             "config": res.config.to_dict()}
+
+
+def _match_key(name: str) -> str:
+    """report.json's nfe_match key: "dm", "cm", or "dm@4" for the DM's search at the low NFE."""
+    model, _, nfe = name.partition("@")
+    return MODEL_KEYS[model] + (f"@{nfe}" if nfe else "")
 
 
 def write_demo_report(res: DemoResult, out: str | Path) -> dict[str, Path]:
@@ -206,7 +217,13 @@ def _setup_lines(res: DemoResult) -> list[str]:
             f"{', '.join(f'{s:g}' for s in c.sigma_rels)}; flagged when it sits on its family's grid edge.",
             f"- Search: LCSC ({_method(c)}), {c.dm_search_evals} (DM) / {c.cm_search_evals} (CM) evaluations of "
             f"`{c.search_objective}` on {c.search_samples} samples from fixed search noise (seed {c.seed}); DM NFE "
-            f"{c.dm_nfe} (DPM-Solver++), CM NFE {c.cm_nfe}.",
+            f"{c.dm_nfe} (DPM-Solver++), CM NFE {c.cm_nfe}." + (
+                f" Beside it the gradient search (`--optimizer grad`): {c.grad_steps} Adam steps of "
+                f"{c.grad_batch_size} samples from fresh noise, lr {c.grad_lr:g}, from the same initial population, "
+                "guarded on the same validation noise" + (f"; the DM's also searched at NFE {c.dm_low_nfe}"
+                                                          if c.dm_low_nfe else "") + ". The export behind the "
+                f"headlines (`LCSC`) is the **{'gradient' if c.export == 'gradient' else 'Algorithm 1'}** search's "
+                "(benchmarks/anchoring.py's rule on the decision seeds)." if c.gradient else ""),
             f"- Held-out: every row on {c.eval_seeds} other noise seeds × {c.eval_samples} samples (mean ± std) in "
             "four independent digits feature spaces (different architectures, seeds and training recipes); FD3 is "
             "never searched, FD2 only when the search objective includes it; FD4 (a small vision transformer) is "
@@ -218,6 +235,18 @@ def _setup_lines(res: DemoResult) -> list[str]:
             r"search's wall time converted to training iterations. NFE: the NFE at which EMA\* at the end of "
             f"training reaches LCSC searched at NFE {c.dm_nfe} (DM) / {c.cm_nfe} (CM), over NFE "
             f"{', '.join(map(str, c.dm_nfes))} / {', '.join(map(str, c.cm_nfes))}. A claim needs every space."]
+
+
+def _models_md(res: DemoResult) -> list[str]:
+    """The model files (../models/README.md lists how each is rebuilt and scored)."""
+    files = (res.models or {}).get("files", [])
+    if not files:
+        return []
+    lines = ["## Models", "", "Every model the tables score, as a file in [`models/`](../models/README.md) (each LCSC "
+             "with the coefficient file `lcsc merge` rebuilds it from, bit for bit):", ""]
+    lines += [f"- [`{f['file']}`](../models/{f['file']}): {f['model']} at {f['step']}, NFE {f['nfe']}, {f['method']}"
+              + (f" ({f['ema_star']})" if f.get("ema_star") else "") for f in files]
+    return lines + [""]
 
 
 def _method(c) -> str:
@@ -242,7 +271,7 @@ def _markdown(res: DemoResult, payload: dict[str, Any], cols) -> str:
         markdown_table(main, cols), "", "## Training-cost speed-up (paper Tables 6–8)", "", speedup_table(payload),
         "", "![FD vs iteration](fd_vs_iteration.png)", "", "## NFE (paper Sec. 5.2)", "", nfe_table(payload),
         "![FD vs NFE](fd_vs_nfe.png)", "", r"## EMA and EMA\* at every training point (held-out)", "",
-        curve_table(payload), "", *anchoring_section(payload, res), "## Gains over the search's best initial individual", "",
+        curve_table(payload), "", *anchoring_section(payload, res), *_models_md(res), "## Gains over the search's best initial individual", "",
         *_gains(payload, c.iterations, c.search_objective), "", "## Setup", *_setup_lines(res), "",
         r"## EMA\* grid on the search noise", "", _ema_grid_md(res), "", "![EMA* grid](ema_grid.png)", "",
         "## Figures", "", "![samples](samples.png)", "", r"EMA\* vs LCSC samples from the same held-out noise.", "",

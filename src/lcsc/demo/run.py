@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +14,8 @@ from tqdm.auto import tqdm
 
 from lcsc.data import load_digits_data
 from lcsc.demo.config import DemoConfig
+from lcsc.demo.estimate import estimate_parts
+from lcsc.demo.exports import write_models
 from lcsc.demo.headlines import ALL_SPACES, nfe_match, speedup
 from lcsc.demo.scoring import HeldOutScore, Scorer
 from lcsc.demo.stages import (
@@ -24,6 +25,7 @@ from lcsc.demo.stages import (
     ema_star_choice,
     ema_state_named,
     held_out_row,
+    lcsc_grad_search,
     lcsc_search,
     lcsc_state,
     parallel_training,
@@ -32,10 +34,9 @@ from lcsc.demo.stages import (
     train_pair,
 )
 from lcsc.metrics.evaluate import KID_SCALE
-from lcsc.models import ModelConfig, build_model
 from lcsc.training.ema import ema_name
 
-__all__ = ["DemoRow", "DemoResult", "run_demo", "MODEL_LABELS", "unit_costs", "StageClock"]
+__all__ = ["DemoRow", "DemoResult", "run_demo", "MODEL_LABELS", "StageClock"]
 
 MODEL_LABELS = {"dm": "DM", "cm-ct": "CM (CT)", "cm-cd": "CM (CD)"}
 
@@ -81,6 +82,14 @@ class DemoResult:
     estimate_s: float = 0.0
     estimate_parts: dict[str, float] = field(default_factory=dict)
     window_searches: dict[str, SearchRun] = field(default_factory=dict)  # the window-only search at the end
+    other_searches: dict[str, dict[int, SearchRun]] = field(default_factory=dict)  # the method not exported
+    low_nfe_searches: dict[str, SearchRun] = field(default_factory=dict)  # the DM's gradient search at dm_low_nfe
+    models: dict[str, Any] = field(default_factory=dict)  # the exported model files (lcsc.demo.exports)
+
+    @property
+    def other_method(self) -> str:
+        """The row label of the search that is not the export: "LCSC Alg. 1" or "LCSC gradient"."""
+        return other_label(self.config)
 
 
 class StageClock:
@@ -120,28 +129,59 @@ def run_demo(cfg: DemoConfig, out: str | Path, *, progress: bool = True,
             f"ema-{cfg.iterations:09d}.safetensors" if name == "cm-cd" else None
         runs[name] = clock.run(f"train {name}", train_model, name, cfg, out, data, teacher, progress)
     ema_star, interior, searches, window = {}, {}, {}, {}
+    others: dict[str, dict[int, SearchRun]] = {}
+    low: dict[str, SearchRun] = {}
     for name, run in runs.items():
         clock.run(f"EMA* grid {name}", _grids, run, cfg, scorer, progress)
         choices = {p: ema_star_choice(cfg, finalists) for p, finalists in run.ema_finalists.items()}
         ema_star[name] = {p: c[0] for p, c in choices.items()}
         interior[name] = {p: c[1] for p, c in choices.items()}
-        evals = cfg.search_evals(name)
-        searches[name] = {p: clock.run(f"LCSC {name}@{p}", lcsc_search, run, cfg, scorer, p, evals, out, progress,
-                                       ema_star[name][p] if cfg.anchored else None) for p in cfg.lcsc_points}
+        evals, star = cfg.search_evals(name), (ema_star[name] if cfg.anchored else {})
+        alg1 = {p: clock.run(f"LCSC {name}@{p}", lcsc_search, run, cfg, scorer, p, evals, out, progress,
+                             star.get(p)) for p in cfg.lcsc_points}
+        grad = {p: clock.run(f"LCSC gradient {name}@{p}", lcsc_grad_search, run, cfg, scorer, p, out, progress,
+                             star.get(p)) for p in cfg.lcsc_points} if cfg.gradient else {}
+        if grad and name == "dm" and cfg.dm_low_nfe:
+            low[name] = clock.run(f"LCSC gradient {name}@{cfg.iterations} NFE {cfg.dm_low_nfe}", lcsc_grad_search,
+                                  run, cfg, scorer, cfg.iterations, out, progress, star.get(cfg.iterations),
+                                  cfg.dm_low_nfe)
+        searches[name], others[name] = (grad, alg1) if cfg.export == "gradient" else (alg1, grad)
         if cfg.anchored and cfg.window_only_baseline:
             window[name] = clock.run(f"LCSC {name}@{cfg.iterations} window only", lcsc_search, run, cfg, scorer,
                                      cfg.iterations, evals, out, progress)
-    rows, matches = clock.run("held-out evaluation", _rows, cfg, scorer, runs, ema_star, searches, progress, window)
-    for name, run in runs.items():  # a resumed stage reports the time it took when it ran, not the reuse
+    extra = Extra(others, low, window)
+    rows, matches = clock.run("held-out evaluation", _rows, cfg, scorer, runs, ema_star, searches, progress, extra)
+    _search_stage_times(clock, runs, searches, extra, cfg)
+    result = DemoResult(cfg, out, rows, runs, searches, ema_star, interior, matches, clock.stages, estimate, parts,
+                        window, others, low)
+    clock.run("models", write_models, result)
+    return result
+
+
+@dataclass
+class Extra:
+    """The searches beside the export: the other method's (Alg. 1 or gradient) per point, the DM's low-NFE gradient
+    search, and the window-only one."""
+
+    others: dict[str, dict[int, SearchRun]]
+    low: dict[str, SearchRun]
+    window: dict[str, SearchRun]
+
+
+def _search_stage_times(clock: StageClock, runs, searches, extra: Extra, cfg: DemoConfig) -> None:
+    """A resumed stage reports the time it took when it ran, not the reuse."""
+    for name, run in runs.items():
         if f"train {name}" in clock.stages:
             clock.stages[f"train {name}"] = round(max(clock.stages[f"train {name}"], run.train_s), 2)
-        for p, search in searches[name].items():
-            clock.stages[f"LCSC {name}@{p}"] = round(max(clock.stages[f"LCSC {name}@{p}"], search.seconds), 2)
-        if name in window:
-            key = f"LCSC {name}@{cfg.iterations} window only"
-            clock.stages[key] = round(max(clock.stages[key], window[name].seconds), 2)
-    return DemoResult(cfg, out, rows, runs, searches, ema_star, interior, matches, clock.stages, estimate, parts,
-                      window)
+        for p in cfg.lcsc_points:
+            for search in (searches[name].get(p), extra.others[name].get(p)):
+                if search is not None:
+                    key = f"LCSC {'gradient ' if search.result.gradient else ''}{name}@{p}"
+                    clock.stages[key] = round(max(clock.stages.get(key, 0.0), search.seconds), 2)
+        for key, search in ((f"LCSC gradient {name}@{cfg.iterations} NFE {cfg.dm_low_nfe}", extra.low.get(name)),
+                            (f"LCSC {name}@{cfg.iterations} window only", extra.window.get(name))):
+            if search is not None:
+                clock.stages[key] = round(max(clock.stages.get(key, 0.0), search.seconds), 2)
 
 
 def _grids(run: ModelRun, cfg: DemoConfig, scorer: Scorer, progress: bool) -> dict[int, dict[str, float]]:
@@ -165,17 +205,21 @@ class _RowScorer:
         return self.cache[(key, point, nfe, full)]
 
 
-def _rows(cfg: DemoConfig, scorer: Scorer, runs, ema_star, searches, progress: bool = False, window=None):
+def _rows(cfg: DemoConfig, scorer: Scorer, runs, ema_star, searches, progress: bool = False,
+          extra: Extra | None = None):
+    """Every held-out row, and where EMA* matches each LCSC in NFE (``"dm"``, ``"cm-ct"``: the export at the
+    searched NFE; ``"dm@4"``: the DM's gradient search at the low NFE)."""
     rows: list[DemoRow] = []
     matches: dict[str, dict[str, Any]] = {}
+    extra = extra or Extra({}, {}, {})
     with tqdm(desc="held-out rows", disable=not progress, leave=False) as bar:
         for name, run in runs.items():
             score = _RowScorer(run, cfg, scorer, bar)
-            rows += _curve_rows(cfg, run, score, ema_star[name], searches[name])
-            matches[name] = _nfe_rows(cfg, run, score, ema_star[name][cfg.iterations],
-                                      searches[name][cfg.iterations], rows)
+            rows += _curve_rows(cfg, run, score, ema_star[name], searches[name], extra.others.get(name, {}))
+            matches |= _nfe_rows(cfg, run, score, ema_star[name][cfg.iterations], extra.low.get(name), rows)
             if cfg.anchored:
-                rows += _anchoring_rows(cfg, run, score, searches[name][cfg.iterations], (window or {}).get(name))
+                alg1 = searches[name] if cfg.export == "alg1" else extra.others[name]
+                rows += _anchoring_rows(cfg, run, score, alg1[cfg.iterations], extra.window.get(name))
     return rows, matches
 
 
@@ -196,9 +240,9 @@ def _anchoring_rows(cfg: DemoConfig, run: ModelRun, score: _RowScorer, search: S
 
 
 def _curve_rows(cfg: DemoConfig, run: ModelRun, score: _RowScorer, ema_star: dict[int, str],
-                searches: dict[int, SearchRun]) -> list[DemoRow]:
+                searches: dict[int, SearchRun], others: dict[int, SearchRun]) -> list[DemoRow]:
     """EMA* at every curve point, the fixed EMA at the main table's points (it is no baseline to beat: EMA* is), LCSC
-    at its points with the training-cost speed-up of the early one."""
+    (the export) and the other method's search at their points, with the training-cost speed-up of the early one."""
     label, default, rows = MODEL_LABELS[run.name], ema_name(half_life=cfg.default_half_life), []
     for method, names, main_points in (("EMA", {p: default for p in cfg.ema_points}, cfg.ema_points),
                                        ("EMA*", ema_star, cfg.lcsc_points)):
@@ -207,23 +251,36 @@ def _curve_rows(cfg: DemoConfig, run: ModelRun, score: _RowScorer, ema_star: dic
             state = score(names[p], p, lambda p=p, n=names[p]: ema_state_named(run, n, p), run.nfe, main)
             rows.append(DemoRow(label, method, p, run.nfe, state, detail=names[p], main=main))
     curve = [r.score.__dict__ for r in rows if r.method == "EMA*"]
-    for p, search in searches.items():
-        row = DemoRow(label, "LCSC", p, run.nfe, score("lcsc", p, lambda s=search: lcsc_state(s), run.nfe, True),
-                      detail=_lcsc_detail(search),
-                      initial=score("initial", p, lambda s=search: lcsc_state(s, initial=True), run.nfe, False))
-        if p < cfg.iterations:
-            core_s_per_iter = run.train_s * run.threads / cfg.iterations  # the search's cores ÷ training's
-            row.headline = speedup(list(cfg.points), curve, row.score.__dict__, p,
-                                   search.seconds * torch.get_num_threads() / core_s_per_iter)
-        rows.append(row)
+    for method, key, group in (("LCSC", "lcsc", searches), (other_label(cfg), "other", others)):
+        for p, search in group.items():
+            row = DemoRow(label, method, p, run.nfe, score(key, p, lambda s=search: lcsc_state(s), run.nfe, True),
+                          detail=_lcsc_detail(search))
+            if method == "LCSC":
+                row.initial = score("initial", p, lambda s=search: lcsc_state(s, initial=True), run.nfe, False)
+            if p < cfg.iterations:
+                core_s_per_iter = run.train_s * run.threads / cfg.iterations  # the search's cores ÷ training's
+                row.headline = speedup(list(cfg.points), curve, row.score.__dict__, p,
+                                       search.seconds * torch.get_num_threads() / core_s_per_iter)
+            rows.append(row)
     return rows
 
 
+def other_label(cfg: DemoConfig) -> str:
+    """The row label of the search beside the export: "LCSC Alg. 1" or "LCSC gradient"."""
+    return "LCSC Alg. 1" if cfg.export == "gradient" else "LCSC gradient"
+
+
 def _lcsc_detail(search: SearchRun) -> str:
-    """K (window + anchors), evaluations, and what the validation guard exported."""
+    """The method, K (window + anchors), its budget, and what the validation guard exported."""
     m, res = search.merger, search.result
     anchors = len(getattr(m, "anchors", []) or [])
-    text = f"K={m.K}" + (f" ({m.K - anchors} + {anchors} anchors)" if anchors else "") + f", {res.evaluations} evals"
+    k = f"K={m.K}" + (f" ({m.K - anchors} + {anchors} anchors)" if anchors else "")
+    if res.gradient:
+        g = res.gradient
+        picked = g["guard"]["picked"]
+        return f"gradient, {k}, {g['steps_done']} steps × {g['settings']['batch_size']}; guard exported the " + \
+            (f"anchor {picked.removeprefix('anchor ')}" if g["guard"].get("exported_anchor") else picked)
+    text = f"Alg. 1, {k}, {res.evaluations} evals"
     reval = res.revalidation or {}
     if reval.get("exported_anchor"):
         text += f"; guard exported the anchor {res.best_name.removeprefix('anchor ')}"
@@ -232,134 +289,23 @@ def _lcsc_detail(search: SearchRun) -> str:
     return text
 
 
-def _nfe_rows(cfg: DemoConfig, run: ModelRun, score: _RowScorer, star: str, search: SearchRun,
-              rows: list[DemoRow]) -> dict[str, Any]:
-    """EMA* and LCSC at the end of training at every NFE of the model's list; where EMA* matches LCSC's NFE."""
+def _nfe_rows(cfg: DemoConfig, run: ModelRun, score: _RowScorer, star: str, low: SearchRun | None,
+              rows: list[DemoRow]) -> dict[str, dict[str, Any]]:
+    """EMA* at the end of training at every NFE of the model's list (paper Sec. 5.2), the low-NFE search at its
+    NFE; where EMA* matches each LCSC (the export at the model's NFE, the low-NFE search at its own)."""
     label, final, nfes = MODEL_LABELS[run.name], cfg.iterations, list(cfg.dm_nfes if run.name == "dm" else cfg.cm_nfes)
     curve = []
     for n in nfes:
-        for method, key, fn in (("EMA*", star, lambda: ema_state_named(run, star, final)),
-                                ("LCSC", "lcsc", lambda: lcsc_state(search))):
-            s = score(key, final, fn, n, n == run.nfe)
-            if n != run.nfe:
-                rows.append(DemoRow(label, method, final, n, s, detail=star if method == "EMA*" else "searched at "
-                                    f"NFE {run.nfe}", main=False))
-            if method == "EMA*":
-                curve.append(s.__dict__)
+        s = score(star, final, lambda: ema_state_named(run, star, final), n, n == run.nfe)
+        if n != run.nfe:
+            rows.append(DemoRow(label, "EMA*", final, n, s, detail=star, main=False))
+        curve.append(s.__dict__)
     lcsc = next(r for r in rows if r.model == label and r.method == "LCSC" and r.iteration == final and r.main)
-    return nfe_match(nfes, curve, lcsc.score.__dict__, run.nfe)
-
-
-def _inception_seconds(cfg: DemoConfig, scorer: Scorer) -> float:
-    """Inception FID of every main-table row: one timed batch of 8, extrapolated (0 without ``--inception``)."""
-    if scorer.inception is None:
-        return 0.0
-    x = torch.rand(8, *scorer.image_shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    scorer.inception(x)  # warm-up
-    t0 = time.perf_counter()
-    scorer.inception(x)
-    rows = 7 * (3 if cfg.cd else 2)
-    return (time.perf_counter() - t0) / 8 * cfg.inception_samples * rows
-
-
-def _timed(fn, repeat: int = 3, best: bool = False) -> float:
-    """Mean (or, with ``best``, minimum) seconds of ``repeat`` calls after a warm-up."""
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times) if best else sum(times) / repeat
-
-
-_EVAL_OVERHEAD_S = 0.05  # per search evaluation: merge, bookkeeping, journal (measured on 2 CPU cores)
-_CANDIDATE_OVERHEAD_S = 0.03  # per EMA* candidate: reconstruction or snapshot load
-_ROW_OVERHEAD_S = 0.25  # per held-out row: model and state loading, three evaluations' bookkeeping
-_PAIR_FACTOR = 1.15  # the pair training side by side vs steps timed alone (spawn, logging, contention)
-
-
-def unit_costs(kind: str, cfg: DemoConfig, scorer: Scorer, data) -> dict[str, float]:
-    """Seconds per training step, per sample per NFE, per sample for FD in the searched spaces / all three spaces,
-    and for one KID + precision/recall at the held-out sample count."""
-    from lcsc.generate import generate
-    from lcsc.metrics import evaluate_images
-    from lcsc.training import RecordConfig, TrainConfig, Trainer
-
-    with tempfile.TemporaryDirectory() as tmp:
-        tc = TrainConfig(model=ModelConfig(kind=kind, channels=cfg.channels), iterations=64,
-                         batch_size=cfg.batch_size, record=RecordConfig(window=1, interval=1), device=cfg.device,
-                         ema_half_lives=cfg.half_lives)
-        trainer = Trainer(tc, tmp, data=data, progress=False, resume=False)
-        steps = iter(range(1, 64))
-        step_s = _timed(lambda: trainer.train_step(next(steps)), 4)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # what each model gets when the pair trains side by side
-        try:
-            step1_s = _timed(lambda: trainer.train_step(next(steps)), 4)
-        finally:
-            torch.set_num_threads(threads)
-    model = build_model(ModelConfig(kind=kind, channels=cfg.channels)).to(cfg.device)
-    n, nfe = min(cfg.eval_samples, 1000), (cfg.dm_nfe if kind == "dm" else cfg.cm_nfe)
-    gen_s = _timed(lambda: generate(model, n, 0, nfe=nfe, device=cfg.device), 1) / (n * nfe)
-    images = generate(model, n, 0, nfe=nfe, device=cfg.device)
-    fd = [_timed(lambda sp=sp, ref=ref: evaluate_images(images, ref, sp, ("fd",)), 1) / n
-          for sp, ref in ((scorer.digits, scorer.ref), (scorer.digits2, scorer.ref2), (scorer.digits3, scorer.ref3))]
-    kidpr_s = _timed(lambda: evaluate_images(images, scorer.ref, scorer.digits, ("kid", "pr"),
-                                             kid_subsets=cfg.kid_subsets), 1) * cfg.eval_samples / n
-    searched = 2 if ":" in cfg.search_objective else 1
-    return {"step": step_s, "step1": step1_s, "gen": gen_s, "fd_search": sum(fd[:searched]), "fd_all": sum(fd), "kidpr": kidpr_s}
-
-
-def _model_seconds(name: str, cfg: DemoConfig, c: dict[str, float]) -> dict[str, float]:
-    """Planned work of one model × measured unit costs, per stage."""
-    dm = name == "dm"
-    nfe, nfes, evals = (cfg.dm_nfe, cfg.dm_nfes, cfg.dm_search_evals) if dm else \
-        (cfg.cm_nfe, cfg.cm_nfes, cfg.cm_search_evals)
-
-    def sample(n: int, fd: float, fe: int = nfe) -> float:
-        return n * (c["gen"] * fe + fd)
-
-    candidates = len(cfg.points) * (len(cfg.half_lives) + len(cfg.sigma_rels))
-    grid = candidates * (sample(min(cfg.grid_samples, cfg.search_samples), c["fd_search"]) + _CANDIDATE_OVERHEAD_S)
-    if cfg.grid_samples < cfg.search_samples:
-        grid += len(cfg.points) * cfg.grid_finalists * sample(cfg.search_samples, c["fd_search"])
-    per_search = evals * (sample(cfg.search_samples, c["fd_search"]) + _EVAL_OVERHEAD_S)
-    search = len(cfg.lcsc_points) * per_search
-    rows = len(cfg.ema_points) + len(cfg.points) + 2 * len(cfg.lcsc_points)
-    parts = {}
-    if cfg.anchored:  # the guard's validation scores; the window-only baseline; its rows and the shrunk ones
-        search += len(cfg.lcsc_points) * (cfg.guard_finalists + 1) * sample(cfg.search_samples, c["fd_search"])
-        if cfg.window_only_baseline:
-            parts[f"LCSC {name} window only"] = per_search
-        rows += len(cfg.shrink_lambdas) + int(cfg.window_only_baseline)
-    held = rows * cfg.eval_seeds * sample(cfg.eval_samples, c["fd_all"]) + 7 * cfg.eval_seeds * c["kidpr"]
-    held += 2 * cfg.eval_seeds * sum(sample(cfg.eval_samples, c["fd_all"], n) for n in nfes if n != nfe)
-    held += (rows + 2 * (len(nfes) - 1)) * _ROW_OVERHEAD_S
-    return {f"train {name}": cfg.iterations * c["step"] * 1.08, f"EMA* grid {name}": grid,
-            f"LCSC {name}": search, **parts, f"held-out {name}": held}
-
-
-def estimate_parts(cfg: DemoConfig, scorer: Scorer, data=None) -> dict[str, float]:
-    """Seconds per stage of everything after the feature spaces: measured unit costs (a few training steps, a timed
-    generation and feature pass per model kind) times the planned work, plus the Inception FIDs with ``--inception``."""
-    data = load_digits_data() if data is None else data
-    rounds = [{kind: unit_costs(kind, cfg, scorer, data) for kind in ("dm", "cm")} for _ in range(2)]
-    # the first timings of a fresh process run up to 1.7× slow (allocator, thread pools): the faster of two rounds
-    costs = {kind: {k: min(r[kind][k] for r in rounds) for k in rounds[0][kind]} for kind in ("dm", "cm")}
-    parts: dict[str, float] = {}
-    for name in ["dm", "cm-ct"] + (["cm-cd"] if cfg.cd else []):
-        parts |= _model_seconds(name, cfg, costs["dm" if name == "dm" else "cm"])
-    if cfg.cd:  # CD's loss runs the DM teacher: a step costs about a DM step more
-        parts["train cm-cd"] += cfg.iterations * costs["dm"]["step"]
-    if parallel_training(cfg):
-        del parts["train dm"], parts["train cm-ct"]
-        parts["train dm ‖ cm-ct"] = _pair_seconds(cfg.iterations, costs["dm"], costs["cm"]) * _PAIR_FACTOR
-    parts["inception"] = _inception_seconds(cfg, scorer)
-    parts["figures and report"] = 8.0
-    return {k: round(v, 1) for k, v in parts.items()}
-
-
-def _pair_seconds(iterations: int, a: dict[str, float], b: dict[str, float]) -> float:
-    """Both on one thread from start to end (:func:`train_pair`): the slower one's time."""
-    return iterations * max(a["step1"], b["step1"])
+    out = {run.name: nfe_match(nfes, curve, lcsc.score.__dict__, run.nfe)}
+    if low is not None:
+        n = cfg.dm_low_nfe
+        s = score("low", final, lambda: lcsc_state(low), n, False)
+        rows.append(DemoRow(label, "LCSC", final, n, s, main=False, detail=f"searched at NFE {n}; "
+                            + _lcsc_detail(low)))
+        out[f"{run.name}@{n}"] = nfe_match(nfes, curve, s.__dict__, n)
+    return out

@@ -20,15 +20,16 @@ from lcsc.demo.scoring import HeldOutScore, Scorer
 from lcsc.errors import ConfigError
 from lcsc.merge import PosthocEMA, StackMerger
 from lcsc.models import ModelConfig, load_model
-from lcsc.search import SearchResult, run_search
+from lcsc.search import SearchResult, run_gradient_search, run_search, share_initial_population
+from lcsc.search.runner import initial_count
 from lcsc.training import ConsistencyConfig, OptimConfig, RecordConfig, TrainConfig, Trainer
 from lcsc.training.ema import ema_name
 from lcsc.training.log import read_log
 from lcsc.training.phema import phema_name
 
 __all__ = ["ModelRun", "SearchRun", "train_model", "train_pair", "parallel_training", "ema_grid_scores", "ema_star_choice", "candidate_names",
-           "candidate_states", "ema_state_named", "lcsc_search", "train_seconds_at", "held_out_row", "demo_anchors",
-           "star_spec", "shrunk", "lcsc_state"]
+           "candidate_states", "ema_state_named", "ema_state_path", "lcsc_search", "train_seconds_at", "held_out_row", "demo_anchors",
+           "star_spec", "shrunk", "lcsc_state", "lcsc_grad_search", "search_dir"]
 
 
 @dataclass
@@ -134,8 +135,13 @@ def train_seconds_at(run_dir: Path, step: int | None = None) -> float:
     return total + last
 
 
+def ema_state_path(run: ModelRun, half_life: float, step: int) -> Path:
+    """The online EMA snapshot file of ``half_life`` at ``step``."""
+    return run.run_dir / "ema" / ema_name(half_life=half_life) / f"ema-{step:09d}.safetensors"
+
+
 def ema_state(run: ModelRun, half_life: float, step: int) -> dict[str, torch.Tensor]:
-    return load_file(str(run.run_dir / "ema" / ema_name(half_life=half_life) / f"ema-{step:09d}.safetensors"))
+    return load_file(str(ema_state_path(run, half_life, step)))
 
 
 def candidate_names(cfg: DemoConfig) -> tuple[list[str], list[str]]:
@@ -235,11 +241,41 @@ def lcsc_search(run: ModelRun, cfg: DemoConfig, scorer: Scorer, point: int, eval
         stack = stack.with_anchors(demo_anchors(run, cfg, point, star, stack))
     merger = StackMerger(stack, device=cfg.device)
     objective = scorer.search_objective(load_model(stack.paths[-1], cfg.device), run.nfe)
-    search_dir = out / "search" / (f"{run.name}-{point}-anchored" if star is not None else f"{run.name}-{point}")
-    resume = (search_dir / "journal.jsonl").is_file()
+    folder = search_dir(out, run.name, point, "alg1" if star is not None else "window")
+    resume = (folder / "journal.jsonl").is_file()
     with protocol.deciding(f"LCSC search {run.name}@{point}"):
-        result = run_search(merger, objective, cfg.search_config(evals, anchored=star is not None), search_dir,
+        result = run_search(merger, objective, cfg.search_config(evals, anchored=star is not None), folder,
                             resume=resume, progress=progress)
+    return SearchRun(point, result, merger, float(result.wall_time_s))
+
+
+def search_dir(out: Path, name: str, point: int, kind: str = "alg1", nfe: int | None = None) -> Path:
+    """A demo search's folder: ``{name}-{point}-anchored`` (Alg. 1), ``{name}-{point}`` (window only, ``kind``
+    "window"), ``{name}-{point}-grad`` (gradient; ``-nfe{N}`` when searched at another NFE than the model's)."""
+    suffix = {"alg1": "-anchored", "window": "", "gradient": "-grad"}[kind]
+    return out / "search" / (f"{name}-{point}{suffix}" + (f"-nfe{nfe}" if nfe is not None else ""))
+
+
+def lcsc_grad_search(run: ModelRun, cfg: DemoConfig, scorer: Scorer, point: int, out: Path, progress: bool = True,
+                     star: str | None = None, nfe: int | None = None) -> SearchRun:
+    """Gradient LCSC (:func:`lcsc.search.run_gradient_search`, ``cfg.grad_config()``) on the window ending at
+    ``point``, anchored like :func:`lcsc_search` (``star``: EMA* at ``point``) against the same objective and search
+    noise, at the model's NFE or at ``nfe``. At the model's NFE it starts from the initial population the anchored
+    Alg. 1 search already scored (the same individuals, objective and noise: its journal lines are reused, and
+    their time counts in this search's seconds). Resumable; guarded on validation noise."""
+    stack = CheckpointStack.open(run.run_dir / "windows" / str(point), progress=False)
+    if star is not None:
+        stack = stack.with_anchors(demo_anchors(run, cfg, point, star, stack))
+    merger = StackMerger(stack, device=cfg.device)
+    at = run.nfe if nfe is None else nfe
+    objective = scorer.search_objective(load_model(stack.paths[-1], cfg.device), at)
+    folder = search_dir(out, run.name, point, "gradient", None if at == run.nfe else at)
+    config = cfg.search_config(1, anchored=True)
+    if at == run.nfe:
+        share_initial_population(search_dir(out, run.name, point), folder, initial_count(merger, config))
+    with protocol.deciding(f"LCSC gradient search {run.name}@{point} NFE {at}"):
+        result = run_gradient_search(merger, objective, config, cfg.grad_config(), folder,
+                                     resume=(folder / "journal.jsonl").is_file(), progress=progress)
     return SearchRun(point, result, merger, float(result.wall_time_s))
 
 

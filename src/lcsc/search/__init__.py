@@ -5,7 +5,7 @@ from lcsc.search.basis import SPACE_KINDS, CoefficientSpace, parse_space
 from lcsc.search.config import SearchConfig
 from lcsc.search.evolution import Alg1Optimizer, EvolutionParams, propose_generation
 from lcsc.search.grad_config import GradConfig
-from lcsc.search.gradient import run_gradient_search
+from lcsc.search.gradient import run_gradient_search, share_initial_population
 from lcsc.search.hyperplane import Hyperplane, sum_zero_basis
 from lcsc.search.journal import Journal
 from lcsc.search.optimizer import OPTIMIZERS, Optimizer, make_optimizer
@@ -34,6 +34,7 @@ __all__ = [
     "parse_space",
     "propose_generation",
     "run_gradient_search",
+    "share_initial_population",
     "run_search",
     "sum_zero_basis",
     "write_search_outputs",

@@ -40,7 +40,7 @@ from lcsc.search.hyperplane import exact_sum_to_one
 from lcsc.search.journal import Journal
 from lcsc.search.runner import SearchResult, initial_count, run_search
 
-__all__ = ["run_gradient_search", "check_differentiable", "GRADIENT_JOURNAL"]
+__all__ = ["run_gradient_search", "check_differentiable", "share_initial_population", "GRADIENT_JOURNAL"]
 
 GRADIENT_JOURNAL = "gradient.jsonl"
 
@@ -183,6 +183,29 @@ def _guard(merger, objective, journal: Journal, finalists: dict[str, np.ndarray]
                                              "the last iterate"}
     journal.append_meta("validation", record)
     return {"type": "validation", **record}
+
+
+def share_initial_population(source_dir: str | Path, out_dir: str | Path, count: int) -> bool:
+    """Start a gradient search in ``out_dir`` from the initial population an Algorithm 1 search in ``source_dir``
+    already scored on the same stack, objective and noise: its header, calibration and first ``count`` records are
+    copied to ``out_dir/journal.jsonl``, which ``run_gradient_search(..., resume=True)`` then resumes (its resume
+    checks still refuse another stack, config or objective). Returns False (nothing written) when ``out_dir``
+    already has a journal or the source has not scored ``count`` initial individuals."""
+    src, dst = Path(source_dir) / "journal.jsonl", Path(out_dir) / "journal.jsonl"
+    if dst.exists() or not src.is_file():
+        return False
+    journal = Journal.load(src)
+    initial = [r for r in journal.records if r.get("generation") == 0][:count]
+    if len(initial) < count:
+        return False
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shared = Journal.create(dst, {k: v for k, v in journal.header.items() if k != "type"})
+    for m in journal.meta:
+        if m["type"] == "calibration":
+            shared.append_meta("calibration", {k: v for k, v in m.items() if k != "type"})
+    for r in initial:
+        shared.append(r)
+    return True
 
 
 def _initial_phase(merger, objective, config: SearchConfig, out: Path, initial, resume: bool, progress: bool,
