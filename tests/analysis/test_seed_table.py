@@ -50,5 +50,22 @@ def test_report_seeds_come_first_and_every_variant_is_counted_against_ema_star()
     assert text.index("## Report seeds 3, 4, 5") < text.index("## Decision seeds 0, 1, 2")
     report_part = text[:text.index("## Decision seeds")]
     # window only: FD_digits 25 > 20 (worse), FD2 1.0 < 2.0, FD3 0.5 < 1.0 → 2 of 3; anchored: 18 / 1.8 / 0.9 → 3 of 3
-    assert "window only 2 of 3" in report_part and "anchored + guard 3 of 3" in report_part
+    assert "window only 2 of 3" in report_part and "Alg. 1 + guard 3 of 3" in report_part  # no "export": Alg. 1's
     assert "25.0 / 1.000 / 0.500 (2/3)" in report_part
+
+
+def test_a_gradient_export_is_its_own_column_beside_alg1_and_the_low_nfe_search_is_read():
+    payload = _payload(4, 0.9, True)
+    payload["export"] = "gradient"
+    payload["rows"].append({"model": "DM", "method": "LCSC Alg. 1", "iteration": 3200, "nfe": 5, "main": True,
+                            "fd_mean": 21.0, "fd2_mean": 1.9, "fd3_mean": 0.95, "detail": ""})
+    payload["nfe_match"]["dm@4"] = {"lcsc_nfe": 4, "ema_star_nfe": 8.5, "claimed": True,
+                                    "by_space": {"fd_mean": "9.0", "fd2_mean": "8.5", "fd3_mean": "8.7"}}
+    row = seed_rows([payload])[0]
+    assert row["variants"]["gradient + guard"]["fd_mean"] == 18.0  # the LCSC row is the gradient export
+    assert row["variants"]["Alg. 1 + guard"]["fd_mean"] == 21.0
+    text = seed_table([payload])
+    # Alg. 1: 21 > 20 (worse), 1.9 < 2.0, 0.95 < 1.0 → 2 of 3; the export 3 of 3; EMA* needs 8.5 ≥ 2 × 4 NFE
+    assert "Alg. 1 + guard 2 of 3; gradient + guard 3 of 3" in text
+    assert "LCSC@4 ≈ EMA*@8.5: 9.0 / 8.5 / 8.7" in text and "in every space on 1 of 1" in text
+    assert "mean over seeds -10.0 %" in text

@@ -1,4 +1,5 @@
-"""``lcsc demo --quick``: the smoke test CI runs — every report file exists and the table is complete and finite."""
+"""``lcsc demo --quick``: the smoke test CI runs — every report file exists and the table is complete and finite;
+the models folder rebuilds and re-scores; the protocol holds."""
 
 from __future__ import annotations
 
@@ -8,87 +9,20 @@ import math
 import pytest
 import torch
 
-import lcsc.generate
-import lcsc.objectives.generative
 from lcsc import protocol
 from lcsc.cli.main import main
-from lcsc.demo import run as demo_run
-from lcsc.demo import scoring as demo_scoring
 from lcsc.demo.config import DemoConfig
 from lcsc.demo.report import REPORT_KEYS
 from lcsc.demo.scoring import check_seed_separation
 from lcsc.errors import ConfigError
-from lcsc.objectives.base import VALIDATION_SEED_OFFSET, noise_fingerprint
-
-
-class _NoiseRecorder:
-    """Records the noise of every sampling run (as a fingerprint) with the demo stage it happened in and the
-    protocol's decision context, every feature space built with its stage, and which finalist scores EMA* was chosen
-    from."""
-
-    def __init__(self, monkeypatch) -> None:
-        self.phase, self.draws, self.grid_finalists, self.chosen_from = "other", [], [], []
-        self.contexts, self.spaces = [], []
-        for module in (lcsc.generate, lcsc.objectives.generative):
-            monkeypatch.setattr(module, "draw_inputs", self._recording(module.draw_inputs))
-        build = demo_scoring.feature_space
-        monkeypatch.setattr(demo_scoring, "feature_space",
-                            lambda name, *a, **kw: (self.spaces.append((self.phase, name)), build(name, *a, **kw))[1])
-        monkeypatch.setattr(demo_run, "ema_grid_scores", self._phase("grid", demo_run.ema_grid_scores))
-        monkeypatch.setattr(demo_run, "lcsc_search", self._phase("search", demo_run.lcsc_search))
-        choice = demo_run.ema_star_choice
-        monkeypatch.setattr(demo_run, "ema_star_choice", lambda cfg, s: (self.chosen_from.append(s), choice(cfg, s))[1])
-
-    def _recording(self, fn):
-        def draw(config, n, generator, **kw):
-            g = torch.Generator().manual_seed(generator) if isinstance(generator, int) else generator
-            clone = torch.Generator()
-            clone.set_state(g.get_state())
-            self.draws.append((self.phase, noise_fingerprint(clone)))
-            self.contexts.append((self.phase, protocol.decision_context()))
-            return fn(config, n, g, **kw)
-        return draw
-
-    def _phase(self, name: str, fn):
-        def wrapped(run, cfg, *args, **kw):
-            self.phase = name
-            try:
-                return fn(run, cfg, *args, **kw)
-            finally:
-                self.phase = "other"
-                if name == "grid":
-                    self.grid_finalists.extend(run.ema_finalists.values())
-        return wrapped
-
-
-def protocol_violations(recorder: _NoiseRecorder, cfg: DemoConfig) -> list[str]:
-    """What a demo run did against the protocol: decision stages (EMA* grid, LCSC search) sampling anything but
-    search / validation noise, or outside a protocol decision context, or building a report-only space; held-out
-    rows not on report noise; FD4 never scored."""
-    noise, out = check_seed_separation(cfg), []
-    validation = noise_fingerprint(torch.Generator().manual_seed(cfg.seed + VALIDATION_SEED_OFFSET))
-    report = {noise_fingerprint(torch.Generator().manual_seed(s)) for s in protocol.held_out_seeds(cfg.seed, 8)}
-    chosen_on = {fp for phase, fp in recorder.draws if phase in ("grid", "search")}
-    if not chosen_on or not chosen_on <= noise["search"] | {validation}:
-        out.append("a decision stage sampled noise other than the search / validation noise")
-    if chosen_on & report:
-        out.append("a decision stage sampled report noise")
-    if any(phase in ("grid", "search") and ctx is None for phase, ctx in recorder.contexts):
-        out.append("a decision stage ran outside protocol.deciding()")
-    if any(phase != "other" and name in protocol.REPORT_SPACES for phase, name in recorder.spaces):
-        out.append("a decision stage built a report-only space")
-    reported_on = {fp for phase, fp in recorder.draws if phase == "other"}
-    if not noise["held_out"] <= reported_on or not noise["held_out"] <= report:
-        out.append("the held-out rows are not on report noise")
-    if ("other", "digits4") not in recorder.spaces:
-        out.append("the report-only space FD4 was never scored")
-    return out
+from lcsc.objectives.base import noise_fingerprint
+from tests.demo.protocol_check import NoiseRecorder, protocol_violations
 
 
 def test_protocol_violations_catch_a_deliberate_leak(monkeypatch):
     """The checker itself can fail: a grid that sampled report noise and a search that built FD4 are both caught."""
     cfg = DemoConfig.quick()
-    rec = _NoiseRecorder.__new__(_NoiseRecorder)
+    rec = NoiseRecorder.__new__(NoiseRecorder)
     search_fp = noise_fingerprint(torch.Generator().manual_seed(cfg.seed))
     held = [noise_fingerprint(torch.Generator().manual_seed(s)) for s in protocol.held_out_seeds(cfg.seed, 2)]
     rec.draws = [("grid", search_fp), ("search", search_fp), *[("other", h) for h in held]]
@@ -104,12 +38,11 @@ def test_protocol_violations_catch_a_deliberate_leak(monkeypatch):
         "a decision stage built a report-only space"]
 
 
-def test_quick_demo_writes_a_complete_report(tmp_path, capsys, monkeypatch):
-    out, recorder = tmp_path / "demo", _NoiseRecorder(monkeypatch)
-    assert main(["demo", "--quick", "-o", str(out)]) == 0
+def test_quick_demo_writes_a_complete_report(quick_demo):
+    out, recorder, printed = quick_demo
     assert protocol_violations(recorder, DemoConfig.quick()) == []
-    assert recorder.chosen_from and all(any(c is g for g in recorder.grid_finalists) for c in recorder.chosen_from)
-    printed = capsys.readouterr().out
+    assert recorder.chosen_from and all(any(c == g for g in recorder.grid_finalists) for c in recorder.chosen_from)
+    assert any(phase == "search" and seed == protocol.gradient_noise_seed(0, 0) for phase, seed in recorder.seeds)
     assert "LCSC" in printed and "EMA*" in printed
     report = out / "report"
     for name in ("report.md", "report.html", "report.json", "config.json", "stages.json", "command.json",
@@ -118,52 +51,84 @@ def test_quick_demo_writes_a_complete_report(tmp_path, capsys, monkeypatch):
     payload = json.loads((report / "report.json").read_text())
     rows, cfg = payload["rows"], DemoConfig.quick()
     main_rows = [r for r in rows if r["main"]]
-    assert len(main_rows) == 14  # per model: EMA ×3, EMA* ×2, LCSC ×2
-    assert {"EMA", "EMA*", "LCSC", "LCSC window only", "LCSC shrink 0.5", "LCSC shrink 0.75"} <= \
-        {r["method"] for r in rows} <= {"EMA", "EMA*", "LCSC", "LCSC window only", "LCSC shrink 0.5",
-                                        "LCSC shrink 0.75"}
-    for model in ("DM", "CM (CT)"):  # the anchoring rows: at the end of training, at the searched NFE, not main
-        extra = [r for r in rows if r["model"] == model and r["method"].startswith("LCSC ")]
-        assert extra and all(r["iteration"] == cfg.iterations and not r["main"] for r in extra)
-    anchored = [r for r in rows if r["method"] == "LCSC" and r["main"]]
-    assert all("anchors" in r["detail"] and "guard exported" in r["detail"] for r in anchored)
+    assert len(main_rows) == 18  # per model: EMA ×3, EMA* ×2, LCSC (the gradient export) ×2, LCSC Alg. 1 ×2
+    assert {r["method"] for r in rows} == {"EMA", "EMA*", "LCSC", "LCSC Alg. 1"}
+    assert payload["export"] == "gradient" and payload["other_method"] == "LCSC Alg. 1"
+    for model in ("DM", "CM (CT)"):  # off the main table: EMA* at the other NFEs, the DM's LCSC searched at NFE 4
+        extra = [r for r in rows if r["model"] == model and not r["main"] and r["method"].startswith("LCSC")]
+        assert [(r["iteration"], r["nfe"]) for r in extra] == ([(cfg.iterations, 4)] if model == "DM" else [])
+    exported = [r for r in rows if r["method"] == "LCSC" and r["main"]]
+    assert all(r["detail"].startswith("gradient, ") and "anchors" in r["detail"] and "guard exported" in r["detail"]
+               for r in exported)
+    alg1 = [r for r in rows if r["method"] == "LCSC Alg. 1"]
+    assert len(alg1) == 4 and all(r["detail"].startswith("Alg. 1, ") for r in alg1)
     for model in ("DM", "CM (CT)"):  # EMA* at every curve point (≥ 8), the fixed EMA at the main table's points
         its = {r["iteration"] for r in rows if r["model"] == model and r["method"] == "EMA*"}
         assert its >= set(cfg.points) and len(its) >= 8, model
         assert {r["iteration"] for r in rows if r["model"] == model and r["method"] == "EMA"} == set(cfg.ema_points)
     for r in rows:
         assert set(REPORT_KEYS) <= set(r)
-        for key in ("fd_mean", "fd_std", "fd2_mean", "fd3_mean"):
+        for key in ("fd_mean", "fd_std", "fd2_mean", "fd3_mean", "fd4_mean"):
             assert isinstance(r[key], float) and math.isfinite(r[key]), (r, key)
         if r["main"]:
             assert all(isinstance(r[k], float) for k in ("kid_x1e3", "precision", "recall")), r
-    early = [r for r in rows if r["method"] == "LCSC" and r["iteration"] == cfg.early_point]
-    assert len(early) == 2 and all(r["speedup_iters"] > 0 and r["speedup_with_search"] > 0 for r in early)
+    early = [r for r in rows if r["method"].startswith("LCSC") and r["iteration"] == cfg.early_point]
+    assert len(early) == 4 and all(r["speedup_iters"] > 0 and r["speedup_with_search"] > 0 for r in early)
     assert all(r["speedup_with_search"] <= r["speedup_iters"] for r in early)
-    dm_nfes = {r["nfe"] for r in rows if r["model"] == "DM" and r["method"] == "LCSC" and r["iteration"] == 640}
-    assert dm_nfes == set(cfg.dm_nfes)
-    assert set(payload["nfe_match"]) == {"dm", "cm"} and payload["nfe_match"]["dm"]["lcsc_nfe"] == cfg.dm_nfe
+    dm_star = {r["nfe"] for r in rows if r["model"] == "DM" and r["method"] == "EMA*" and r["iteration"] == 640}
+    assert dm_star == set(cfg.dm_nfes)
+    assert set(payload["nfe_match"]) == {"dm", "cm", "dm@4"} and payload["nfe_match"]["dm@4"]["lcsc_nfe"] == 4
     assert {k: set(v) for k, v in payload["ema_star_interior"].items()} == \
         {"dm": {str(p) for p in cfg.points}, "cm": {str(p) for p in cfg.points}}
-    assert all(isinstance(v, bool) for d in payload["ema_star_interior"].values() for v in d.values())
     for d in payload["ema_grid_scores"].values():  # online EMAs and post-hoc σ_rel grid at every point
         assert all(len(s) == len(cfg.half_lives) + len(cfg.sigma_rels) for s in d.values())
-    lcsc = [r for r in rows if r["method"] == "LCSC" and r["main"]]
     md = (report / "report.md").read_text()
-    assert all(set(r["initial"]) == {"fd_mean", "fd2_mean", "fd3_mean", "fd4_mean"} for r in lcsc)
-    assert all(isinstance(r["fd4_mean"], float) and math.isfinite(r["fd4_mean"]) for r in rows)
-    assert "FD4 (report-only" in md
-    assert md.count("Held-out gain: FD_digits (searched)") == 2 and "FD3 (never searched)" in md
-    assert "FD2 (searched)" in md  # the default objective is the worst of FD_digits and FD2 (max:)
-    assert "| DM | LCSC | 160 | 5 |" in md and "| DM | LCSC | 640 | 5 |" in md and "## Time per stage" in md
-    assert md.count("| CM (CT) | EMA |") == 3 and md.count("| CM (CT) | LCSC | FD") == 4  # NFE table: FD_digits, FD2, FD3, FD4
-    assert "Training cost: EMA\\* first reaches" in md and "NFE: EMA\\* at the end of training" in md
+    assert all(set(r["initial"]) == {"fd_mean", "fd2_mean", "fd3_mean", "fd4_mean"} for r in exported)
+    assert "FD4 (report-only" in md and "FD2 (searched)" in md and "FD3 (never searched)" in md
+    assert md.count("Held-out gain: FD_digits (searched)") == 2
+    assert "| DM | LCSC | 160 | 5 |" in md and "| DM | LCSC Alg. 1 | 640 | 5 |" in md and "## Time per stage" in md
+    assert md.count("| CM (CT) | EMA |") == 3 and md.count("| CM (CT) | LCSC | FD") == 4  # NFE table: 4 spaces
+    assert "Training cost: EMA\\* first reaches" in md and "matches LCSC (searched at NFE 4)" in md
+    assert "LCSC Alg. 1 at 640 vs EMA\\*" in md and "## Models" in md and "../models/dm-lcsc-640.safetensors" in md
     for name in ("fd_vs_iteration.png", "fd_vs_nfe.png", "ema_grid.png"):
         assert (report / name).stat().st_size > 0
-    assert "## Anchoring: window-only vs anchored LCSC" in md and "LCSC anchored + guard (exported)" in md
+    assert "## Anchoring: window-only vs anchored LCSC" in md and "LCSC Alg. 1 anchored + guard" in md
     stages = json.loads((report / "stages.json").read_text())
-    assert f"LCSC dm@{cfg.iterations} window only" in stages
-    assert any(k.startswith("LCSC dm@") for k in stages) and stages["estimate_s"] > 0
+    assert {f"LCSC gradient dm@{cfg.iterations}", f"LCSC gradient dm@{cfg.iterations} NFE 4", "models"} <= set(stages)
+    assert f"LCSC dm@{cfg.iterations} window only" not in stages and stages["estimate_s"] > 0
+
+
+def test_quick_demo_models_rebuild_bit_for_bit_and_reproduce_their_rows(quick_demo, tmp_path):
+    """Every LCSC file: ``lcsc merge`` with its coefficient file gives the same tensors; ``lcsc eval`` on the
+    report's first held-out seed gives the report row's first FD_digits."""
+    from safetensors.torch import load_file
+
+    out = quick_demo[0]
+    index = json.loads((out / "models" / "models.json").read_text())
+    names = {f["file"] for f in index["files"]}
+    cfg = DemoConfig.quick()
+    want = {f"{m}-{k}-{p}.safetensors" for m in ("dm", "cm-ct") for k in ("ema-star", "lcsc", "lcsc-alg1")
+            for p in cfg.lcsc_points} | {f"dm-lcsc-nfe4-{cfg.iterations}.safetensors"}
+    assert names == want and all((out / "models" / n).is_file() for n in names)
+    for f in index["files"]:
+        if f["method"] == "EMA*":
+            assert f["made_by"] and f["ema_star"] in f["made_by"] or "σ_rel" in f["made_by"]
+            continue
+        model, step = f["model"], f["step"]
+        rebuilt = tmp_path / f["file"]
+        assert main(["merge", str(out / model / "windows" / str(step)), "--coeffs",
+                     str(out / "models" / f["coefficients"]), "-o", str(rebuilt)]) == 0
+        a, b = load_file(str(rebuilt)), load_file(str(out / "models" / f["file"]))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f["file"]
+    payload = json.loads((out / "report" / "report.json").read_text())
+    row = next(r for r in payload["rows"] if r["model"] == "DM" and r["method"] == "LCSC" and r["main"]
+               and r["iteration"] == cfg.iterations)
+    seed = cfg.held_out_seeds[0]
+    assert main(["eval", str(out / "models" / f"dm-lcsc-{cfg.iterations}.safetensors"), "--nfe", "5", "--samples",
+                 str(cfg.eval_samples), "--metrics", "fd", "--features", "digits", "--noise-seed", str(seed),
+                 "-o", str(tmp_path / "eval.json")]) == 0
+    fd = json.loads((tmp_path / "eval.json").read_text())["rows"][0]["fd"]
+    assert fd == pytest.approx(row["fd_per_seed"][0], rel=1e-9)
 
 
 def test_demo_config_validation():

@@ -10,23 +10,28 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lcsc.atomic import write_text
 from lcsc.demo.headlines import ALL_SPACES, SPACE_NAMES, holds_everywhere, spaces_in
 from lcsc.protocol import DECISION_SEEDS, REPORT_SEEDS, seed_role
 
 __all__ = ["seed_rows", "seed_table", "main", "VARIANTS"]
 
-VARIANTS = {"window only": "LCSC window only", "anchored + guard": "LCSC", "shrink 0.5": "LCSC shrink 0.5",
-            "shrink 0.75": "LCSC shrink 0.75"}  # column → report method, each at the end of training
+VARIANTS = {"Alg. 1 + guard": "LCSC Alg. 1", "gradient + guard": "LCSC gradient", "window only": "LCSC window only",
+            "shrink 0.5": "LCSC shrink 0.5", "shrink 0.75": "LCSC shrink 0.75"}  # column → report method (at the end)
+_EXPORT_VARIANT = {"gradient": "gradient + guard", "alg1": "Alg. 1 + guard"}  # the export's own column (row "LCSC")
 _ROLE_TITLES = {"report": f"Report seeds {', '.join(map(str, REPORT_SEEDS))}: nothing was chosen on them",
                 "decision": f"Decision seeds {', '.join(map(str, DECISION_SEEDS))}: defaults and rules were chosen "
                             "on these (they are not evidence)",
                 "other": "Other seeds"}
 
 
-def _variants(rows: list[dict], model: str, final: int, nfe: int) -> dict[str, dict[str, float]]:
-    get = {r["method"]: r for r in rows if r["model"] == model and r["iteration"] == final and r["nfe"] == nfe}
-    return {v: {k: get[m][k] for k in spaces_in(get[m])} for v, m in VARIANTS.items() if m in get}
+def _variants(rows: list[dict], model: str, final: int, nfe: int, export: str) -> dict[str, dict[str, float]]:
+    get = {r["method"]: r for r in rows if r["model"] == model and r["iteration"] == final and r["nfe"] == nfe
+           and (r["main"] or r["method"] != "LCSC")}
+    methods = VARIANTS | {_EXPORT_VARIANT[export]: "LCSC"}
+    return {v: {k: get[m][k] for k in spaces_in(get[m])} for v, m in methods.items() if m in get}
 
 
 def _row(payload: dict[str, Any], key: str, model: str) -> dict[str, Any]:
@@ -35,9 +40,13 @@ def _row(payload: dict[str, Any], key: str, model: str) -> dict[str, Any]:
     star, lcsc = get[("EMA*", final)], get[("LCSC", final)]
     early = next(r for (m, it), r in get.items() if m == "LCSC" and it < final)
     match = payload["nfe_match"].get(key, {})
+    low = next((m for k, m in payload["nfe_match"].items() if k.startswith(f"{key}@")), {})
     return {"seed": payload["config"]["seed"], "model": model, "ema_star": star["detail"],
             "ema": {k: star[k] for k in spaces_in(star)}, "lcsc": {k: lcsc[k] for k in spaces_in(lcsc)},
-            "variants": _variants(rows, model, final, lcsc["nfe"]), "guard": lcsc.get("detail", ""),
+            "variants": _variants(rows, model, final, lcsc["nfe"], payload.get("export", "alg1")),
+            "guard": lcsc.get("detail", ""), "export": payload.get("export", "alg1"),
+            "low_nfe": low.get("lcsc_nfe"), "low_nfe_reach": low.get("ema_star_nfe"), "low_by_space": low.get("by_space"),
+            "low_reach_text": f"LCSC@{low['lcsc_nfe']} ≈ EMA*@{low['ema_star_nfe']}" if low else None,
             "beats_everywhere": holds_everywhere(lcsc, star),
             "speedup": early["speedup"]["speedup_iters"], "speedup_claimed": early["speedup"]["claimed"],
             "speedup_with_search": early["speedup"]["speedup_with_search"],
@@ -78,15 +87,17 @@ def _space_names(rows: list[dict[str, Any]]) -> str:
 def _headline_table(rows: list[dict[str, Any]]) -> list[str]:
     names = _space_names(rows)
     out = [f"| Seed | Model | EMA* | EMA* {names} | LCSC {names} | LCSC beats EMA* "
-           "everywhere | Speed-up at the early point (all spaces; with search) | EMA* NFE matching LCSC | EMA* "
-           "interior |", "|---|---|---|---|---|---|---|---|---|"]
+           "everywhere | Speed-up at the early point (all spaces; with search) | EMA* NFE matching LCSC | EMA* NFE "
+           "matching the DM's LCSC searched at NFE 4 (per space) | EMA* interior |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["model"], r["seed"])):
         speed = f"{r['speedup']:.2f}× ({r['speedup_with_search']:.2f}×){'' if r['speedup_claimed'] else ', not claimed'}"
         nfe = "—" if r["nfe"] is None else f"LCSC@{r['lcsc_nfe']} ≈ EMA*@{r['nfe']}" + \
             ("" if r["nfe_claimed"] else ", not claimed")
         edges = "" if r["interior"] else f" (edge at {', '.join(r['edges'])})"
+        low = "—" if not r.get("low_by_space") else f"{r['low_reach_text']}: " + " / ".join(r["low_by_space"].values())
         out.append(f"| {r['seed']} | {r['model']} | {r['ema_star']} | {_fds(r['ema'])} | {_fds(r['lcsc'])} | "
-                   f"{_yes(r['beats_everywhere'])} | {speed} | {nfe} | {_yes(r['interior'])}{edges} |")
+                   f"{_yes(r['beats_everywhere'])} | {speed} | {nfe} | {low} | {_yes(r['interior'])}{edges} |")
     return out
 
 
@@ -110,6 +121,15 @@ def _summary(rows: list[dict[str, Any]]) -> list[str]:
                         for k in _keys(r["variants"][v], r["ema"])) for v in VARIANTS}
         total = {v: sum(len(_keys(r["variants"][v], r["ema"])) for r in mine if v in r["variants"]) for v in VARIANTS}
         wins = "; ".join(f"{v} {pairs[v]} of {total[v]}" for v in VARIANTS if total[v])
+        gain = 100 * float(np.mean([r["lcsc"]["fd_mean"] / r["ema"]["fd_mean"] - 1 for r in mine]))
+        twice = [r for r in mine if isinstance(r.get("low_nfe_reach"), (int, float))]
+        fast = sum(r["speedup"] >= 4 for r in mine)
+        out.append(f"- **{model}**: the export's FD_digits vs EMA*, mean over seeds {gain:+.1f} %; speed-up ≥ 4× in "
+                   f"every space on {fast} of {n}, > 1× with the search counted on "
+                   f"{sum(r['speedup_with_search'] > 1 for r in mine)} of {n}"
+                   + (f"; LCSC searched at NFE {twice[0]['low_nfe']} reached by EMA* only at ≥ 2× its NFE in every "
+                      f"space on {sum(r['low_nfe_reach'] >= 2 * r['low_nfe'] for r in twice)} of {n}" if twice else "")
+                   + ".")
         out.append(f"- **{model}** ({n} seed{'s' if n != 1 else ''}): LCSC beats EMA* in every space on "
                    f"{sum(r['beats_everywhere'] for r in mine)} of {n}; (seed, space) pairs where LCSC is lower than "
                    f"EMA*: {wins or '—'}; training-cost speed-up claimed on "
@@ -133,7 +153,7 @@ def seed_table(payloads: list[dict[str, Any]]) -> str:
         out += [f"## {_ROLE_TITLES[role]}", "", "Search objective: " + ", ".join(f"`{o}`" for o in objectives) + ".",
                 "", *_headline_table(mine), "",
                 f"Held-out {_space_names(mine)} at the end of training; (n/m): spaces where the variant is lower "
-                "than EMA*. LCSC anchored + guard is the demo's LCSC (the rows above).", "", *_variant_table(mine), "",
+                "than EMA*. The export's column (the gradient search's since issue 34, Alg. 1's before) is the demo's LCSC (the rows above).", "", *_variant_table(mine), "",
                 *_summary(mine), ""]
     return "\n".join(out)
 

@@ -72,6 +72,9 @@ class DistillConfig:
     cd_target_ema: float = 0.95  # θ⁻ for CD (decided on decision seed 0: θ⁻ = θ got worse with training)
     sigma_rels: tuple[float, ...] = SIGMA_RELS  # the EMA* grid's post-hoc σ_rel (the demo's 13)
     ema_fractions: tuple[float, ...] = EMA_FRACTIONS  # online EMA half-lives as fractions of each run (the demo's 11)
+    search: str = "gradient"  # "gradient" (the demo's export since issue 34; seed 11) or "alg1" (seed 10's)
+    grad_steps: int = 40  # the demo's gradient setting (issue 33's "short")
+    grad_batch_size: int = 256
 
     @property
     def held_out_noise(self) -> str:
@@ -93,6 +96,8 @@ class DistillConfig:
         if self.short_divisor < 2 or self.batch_divisor < 2 or self.batch_size % self.batch_divisor:
             raise ConfigError(f"short_divisor {self.short_divisor} and batch_divisor {self.batch_divisor} must be "
                               f">= 2, and batch_size {self.batch_size} divisible by batch_divisor")
+        if self.search not in ("gradient", "alg1"):
+            raise ConfigError(f"search {self.search!r}: choose 'gradient' or 'alg1'")
         if self.teacher_nfe not in self.dm_nfes:
             raise ConfigError(f"dm_nfes {self.dm_nfes} must include teacher_nfe {self.teacher_nfe}")
         self.runs()  # every run's DemoConfig validates its own sizes
@@ -111,7 +116,8 @@ class DistillConfig:
         base = dict(teacher_iterations=64, iterations=64, short_divisor=2, batch_size=16, channels=8, window=16,
                     interval=4, teacher_window=16, teacher_interval=4, search_samples=48, grid_samples=24,
                     eval_samples=48, eval_seeds=2, dm_search_evals=16, cm_search_evals=18, dm_nfes=(4, 9),
-                    cm_nfes=(1, 2), sigma_rels=(0.03, 0.06, 0.12), ema_fractions=(1 / 64, 1 / 16, 1 / 4))
+                    cm_nfes=(1, 2), sigma_rels=(0.03, 0.06, 0.12), ema_fractions=(1 / 64, 1 / 16, 1 / 4),
+                    grad_steps=3, grad_batch_size=16)
         return cls(**(base | overrides))
 
     def _demo(self, iterations: int, batch: int, window: int, interval: int, ends: tuple[int, ...],
@@ -124,7 +130,9 @@ class DistillConfig:
             grid_samples=self.grid_samples, eval_samples=self.eval_samples, eval_seeds=self.eval_seeds,
             dm_search_evals=self.dm_search_evals, cm_search_evals=self.cm_search_evals, window_only_baseline=False,
             shrink_lambdas=(), held_out_noise=self.held_out_noise, cd_target_ema=self.cd_target_ema, sigma_rels=self.sigma_rels,
-            ema_fractions=self.ema_fractions, default_ema_fraction=self.default_ema_fraction)
+            ema_fractions=self.ema_fractions, default_ema_fraction=self.default_ema_fraction,
+            gradient=self.search == "gradient", export=self.search, dm_low_nfe=0, grad_steps=self.grad_steps,
+            grad_batch_size=self.grad_batch_size)
 
     def runs(self) -> dict[str, RunSpec]:
         """Every run by name, in training order: teacher, CT, CD (the CD runs need the teacher)."""

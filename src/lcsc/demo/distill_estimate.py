@@ -37,7 +37,11 @@ def _eval_seconds(spec: RunSpec, c: dict[str, float]) -> dict[str, float]:
     per = c["gen"] * nfe
     candidates = len(d.half_lives) + len(d.sigma_rels)
     grid = len(d.points) * (candidates * d.grid_samples + d.grid_finalists * d.search_samples) * (per + c["fd_search"])
-    evals = d.search_evals(spec.model) + d.guard_finalists + 1
+    if d.export == "gradient":  # the initial population, 4 forward-pass equivalents per gradient sample, the guard
+        init = 1 + 2 * len(d.anchor_half_lives) + d.search_config(1).init_count
+        evals = init + 3 + 4 * d.grad_steps * d.grad_batch_size / d.search_samples
+    else:
+        evals = d.search_evals(spec.model) + d.guard_finalists + 1
     search = len(d.lcsc_points) * evals * d.search_samples * (per + c["fd_search"] + 0.05 / d.search_samples)
     nfes = d.dm_nfes if spec.model == "dm" else d.cm_nfes
     rows = (2 * len(d.points) + 2 * len(d.lcsc_points)) * d.eval_seeds * d.eval_samples * (per + c["fd_all"])

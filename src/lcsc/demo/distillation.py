@@ -28,6 +28,7 @@ from lcsc.demo.stages import (
     ema_star_choice,
     ema_state_named,
     held_out_row,
+    lcsc_grad_search,
     lcsc_search,
     lcsc_state,
 )
@@ -99,6 +100,10 @@ def _teacher_maker(cfg: DistillConfig, out: Path, scorer: Scorer) -> Callable[[]
 
 
 def _searches(spec: RunSpec, run: ModelRun, out: Path, scorer: Scorer, grid, progress: bool) -> dict[int, SearchRun]:
+    """Anchored LCSC at every window end: the gradient search (``search="gradient"``) or Algorithm 1."""
+    if spec.demo.export == "gradient":
+        return {p: lcsc_grad_search(run, spec.demo, scorer, p, out / spec.name, progress, grid[p]["star"])
+                for p in spec.demo.lcsc_points}
     evals = spec.demo.search_evals(spec.model)
     return {p: lcsc_search(run, spec.demo, scorer, p, evals, out / spec.name, progress, grid[p]["star"])
             for p in spec.demo.lcsc_points}
@@ -127,7 +132,9 @@ def _rows(spec: RunSpec, run: ModelRun, out: Path, scorer: Scorer, grid, searche
         add("EMA", p, default, run.nfe, lambda p=p: ema_state_named(run, default, p))
         add("EMA*", p, grid[p]["star"], run.nfe, lambda p=p: ema_state_named(run, grid[p]["star"], p))
     for p, s in searches.items():
-        add("LCSC", p, f"K={s.merger.K}, {s.result.evaluations} evals", run.nfe, lambda s=s: lcsc_state(s))
+        budget = f"{s.result.gradient['steps_done']} gradient steps" if s.result.gradient else \
+            f"{s.result.evaluations} evals"
+        add("LCSC", p, f"K={s.merger.K}, {budget}", run.nfe, lambda s=s: lcsc_state(s))
         add("LCSC initial", p, s.result.best_initial_name or "", run.nfe, lambda s=s: lcsc_state(s, initial=True))
     end, nfes = d.iterations, (d.dm_nfes if spec.model == "dm" else d.cm_nfes)
     if spec.name in ("teacher", "cd"):
@@ -138,8 +145,11 @@ def _rows(spec: RunSpec, run: ModelRun, out: Path, scorer: Scorer, grid, searche
 
 
 def _search_record(s: SearchRun) -> dict[str, Any]:
+    """A search's cost: "samples" in forward-pass equivalents (a gradient sample is 4: the forward, its recomputation
+    in the backward pass, and the backward counted as two forwards, as training steps are counted)."""
     r = s.result
-    return {"point": s.point, "seconds": s.seconds, "evaluations": r.evaluations, "samples": r.samples,
+    grad = r.gradient["samples"] if r.gradient else 0
+    return {"point": s.point, "seconds": s.seconds, "evaluations": r.evaluations, "samples": r.samples + 3 * grad,
             "K": s.merger.K, "revalidation": bool(r.revalidation)}
 
 
