@@ -41,3 +41,23 @@ def test_the_benchmark_refuses_a_report_seed(tmp_path: Path, capsys):
     assert not (tmp_path / "w").exists()
     with pytest.raises(SystemExit):
         anchoring.main([])
+
+
+def _result(seed: int, variants: dict[str, float]) -> dict:
+    """One decision seed's DM rows: EMA* at 100 / 10 / 1, each variant at ``f`` × those in every space."""
+    rows = {"EMA*": {"fd_mean": 100.0, "fd2_mean": 10.0, "fd3_mean": 1.0}}
+    rows |= {v: {"fd_mean": 100.0 * f, "fd2_mean": 10.0 * f, "fd3_mean": 1.0 * f} for v, f in variants.items()}
+    return {"seed": seed, "models": {"dm": {"rows": rows, "seconds": {}}}}
+
+
+def test_the_export_rule_takes_the_gradient_search_only_when_it_wins_strictly_more_triples():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import anchoring
+
+    assert "gradient + guard" in anchoring.EXPORT_RULES and anchoring.DEFAULT_RULE == "anchored + guard"
+    better = [_result(s, {"anchored + guard": 1.01 if s == 0 else 0.95, "gradient + guard": 0.5}) for s in range(3)]
+    figures = anchoring._figures(better)
+    assert figures["wins_vs_ema_star"] == {"anchored + guard": 6, "gradient + guard": 9}
+    assert figures["chosen_export"] == "gradient + guard"
+    tie = [_result(s, {"anchored + guard": 0.95, "gradient + guard": 0.5}) for s in range(3)]
+    assert anchoring._figures(tie)["chosen_export"] == "anchored + guard"  # a tie in triples: the default stays
