@@ -82,3 +82,25 @@ def test_pair_training_estimate_is_the_slower_model_on_one_thread():
     fast, slow = {"step1": 0.02, "step": 0.015}, {"step1": 0.04, "step": 0.025}
     # no widening once the fast one is done (that made the weights depend on timing): 100 × 0.04 s
     assert _pair_seconds(100, slow, fast) == pytest.approx(100 * 0.04)
+
+
+def test_held_out_rows_are_scored_once_per_weights(monkeypatch):
+    """An anchor the guard exported (or a best initial individual that is EMA*) reuses EMA*'s row; other weights
+    are scored; a full row serves a later FD-only request, not the other way round."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from lcsc.demo import run as demo_run
+
+    calls = []
+    monkeypatch.setattr(demo_run, "held_out_row", lambda run, cfg, scorer, state, nfe, full:
+                        (calls.append((float(state["w"][1]), nfe, full)), SimpleNamespace(v=len(calls)))[1])
+    score = demo_run._RowScorer(None, None, None, SimpleNamespace(update=lambda n: None))
+    a, b = {"w": torch.tensor([1.0, 2.0])}, {"w": torch.tensor([1.0, 2.5])}
+    first = score("hl-16", 800, lambda: a, 5, True)
+    assert score("lcsc", 800, lambda: {"w": a["w"].clone()}, 5, False) is first  # same weights: EMA*'s row
+    assert score("other", 800, lambda: b, 5, False) is not first
+    score("x", 800, lambda: b, 5, True)  # an FD-only row does not serve a full one
+    score("y", 800, lambda: a, 4, True)  # another NFE is another row
+    assert calls == [(2.0, 5, True), (2.5, 5, False), (2.5, 5, True), (2.0, 4, True)]
