@@ -17,6 +17,7 @@ from lcsc.analysis.landscape import (
     parse_points,
     plane,
     plot_landscape,
+    point_anchors,
     resolve_point,
 )
 from lcsc.errors import CoefficientError, ConfigError
@@ -102,6 +103,34 @@ def test_a_search_folder_gives_its_best_full_count_coefficients(tmp_path: Path):
         resolve_point(str(tmp_path / "s"), [1, 2, 3, 4, 5])
 
 
+class AnchoredVectorMerger(VectorMerger):
+    """A stack with one anchor row after the window (K = 6)."""
+
+    anchors = [{"name": "ema:hl-10", "sha256": "x"}]
+
+
+def test_an_anchored_search_point_weighs_its_anchor_row(tmp_path: Path):
+    folder = tmp_path / "anchored"
+    journal = Journal.create(folder / "journal.jsonl", {"steps": STEPS, "G": 1, "K": 6,
+                                                      "anchors": [{"name": "ema:hl-10", "sha256": "x"}],
+                                                      "objective": {"direction": "minimize"}})
+    best = [0.1, 0.1, 0.0, 0.1, 0.2, 0.5]
+    for i, (a, score) in enumerate([([0.0] * 5 + [1.0], 2.0), (best, 1.0)]):
+        journal.append({"index": i, "coefficients": [a], "score": score, "stage": "full", "status": "ok"})
+    assert resolve_point(str(folder), STEPS, ["ema:hl-10"]).tolist() == best
+    assert resolve_point("last", STEPS, ["ema:hl-10"]).tolist() == [0, 0, 0, 0, 1, 0]
+    with pytest.raises(ConfigError, match=r"anchored: its anchors \['ema:hl-10'\] are not rows"):
+        resolve_point(str(folder), STEPS)
+    points = [("lcsc", str(folder)), ("last", "last"), ("uniform", "uniform")]
+    assert point_anchors(points) == [({"name": "ema:hl-10", "sha256": "x", "spec": "ema:hl-10"}, str(folder))]
+    target = np.array(best)
+    land = compute_landscape(AnchoredVectorMerger(), Quadratic(target), points, size=3, lo=0.0, hi=1.0,
+                             progress=False)
+    assert land.anchors[0].coefficients.tolist() == best and land.info["anchor_rows"] == ["ema:hl-10"]
+    assert land.anchors[0].direct_score == 1.0 and land.minimum == {"u": 0.0, "v": 0.0, "score": 1.0}
+    assert land.anchors[2].coefficients.tolist() == [0.2] * 5 + [0.0]
+
+
 def test_landscape_finds_the_projected_minimum_and_equals_direct_scores_at_the_anchors():
     last, uniform = np.eye(5)[-1], np.full(5, 0.2)
     ema = ema_coefficients(5, half_life_to_rate(10), 10)
@@ -173,3 +202,31 @@ def test_cli_landscape_bad_input(tiny_window: Path, tmp_path: Path, capsys):
     assert "other.json" in capsys.readouterr().err
     assert main(["analyze", "landscape", str(tiny_window), "--grid", "1", "-o", str(tmp_path / "o")]) == 2
     assert "--grid 1" in capsys.readouterr().err
+
+
+def test_cli_landscape_through_an_anchored_search(tiny_window: Path, tmp_path: Path, one_thread):
+    """The search's EMA anchor is rebuilt from its spec as a row after the window; the plane passes through the
+    search's export exactly, the other points put 0 on that row."""
+    from lcsc.checkpoints import CheckpointStack
+    from lcsc.checkpoints.anchor_specs import resolve_anchors
+    from lcsc.cli.main import main
+    from lcsc.merge import StackMerger
+    from lcsc.objectives import builtin_objective
+    from lcsc.search import SearchConfig, exported_coefficients, run_search
+
+    stack = CheckpointStack.open(tiny_window, cache=False, progress=False)
+    merger = StackMerger(stack.with_anchors(resolve_anchors(["ema:hl-2"], tiny_window, stack)))
+    objective = builtin_objective(tiny_window, "fd", num_samples=32, nfe=1, progress=False)
+    search = tmp_path / "search"
+    res = run_search(merger, objective, SearchConfig(evals=8, revalidate=2), search, progress=False)
+    ex = exported_coefficients(search)
+    assert ex.anchor_names == ["ema:hl-2"] and np.array_equal(ex.coefficients, res.best)
+    out = tmp_path / "land"
+    assert main(["analyze", "landscape", str(tiny_window), "--points", f"lcsc={search},last=last,uniform=uniform",
+                 "--quick", "-o", str(out)]) == 0
+    data = json.loads((out / "landscape.json").read_text())
+    assert data["anchor_rows"] == ["ema:hl-2"] and data["nfe"] == 1  # the search's NFE
+    lcsc, last, uniform = data["anchors"]
+    assert lcsc["coefficients"] == res.best[0].tolist() and len(lcsc["coefficients"]) == 5
+    assert last["coefficients"] == [0.0, 0.0, 0.0, 1.0, 0.0] and uniform["coefficients"] == [0.25] * 4 + [0.0]
+    assert lcsc["score"] == pytest.approx(lcsc["direct_score"], rel=1e-5)

@@ -2,10 +2,14 @@
 """The score landscape of the plane a(u, v) = (1 − u − v)·a0 + u·a1 + v·a2 through three anchor coefficient vectors.
 
 Every point of the plane sums to 1 (the anchors do). The grid includes the anchors exactly ((u, v) ∈ {(0, 0), (1, 0),
-(0, 1)}) whenever the range covers 0 and 1, so the landscape there equals a direct score of the anchors."""
+(0, 1)}) whenever the range covers 0 and 1, so the landscape there equals a direct score of the anchors. A point from
+an anchored search (or a coefficient file naming anchors) weighs EMA weights beside the window: the merger's stack
+then carries those anchors as rows after the window (``point_anchors`` lists them; the CLI adds them), every other
+point puts 0 on them, and the plane stays a plane of full merged states."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +23,11 @@ from tqdm import tqdm  # noqa: E402
 
 from lcsc.errors import ConfigError  # noqa: E402
 from lcsc.merge import Coefficients  # noqa: E402
-from lcsc.search import Journal, ema_coefficients, half_life_to_rate  # noqa: E402
-from lcsc.search.ranking import best_full_record  # noqa: E402
+from lcsc.search import ema_coefficients, exported_coefficients, half_life_to_rate  # noqa: E402
+from lcsc.search.runner import anchors_of  # noqa: E402
 
 __all__ = ["Anchor", "Landscape", "parse_points", "resolve_point", "grid_axis", "plane", "compute_landscape",
-           "plot_landscape", "landscape_markdown", "default_points", "search_best"]
+           "plot_landscape", "landscape_markdown", "default_points", "search_best", "point_anchors"]
 
 ANCHOR_UV = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0))
 
@@ -96,29 +100,62 @@ def _interval(steps: list[int]) -> int:
     return int(gaps.min()) if len(gaps) else 1
 
 
-def search_best(path: Path, steps: list[int]) -> np.ndarray:
-    """The best full-count coefficients journalled by a search (a folder holding ``journal.jsonl``, or the file)."""
-    journal_path = path / "journal.jsonl" if path.is_dir() else path
-    journal = Journal.load(journal_path)
-    if list(journal.header.get("steps", [])) != list(steps):
-        raise ConfigError(f"{journal_path}: the search's steps ({len(journal.header.get('steps', []))} checkpoints) "
-                          f"do not match the window's {len(steps)} checkpoints (steps {steps[:3]}…)")
-    if journal.header.get("G", 1) != 1:
-        raise ConfigError(f"{journal_path}: a per-group search (G={journal.header['G']}); the landscape needs one "
+def search_best(path: Path, steps: list[int], anchors: Sequence[str] = ()) -> np.ndarray:
+    """The coefficients a search exports (:func:`lcsc.search.exported_coefficients`: plain, anchored or gradient;
+    a folder or its ``journal.jsonl``) over ``steps`` then the rows ``anchors`` (the merger's anchor names): the
+    search's anchors go to their rows by name, other rows get 0."""
+    ex = exported_coefficients(path)
+    if list(ex.steps) != list(steps):
+        raise ConfigError(f"{ex.folder}: the search's steps ({ex.K_window} checkpoints) do not match the window's "
+                          f"{len(steps)} checkpoints (steps {steps[:3]}…)")
+    if ex.coefficients.shape[0] != 1:
+        raise ConfigError(f"{ex.folder}: a per-group search (G={ex.coefficients.shape[0]}); the landscape needs one "
                           "coefficient vector")
-    best = best_full_record(journal.records, journal.header.get("objective", {}).get("direction") or "minimize")
-    if best is None:
-        raise ConfigError(f"{journal_path}: no scored candidate to take the best coefficients from")
-    return np.asarray(best["coefficients"], dtype=np.float64).reshape(-1)
+    return _on_rows(ex.window[0], dict(zip(ex.anchor_names, ex.anchor_part[0])), anchors, str(ex.folder))
 
 
-def resolve_point(spec: str, steps: list[int]) -> np.ndarray:
-    """Coefficients (K,) for ``spec``: last, uniform, ema:H, a coefficient JSON file, or a search folder/journal."""
+def _on_rows(window: np.ndarray, weights: dict[str, float], anchors: Sequence[str], source: str) -> np.ndarray:
+    """Window coefficients then one per anchor row (``weights`` by name; refused when a name has no row)."""
+    missing = [n for n in weights if n not in anchors]
+    if missing:
+        raise ConfigError(f"{source}: its anchors {missing} are not rows of the landscape's stack (rows after the "
+                          f"window: {list(anchors) or 'none'}); open the window with these anchors")
+    return np.concatenate([np.asarray(window, dtype=np.float64), [float(weights.get(n, 0.0)) for n in anchors]])
+
+
+def point_anchors(points: list[tuple[str, str]]) -> list[tuple[dict[str, Any], str]]:
+    """The anchors (records with ``name``, ``sha256`` and ``spec``) that the points' searches and coefficient files
+    weigh, each once in first-seen order with the point it came from; an anchor name standing for two different
+    weights, or one without a recorded spec, is refused."""
+    out: dict[str, tuple[dict[str, Any], str]] = {}
+    for _, spec in points:
+        path = Path(spec)
+        if path.is_dir() or path.name.endswith(".jsonl"):
+            records = exported_coefficients(path).anchors
+        elif path.is_file() and path.suffix == ".json":
+            records = Coefficients.load(path, renormalize=True).anchors
+        else:
+            continue
+        for rec in records:
+            seen = out.get(rec["name"])
+            if seen is not None and seen[0]["sha256"] != rec["sha256"]:
+                raise ConfigError(f"anchor {rec['name']!r}: {seen[1]} and {spec} weigh different weights under this "
+                                  "name; give points searched with the same anchors")
+            if not rec.get("spec"):
+                raise ConfigError(f"{spec}: anchor {rec['name']!r} has no recorded spec (no provenance.json beside "
+                                  "the journal), so the landscape cannot rebuild its row")
+            out.setdefault(rec["name"], (dict(rec), spec))
+    return list(out.values())
+
+
+def resolve_point(spec: str, steps: list[int], anchors: Sequence[str] = ()) -> np.ndarray:
+    """Coefficients (K_window + len(anchors),) for ``spec``: last, uniform, ema:H, a coefficient JSON file, or a
+    search folder/journal (its export); ``anchors`` names the stack's rows after the window (0 unless weighed)."""
     K, low = len(steps), spec.strip().lower()
     if low == "last":
-        return np.eye(K)[-1]
+        return _on_rows(np.eye(K)[-1], {}, anchors, spec)
     if low == "uniform":
-        return np.full(K, 1.0 / K)
+        return _on_rows(np.full(K, 1.0 / K), {}, anchors, spec)
     if low.startswith("ema:"):
         try:
             half_life = float(low[4:])
@@ -127,17 +164,19 @@ def resolve_point(spec: str, steps: list[int]) -> np.ndarray:
         if not half_life > 0:
             raise ConfigError(f"point {spec!r}: the EMA half-life must be > 0 iterations")
         interval = _interval(steps)
-        return ema_coefficients(K, half_life_to_rate(half_life), interval)
+        return _on_rows(ema_coefficients(K, half_life_to_rate(half_life), interval), {}, anchors, spec)
     path = Path(spec)
     if path.is_dir() or path.name.endswith(".jsonl"):
-        return search_best(path, steps)
+        return search_best(path, steps, anchors)
     if not path.exists():
         raise ConfigError(f"point {spec!r}: not last, uniform, ema:H, a coefficient file or a search folder")
     coeffs = Coefficients.load(path, renormalize=True)
     coeffs.check_steps(steps, str(path))
     if coeffs.values.shape[0] != 1:
         raise ConfigError(f"{path}: per-group coefficients; the landscape needs one coefficient vector")
-    return coeffs.values[0]
+    K_w = len(steps)
+    return _on_rows(coeffs.values[0][:K_w], dict(zip(coeffs.anchor_names, coeffs.values[0][K_w:])), anchors,
+                    str(path))
 
 
 def grid_axis(lo: float, hi: float, n: int) -> np.ndarray:
@@ -171,7 +210,8 @@ def compute_landscape(merger: Any, objective: Any, points: list[tuple[str, str]]
     if len(points) != 3:
         raise ConfigError(f"the landscape needs three anchor points, got {len(points)}")
     axis = grid_axis(lo, hi, size)
-    anchors = [Anchor(n, s, resolve_point(s, steps), uv) for (n, s), uv in zip(points, ANCHOR_UV)]
+    extra = [a["name"] for a in anchors_of(merger)]  # the stack's anchor rows (EMA weights after the window)
+    anchors = [Anchor(n, s, resolve_point(s, steps, extra), uv) for (n, s), uv in zip(points, ANCHOR_UV)]
     A = np.stack([a.coefficients for a in anchors])
     values = np.full((len(axis), len(axis)), np.nan)
     for j, v in enumerate(tqdm(axis, desc="landscape rows", disable=not progress)):
@@ -182,7 +222,8 @@ def compute_landscape(merger: Any, objective: Any, points: list[tuple[str, str]]
         hit = [(j, i) for j in range(len(axis)) for i in range(len(axis)) if (axis[i], axis[j]) == a.uv]
         a.score = float(values[hit[0]]) if hit else None
     name = getattr(objective, "name", type(objective).__name__)
-    return Landscape(axis.copy(), axis.copy(), values, anchors, steps, str(name), {"range": [lo, hi], "size": size})
+    return Landscape(axis.copy(), axis.copy(), values, anchors, steps, str(name),
+                     {"range": [lo, hi], "size": size, "anchor_rows": extra})
 
 
 def plot_landscape(land: Landscape) -> Any:
@@ -227,4 +268,11 @@ def landscape_markdown(land: Landscape) -> str:
             f"minimum is {m['score']:.4g} at (u, v) = ({m['u']:.3g}, {m['v']:.3g}), "
             f"{'inside' if inside else 'outside'} the anchor triangle and nearest to {nearest.name}; the best anchor "
             f"({best.name}, {best.direct_score:.4g}) is {rel:+.1f} % above it"
-            f"{' (the minimum is that anchor)' if abs(rel) < 1e-9 else ''}.")
+            f"{' (the minimum is that anchor)' if abs(rel) < 1e-9 else ''}.{_rows_note(land)}")
+
+
+def _rows_note(land: Landscape) -> str:
+    """A sentence on the stack's anchor rows (EMA weights after the window), when a point weighs them."""
+    rows = land.info.get("anchor_rows") or []
+    return (f" The stack carries the anchors {', '.join(rows)} as rows after the window's {len(land.steps)} "
+            "checkpoints (an anchored search's export weighs them; the other points put 0 on them).") if rows else ""

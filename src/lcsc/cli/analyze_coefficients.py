@@ -1,4 +1,5 @@
-"""``lcsc analyze coefficients SEARCH_DIR… -o DIR``: LCSC Fig. 5, searched coefficients vs EMA profiles."""
+"""``lcsc analyze coefficients SEARCH_DIR… -o DIR``: LCSC Fig. 5, exported coefficients vs EMA profiles (the window
+part of anchored and gradient searches; their anchors' weights by name)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ __all__ = ["register", "run"]
 def register(what: argparse._SubParsersAction) -> None:
     p = what.add_parser("coefficients", help="LCSC Fig. 5: best coefficients per search, EMA profiles, negative "
                                              "mass, effective window, correlation between searches, convergence")
-    p.add_argument("searches", nargs="+", type=Path, metavar="SEARCH_DIR", help="search folders (journal.jsonl)")
+    p.add_argument("searches", nargs="+", type=Path, metavar="SEARCH_DIR",
+                   help="search folders (journal.jsonl; plain, anchored or gradient searches, mixed)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     p.add_argument("--ema-half-life", default="", metavar="H1,H2,…",
                    help="overlay online-EMA profiles of these half-lives (iterations) over each window")
@@ -57,8 +59,11 @@ def run(args: argparse.Namespace) -> int:
     write_resolved_config(args.output / "coefficients.config.json", "analyze coefficients", args)
     for s in data["searches"]:
         st = s["stats"]
-        print(f"{s['name']}: best {s['best_score']:.4g}, negative mass {st['negative_mass']:.3f}, "
-              f"{int(100 * args.mass)}% window {st['effective_window']} ckpts, 1/Σa² {st['participation']:.1f}")
+        score = "—" if s["best_score"] is None else f"{s['best_score']:.4g}"
+        anchors = f", anchors Σa {st['anchor_weight']:.3f}" if s["anchors"] else ""
+        print(f"{s['name']} ({s['kind']}, {s['export'] or 'best'}): score {score}, negative mass "
+              f"{st['negative_mass']:.3f}, {int(100 * args.mass)}% window {st['effective_window']} ckpts, "
+              f"(Σa)²/Σa² {st['participation']:.1f}{anchors}")
     for c in data["correlations"]:
         print(f"pearson({c['a']}, {c['b']}) = {c['pearson']:.3f}")
     print(f"wrote {paths['md']}")

@@ -13,11 +13,13 @@ from lcsc.analysis.landscape import (
     landscape_markdown,
     parse_points,
     plot_landscape,
+    point_anchors,
     resolve_point,
 )
 from lcsc.analysis.output import write_analysis
 from lcsc.atomic import check_writable
 from lcsc.checkpoints import CheckpointStack
+from lcsc.checkpoints.anchor_specs import resolve_recorded_anchors
 from lcsc.cli.common import write_resolved_config
 from lcsc.errors import ConfigError
 from lcsc.merge import StackMerger
@@ -35,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("window", type=Path, help="a checkpoint window folder, e.g. RUN/windows/800")
     p.add_argument("--points", default=None,
                    help="three anchors NAME=SPEC,NAME=SPEC,NAME=SPEC; SPEC: a coefficient JSON file, a search folder "
-                        "or journal.jsonl (its best coefficients), last, uniform, or ema:H (half-life H iterations); "
-                        "default last,uniform,ema:(window/4)")
+                        "or journal.jsonl (its exported coefficients: plain, anchored or gradient search), last, "
+                        "uniform, or ema:H (half-life H iterations); default last,uniform,ema:(window/4). The EMA "
+                        "anchors of anchored searches are added to the stack as rows after the window")
     p.add_argument("--grid", type=int, default=11, help="grid points per axis (default 11; 0 and 1 always included)")
     p.add_argument("--range", dest="range_", default="-0.6:1.4", metavar="LO:HI",
                    help="u and v range (default -0.6:1.4, whose 11-point grid holds 0 and 1 exactly)")
@@ -76,6 +79,15 @@ def _search_nfe(points: list[tuple[str, str]]) -> int | None:
     return None
 
 
+def _with_point_anchors(stack: CheckpointStack, points: list[tuple[str, str]], window: Path) -> CheckpointStack:
+    """The window's stack plus the anchors (EMA weights) that the points' anchored searches weigh, resolved again
+    from their recorded specs against ``window`` and checked against their hashes."""
+    resolved = []
+    for record, source in point_anchors(points):
+        resolved += resolve_recorded_anchors([record], window, stack, source=source)
+    return stack.with_anchors(resolved) if resolved else stack
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.window.is_dir():
         raise ConfigError(f"{args.window}: not a checkpoint window folder")
@@ -88,8 +100,9 @@ def run(args: argparse.Namespace) -> int:
     stack = CheckpointStack.open(args.window, cache=args.cache_dir is not None, cache_dir=args.cache_dir,
                                  progress=sys.stderr.isatty())
     points = parse_points(args.points) or default_points(list(stack.steps))
+    stack = _with_point_anchors(stack, points, args.window)
     for _, spec in points:  # bad anchors fail before the reference statistics are built
-        resolve_point(spec, list(stack.steps))
+        resolve_point(spec, list(stack.steps), [a.name for a in stack.anchors])
     nfe = args.nfe or _search_nfe(points)
     objective = builtin_objective(args.window, args.objective, num_samples=samples, nfe=nfe, device=args.device,
                                   noise_seed=args.noise_seed, progress=sys.stderr.isatty())

@@ -4,6 +4,7 @@ CMA-ES, separable CMA-ES), racing on sample count, the gradient search through t
 from lcsc.search.basis import SPACE_KINDS, CoefficientSpace, parse_space
 from lcsc.search.config import SearchConfig
 from lcsc.search.evolution import Alg1Optimizer, EvolutionParams, propose_generation
+from lcsc.search.exported import ExportedCoefficients, exported_coefficients
 from lcsc.search.grad_config import GradConfig
 from lcsc.search.gradient import run_gradient_search, share_initial_population
 from lcsc.search.hyperplane import Hyperplane, sum_zero_basis
@@ -17,6 +18,7 @@ __all__ = [
     "Alg1Optimizer",
     "CoefficientSpace",
     "EvolutionParams",
+    "ExportedCoefficients",
     "GradConfig",
     "Hyperplane",
     "Journal",
@@ -29,6 +31,7 @@ __all__ = [
     "coefficient_hash",
     "default_half_lives",
     "ema_coefficients",
+    "exported_coefficients",
     "half_life_to_rate",
     "make_optimizer",
     "parse_space",
