@@ -104,7 +104,9 @@ def _method(result: DemoResult, kind: str) -> str:
 def _readme(index: dict[str, Any]) -> str:
     lines = ["# The demo's models", "",
              f"`lcsc` = the export behind the report's headlines ({index['export']} search); every LCSC file has the "
-             "coefficient file `lcsc merge` rebuilds it from bit for bit (anchors are recorded by spec and hash). "
+             "coefficient file `lcsc merge` rebuilds it from, bit for bit at the demo's torch thread count (another "
+             "thread count sums the GEMM in another order: the last float32 bit of a few weights may differ); "
+             "anchors are recorded by spec and hash. "
              "`eval` scores a file on the report's first held-out noise seed (its FD_digits is that row's first "
              "per-seed value).", "",
              "| File | Model | Step | NFE | Method | Made by / rebuilt with | Score it |", "|---|---|---|---|---|---|---|"]
