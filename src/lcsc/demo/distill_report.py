@@ -139,7 +139,10 @@ def _sizes(cfg: DistillConfig) -> str:
             f"(CD, CT) and {cfg.small_batch} (CD); windows of {cfg.window} iterations every {cfg.interval} (K = "
             f"{cfg.window // cfg.interval}) ending at {', '.join(map(str, r['cd'].demo.lcsc_points))}; EMA* at "
             f"{len(r['cd'].demo.points)} points per run ({len(r['cd'].demo.half_lives)} online EMAs + "
-            f"{len(cfg.sigma_rels)} post-hoc σ_rel).")
+            f"{len(cfg.sigma_rels)} post-hoc σ_rel). LCSC: anchored and guarded, "
+            + (f"the gradient search ({cfg.grad_steps} Adam steps of {cfg.grad_batch_size} samples on fresh noise)."
+               if cfg.search == "gradient" else f"Algorithm 1 ({cfg.dm_search_evals} / {cfg.cm_search_evals} "
+               "evaluations, DM / CM)."))
 
 
 def _panels(raw: dict, cfg: DistillConfig, names: tuple[str, ...]) -> dict[str, dict]:
