@@ -7,7 +7,8 @@ EMA* (online + post-hoc) at 12 points per run, anchored LCSC on windows (K = 100
 row scored on held-out noise (3 seeds × 800 samples) in four feature spaces; then the speed-ups (iterations, images
 seen, with the search counted), the NFE comparisons and the cost table.
 
-Run:  python benchmarks/distillation.py --seed 10                (≈ 75–85 min on 2 CPU cores, estimated; resumable: run it again)
+Run:  python benchmarks/distillation.py --seed 11                (≈ 75–85 min on 2 CPU cores, estimated; resumable: run it again)
+      python benchmarks/distillation.py --seed 10 --search alg1    (seed 10's Algorithm 1 run, docs/distillation/seed-10)
       python benchmarks/distillation.py --quick --out /tmp/dq     (≤ 2 min, CI)
 Seeds: report seeds (10, 11) write the results (report noise, docs/distillation by default); decision seeds (0-2)
 are sizing probes on check noise. Outputs: report.json / report.md / figures in --report; the last line printed is
@@ -32,6 +33,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="work folder (default runs/distillation-seedS; resumed when it exists)")
     p.add_argument("--report", default=None, help="report folder (default docs/distillation/seed-S; quick: OUT/report)")
     p.add_argument("--quick", action="store_true", help="tiny runs for a smoke test (≤ 2 min)")
+    p.add_argument("--search", choices=["gradient", "alg1"], default="gradient",
+                   help="the anchored LCSC search: gradient (the demo's export since issue 34; seed 11) or alg1 "
+                        "(Algorithm 1, as seed 10 ran)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
@@ -56,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     a = _args(argv)
     t0 = time.perf_counter()
     try:
-        cfg = (DistillConfig.quick if a.quick else DistillConfig)(seed=a.seed, device=a.device)
+        cfg = (DistillConfig.quick if a.quick else DistillConfig)(seed=a.seed, device=a.device, search=a.search)
         out = Path(a.out or f"runs/distillation-seed{a.seed}{'-quick' if a.quick else ''}")
         report = Path(a.report or (out / "report" if a.quick else f"docs/distillation/seed-{a.seed}"))
         raw = run_distillation(cfg, out, progress=not a.no_progress, on_stage=_on_stage)
