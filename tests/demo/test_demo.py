@@ -16,6 +16,7 @@ from lcsc.demo.report import REPORT_KEYS
 from lcsc.demo.scoring import check_seed_separation
 from lcsc.errors import ConfigError
 from lcsc.objectives.base import noise_fingerprint
+from tests.demo.analyze_check import check_analyses
 from tests.demo.protocol_check import NoiseRecorder, protocol_violations
 
 
@@ -38,7 +39,15 @@ def test_protocol_violations_catch_a_deliberate_leak(monkeypatch):
         "a decision stage built a report-only space"]
 
 
-def test_quick_demo_writes_a_complete_report(quick_demo):
+def test_quick_demo_end_to_end(quick_demo, tmp_path):
+    """One test (one xdist worker) for everything that reads the quick demo: the report, the models folder, and
+    every ``lcsc analyze`` of scripts/analyze_demo.sh on it."""
+    _check_report(quick_demo)
+    _check_models(quick_demo, tmp_path / "models")
+    check_analyses(quick_demo[0], tmp_path / "analyses")
+
+
+def _check_report(quick_demo) -> None:
     out, recorder, printed = quick_demo
     assert protocol_violations(recorder, DemoConfig.quick()) == []
     assert recorder.chosen_from and all(any(c == g for g in recorder.grid_finalists) for c in recorder.chosen_from)
@@ -98,11 +107,12 @@ def test_quick_demo_writes_a_complete_report(quick_demo):
     assert f"LCSC dm@{cfg.iterations} window only" not in stages and stages["estimate_s"] > 0
 
 
-def test_quick_demo_models_rebuild_bit_for_bit_and_reproduce_their_rows(quick_demo, tmp_path):
+def _check_models(quick_demo, tmp_path) -> None:
     """Every LCSC file: ``lcsc merge`` with its coefficient file gives the same tensors; ``lcsc eval`` on the
     report's first held-out seed gives the report row's first FD_digits."""
     from safetensors.torch import load_file
 
+    tmp_path.mkdir()
     out = quick_demo[0]
     index = json.loads((out / "models" / "models.json").read_text())
     names = {f["file"] for f in index["files"]}

@@ -1,5 +1,5 @@
-"""``scripts/analyze_demo.sh`` on the quick demo's folder (every ``lcsc analyze`` at tiny sizes): a renamed search
-folder or a changed report cannot break the analyses silently again."""
+"""``scripts/analyze_demo.sh`` on the quick demo's folder (every ``lcsc analyze`` at tiny sizes), checked by
+tests/demo/test_demo.py: a renamed search folder or a changed report cannot break the analyses silently again."""
 
 from __future__ import annotations
 
@@ -12,8 +12,12 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "analyze_demo.sh"
 
 
-def test_analyze_demo_runs_every_analysis_on_the_quick_demo(quick_demo, tmp_path):
-    run = quick_demo[0]
+__all__ = ["check_analyses"]
+
+
+def check_analyses(run: Path, tmp_path: Path) -> None:
+    """Run the script on ``run`` with ANALYZE_SMALL=1 and check every analysis wrote its JSON, the exports' window
+    parts and anchor weights sum to 1, and the kinds are read right."""
     env = os.environ | {"ANALYZE_SMALL": "1", "SCRATCH": str(tmp_path / "scratch"), "JOBS": "1",
                         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     done = subprocess.run(["bash", str(SCRIPT), str(run), str(tmp_path / "out")], env=env, capture_output=True,
