@@ -28,9 +28,10 @@ def _run(out: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def quick_demo(tmp_path_factory, worker_id) -> tuple[Path, SimpleNamespace, str]:
+def quick_demo(request, tmp_path_factory) -> tuple[Path, SimpleNamespace, str]:
     """(output folder, what the noise recorder saw during the run, what the run printed) of ``lcsc demo --quick``."""
-    root = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    worker = getattr(request.config, "workerinput", {}).get("workerid")  # None without pytest-xdist
+    root = tmp_path_factory.getbasetemp() if worker is None else tmp_path_factory.getbasetemp().parent
     out = root / "quick-demo-shared" / "demo"
     with FileLock(str(root / "quick-demo-shared.lock")):
         if not (out.parent / "recorder.json").is_file():
