@@ -60,17 +60,17 @@ def _check_report(quick_demo) -> None:
     payload = json.loads((report / "report.json").read_text())
     rows, cfg = payload["rows"], DemoConfig.quick()
     main_rows = [r for r in rows if r["main"]]
-    assert len(main_rows) == 18  # per model: EMA ×3, EMA* ×2, LCSC (the gradient export) ×2, LCSC Alg. 1 ×2
-    assert {r["method"] for r in rows} == {"EMA", "EMA*", "LCSC", "LCSC Alg. 1"}
-    assert payload["export"] == "gradient" and payload["other_method"] == "LCSC Alg. 1"
+    assert len(main_rows) == 18  # per model: EMA ×3, EMA* ×2, LCSC (the Alg. 1 export) ×2, LCSC gradient ×2
+    assert {r["method"] for r in rows} == {"EMA", "EMA*", "LCSC", "LCSC gradient"}
+    assert payload["export"] == "alg1" and payload["other_method"] == "LCSC gradient"
     for model in ("DM", "CM (CT)"):  # off the main table: EMA* at the other NFEs, the DM's LCSC searched at NFE 4
         extra = [r for r in rows if r["model"] == model and not r["main"] and r["method"].startswith("LCSC")]
         assert [(r["iteration"], r["nfe"]) for r in extra] == ([(cfg.iterations, 4)] if model == "DM" else [])
     exported = [r for r in rows if r["method"] == "LCSC" and r["main"]]
-    assert all(r["detail"].startswith("gradient, ") and "anchors" in r["detail"] and "guard exported" in r["detail"]
+    assert all(r["detail"].startswith("Alg. 1, ") and "anchors" in r["detail"] and "guard exported" in r["detail"]
                for r in exported)
-    alg1 = [r for r in rows if r["method"] == "LCSC Alg. 1"]
-    assert len(alg1) == 4 and all(r["detail"].startswith("Alg. 1, ") for r in alg1)
+    grad = [r for r in rows if r["method"] == "LCSC gradient"]
+    assert len(grad) == 4 and all(r["detail"].startswith("gradient, ") for r in grad)
     for model in ("DM", "CM (CT)"):  # EMA* at every curve point (≥ 8), the fixed EMA at the main table's points
         its = {r["iteration"] for r in rows if r["model"] == model and r["method"] == "EMA*"}
         assert its >= set(cfg.points) and len(its) >= 8, model
@@ -95,13 +95,13 @@ def _check_report(quick_demo) -> None:
     assert all(set(r["initial"]) == {"fd_mean", "fd2_mean", "fd3_mean", "fd4_mean"} for r in exported)
     assert "FD4 (report-only" in md and "FD2 (searched)" in md and "FD3 (never searched)" in md
     assert md.count("Held-out gain: FD_digits (searched)") == 2
-    assert "| DM | LCSC | 160 | 5 |" in md and "| DM | LCSC Alg. 1 | 640 | 5 |" in md and "## Time per stage" in md
+    assert "| DM | LCSC | 160 | 5 |" in md and "| DM | LCSC gradient | 640 | 5 |" in md and "## Time per stage" in md
     assert md.count("| CM (CT) | EMA |") == 3 and md.count("| CM (CT) | LCSC | FD") == 4  # NFE table: 4 spaces
     assert "Training cost: EMA\\* first reaches" in md and "matches LCSC (searched at NFE 4)" in md
-    assert "LCSC Alg. 1 at 640 vs EMA\\*" in md and "## Models" in md and "../models/dm-lcsc-640.safetensors" in md
+    assert "LCSC gradient at 640 vs EMA\\*" in md and "## Models" in md and "../models/dm-lcsc-640.safetensors" in md
     for name in ("fd_vs_iteration.png", "fd_vs_nfe.png", "ema_grid.png"):
         assert (report / name).stat().st_size > 0
-    assert "## Anchoring: window-only vs anchored LCSC" in md and "LCSC Alg. 1 anchored + guard" in md
+    assert "## Anchoring: window-only vs anchored LCSC" in md and "LCSC gradient anchored + guard" in md
     stages = json.loads((report / "stages.json").read_text())
     assert {f"LCSC gradient dm@{cfg.iterations}", f"LCSC gradient dm@{cfg.iterations} NFE 4", "models"} <= set(stages)
     assert f"LCSC dm@{cfg.iterations} window only" not in stages and stages["estimate_s"] > 0
@@ -117,8 +117,8 @@ def _check_models(quick_demo, tmp_path) -> None:
     index = json.loads((out / "models" / "models.json").read_text())
     names = {f["file"] for f in index["files"]}
     cfg = DemoConfig.quick()
-    want = {f"{m}-{k}-{p}.safetensors" for m in ("dm", "cm-ct") for k in ("ema-star", "lcsc", "lcsc-alg1")
-            for p in cfg.lcsc_points} | {f"dm-lcsc-nfe4-{cfg.iterations}.safetensors"}
+    want = {f"{m}-{k}-{p}.safetensors" for m in ("dm", "cm-ct") for k in ("ema-star", "lcsc", "lcsc-grad")
+            for p in cfg.lcsc_points} | {f"dm-lcsc-grad-nfe4-{cfg.iterations}.safetensors"}
     assert names == want and all((out / "models" / n).is_file() for n in names)
     for f in index["files"]:
         if f["method"] == "EMA*":
@@ -182,7 +182,7 @@ def test_demo_switches_turn_anchoring_and_the_window_baseline_off():
     parser = sub.choices["demo"]
     default = demo_cmd.config_from_args(parser.parse_args([]))
     assert default.anchored and not default.window_only_baseline and default.guard_finalists == 4
-    assert default.gradient and default.export == "gradient" and default.dm_low_nfe == 4
+    assert default.gradient and default.export == "alg1" and default.dm_low_nfe == 4
     off = demo_cmd.config_from_args(parser.parse_args(["--no-anchors", "--no-window-baseline", "--guard-finalists", "2"]))
     assert not off.anchored and not off.window_only_baseline and off.guard_finalists == 2
     on = demo_cmd.config_from_args(parser.parse_args(["--window-baseline", "--no-gradient", "--dm-low-nfe", "0"]))

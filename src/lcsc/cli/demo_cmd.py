@@ -35,8 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     for flag, (_, text) in _SWITCHES.items():
         p.add_argument(f"--{flag.replace('_', '-')}", action="store_true", help=text)
     p.add_argument("--export", choices=["gradient", "alg1"], default=None,
-                   help="whose export is the LCSC row behind the headlines (default: gradient, the decision rule's "
-                        "choice; alg1 without the gradient search)")
+                   help="whose export is the LCSC row behind the headlines (default: alg1, the decision rule's "
+                        "choice: docs/demo/export-decision; the other search is the row beside it)")
     p.add_argument("--window-baseline", action="store_true",
                    help="also run the paper's window-only search at the end (the anchoring table's row; slower)")
     p.add_argument("--no-window-baseline", action="store_true", help=argparse.SUPPRESS)  # the default since issue 34
@@ -51,7 +51,7 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
     export = getattr(args, "export", None)
     if getattr(args, "no_gradient", False):  # Alg. 1 alone: its export, and no low-NFE gradient search
         overrides.setdefault("dm_low_nfe", 0)
-    overrides |= {"export": export or ("alg1" if getattr(args, "no_gradient", False) else "gradient")}
+    overrides |= {"export": export or "alg1"}
     return DemoConfig.quick(**overrides) if args.quick else DemoConfig(**overrides)
 
 

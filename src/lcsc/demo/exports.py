@@ -63,14 +63,14 @@ def _entries(result: DemoResult) -> list[tuple[str, str, int, int, Any]]:
             if p in result.other_searches.get(name, {}):
                 out.append((name, other, p, run.nfe, result.other_searches[name][p]))
         if name in result.low_nfe_searches:
-            out.append((name, f"lcsc-nfe{cfg.dm_low_nfe}", cfg.iterations, cfg.dm_low_nfe,
+            out.append((name, f"lcsc-grad-nfe{cfg.dm_low_nfe}", cfg.iterations, cfg.dm_low_nfe,
                         result.low_nfe_searches[name]))
     return out
 
 
 def write_models(result: DemoResult) -> dict[str, Any]:
     """Write ``OUT/models/{model}-{kind}-{step}.safetensors`` (kind: ema-star, lcsc = the export, lcsc-alg1 or
-    lcsc-grad = the other method, lcsc-nfe4 = the DM searched at NFE 4), each LCSC with ``….coeffs.json``, and an
+    lcsc-grad = the other method, lcsc-grad-nfe4 = the DM's gradient search at NFE 4), each LCSC with ``….coeffs.json``, and an
     index ``models.json`` / ``README.md`` (what each file is, how to rebuild it, how to score it). Returns the index
     and keeps it in ``result.models``."""
     folder = result.out / MODELS_DIR
@@ -96,8 +96,8 @@ def write_models(result: DemoResult) -> dict[str, Any]:
 def _method(result: DemoResult, kind: str) -> str:
     if kind == "lcsc":
         return "LCSC"
-    if kind.startswith("lcsc-nfe"):
-        return f"LCSC searched at NFE {kind.removeprefix('lcsc-nfe')}"
+    if kind.startswith("lcsc-grad-nfe"):
+        return f"LCSC gradient searched at NFE {kind.removeprefix('lcsc-grad-nfe')}"
     return result.other_method
 
 
