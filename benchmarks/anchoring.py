@@ -91,7 +91,7 @@ def _figures(results: list[dict]) -> dict:
                                for v, s in m["seconds"].items()}}
 
 
-def _markdown(results: list[dict], f: dict) -> str:
+def _markdown(results: list[dict], f: dict, command: str = "") -> str:
     seeds = ", ".join(str(r["seed"]) for r in results)
     wins = "; ".join(f"{v} {f['wins_vs_ema_star'][v]} of {f['triples']}" for v in EXPORT_RULES
                      if v in f["wins_vs_ema_star"])
@@ -99,8 +99,8 @@ def _markdown(results: list[dict], f: dict) -> str:
         "# Anchoring decisions on the decision seeds", "",
         f"Training seeds {seeds} (decision seeds, `lcsc.protocol`), the demo's runs, every row scored on *check* noise "
         "(3 seeds × 800 samples from the protocol's check-noise offset; never the demo's report noise, which the "
-        "demo's tables use). Made with `python benchmarks/anchoring.py runs/demo-seed0 runs/demo-seed1 "
-        "runs/demo-seed2 --out docs/demo`.", "",
+        "demo's tables use). Made with `" + (command or "python benchmarks/anchoring.py runs/demo-seed0 "
+                                            "runs/demo-seed1 runs/demo-seed2 --out docs/demo") + "`.", "",
         "**Rule** (written in issue 24 after the demo's report-noise rows of seeds 0 and 1 had been seen; re-applied "
         "here on check noise, which no decision had seen): among the exports " + ", ".join(EXPORT_RULES) + ", the "
         "one lower than EMA* in the most (seed, model, space) triples wins (ties: more (seed, model) pairs lower in "
@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"anchoring: {exc}", file=sys.stderr)
         return 2
     figures = _figures(results)
-    write_text(args.out / "anchoring_decisions.md", _markdown(results, figures))
+    command = "python benchmarks/anchoring.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    write_text(args.out / "anchoring_decisions.md", _markdown(results, figures, command))
     write_json(args.out / "anchoring_decisions.json", {"results": results, "figures": figures})
     print(json.dumps(figures))
     return 0
