@@ -56,7 +56,7 @@ def test_report_seeds_come_first_and_every_variant_is_counted_against_ema_star()
 
 def test_a_gradient_export_is_its_own_column_beside_alg1_and_the_low_nfe_search_is_read():
     payload = _payload(4, 0.9, True)
-    payload["export"] = "gradient"
+    payload["export"], payload["other_method"] = "gradient", "LCSC Alg. 1"
     payload["rows"].append({"model": "DM", "method": "LCSC Alg. 1", "iteration": 3200, "nfe": 5, "main": True,
                             "fd_mean": 21.0, "fd2_mean": 1.9, "fd3_mean": 0.95, "detail": ""})
     payload["nfe_match"]["dm@4"] = {"lcsc_nfe": 4, "ema_star_nfe": 8.5, "claimed": True,
@@ -69,3 +69,6 @@ def test_a_gradient_export_is_its_own_column_beside_alg1_and_the_low_nfe_search_
     assert "Alg. 1 + guard 2 of 3; gradient + guard 3 of 3" in text
     assert "LCSC@4 ≈ EMA*@8.5: 9.0 / 8.5 / 8.7" in text and "in every space on 1 of 1" in text
     assert "mean over seeds -10.0 %" in text
+    # the search beside the export: its FDs, and the NFE at which EMA* matches it (computed from the EMA* rows)
+    assert row["other"]["fd"]["fd_mean"] == 21.0 and row["other"]["speedup"] is None
+    assert not row["other"]["nfe_claimed"] and "The search beside the export (LCSC Alg. 1)" in text

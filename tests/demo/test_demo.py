@@ -86,7 +86,9 @@ def _check_report(quick_demo) -> None:
     assert all(r["speedup_with_search"] <= r["speedup_iters"] for r in early)
     dm_star = {r["nfe"] for r in rows if r["model"] == "DM" and r["method"] == "EMA*" and r["iteration"] == 640}
     assert dm_star == set(cfg.dm_nfes)
-    assert set(payload["nfe_match"]) == {"dm", "cm", "dm@4"} and payload["nfe_match"]["dm@4"]["lcsc_nfe"] == 4
+    assert set(payload["nfe_match"]) == {"dm", "cm", "dm@5", "cm@1", "dm@4"}
+    assert payload["nfe_match"]["dm@4"]["lcsc_nfe"] == 4 and payload["nfe_match"]["dm@4"]["method"] == "LCSC gradient"
+    assert payload["nfe_match"]["dm@5"]["method"] == "LCSC gradient" and payload["nfe_match"]["dm"]["method"] == "LCSC"
     assert {k: set(v) for k, v in payload["ema_star_interior"].items()} == \
         {"dm": {str(p) for p in cfg.points}, "cm": {str(p) for p in cfg.points}}
     for d in payload["ema_grid_scores"].values():  # online EMAs and post-hoc σ_rel grid at every point
@@ -97,7 +99,7 @@ def _check_report(quick_demo) -> None:
     assert md.count("Held-out gain: FD_digits (searched)") == 2
     assert "| DM | LCSC | 160 | 5 |" in md and "| DM | LCSC gradient | 640 | 5 |" in md and "## Time per stage" in md
     assert md.count("| CM (CT) | EMA |") == 3 and md.count("| CM (CT) | LCSC | FD") == 4  # NFE table: 4 spaces
-    assert "Training cost: EMA\\* first reaches" in md and "matches LCSC (searched at NFE 4)" in md
+    assert "Training cost: EMA\\* first reaches" in md and "matches LCSC gradient (searched at NFE 4)" in md
     assert "LCSC gradient at 640 vs EMA\\*" in md and "## Models" in md and "../models/dm-lcsc-640.safetensors" in md
     for name in ("fd_vs_iteration.png", "fd_vs_nfe.png", "ema_grid.png"):
         assert (report / name).stat().st_size > 0

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from lcsc.atomic import write_text
-from lcsc.demo.headlines import ALL_SPACES, SPACE_NAMES, holds_everywhere, spaces_in
+from lcsc.demo.headlines import ALL_SPACES, SPACE_NAMES, holds_everywhere, nfe_match, spaces_in
 from lcsc.protocol import DECISION_SEEDS, REPORT_SEEDS, seed_role
 
 __all__ = ["seed_rows", "seed_table", "main", "VARIANTS"]
@@ -40,7 +40,8 @@ def _row(payload: dict[str, Any], key: str, model: str) -> dict[str, Any]:
     star, lcsc = get[("EMA*", final)], get[("LCSC", final)]
     early = next(r for (m, it), r in get.items() if m == "LCSC" and it < final)
     match = payload["nfe_match"].get(key, {})
-    low = next((m for k, m in payload["nfe_match"].items() if k.startswith(f"{key}@")), {})
+    low = next((m for k, m in payload["nfe_match"].items() if k.startswith(f"{key}@")
+                and m["lcsc_nfe"] < lcsc["nfe"]), {})
     return {"seed": payload["config"]["seed"], "model": model, "ema_star": star["detail"],
             "ema": {k: star[k] for k in spaces_in(star)}, "lcsc": {k: lcsc[k] for k in spaces_in(lcsc)},
             "variants": _variants(rows, model, final, lcsc["nfe"], payload.get("export", "alg1")),
@@ -52,7 +53,27 @@ def _row(payload: dict[str, Any], key: str, model: str) -> dict[str, Any]:
             "speedup_with_search": early["speedup"]["speedup_with_search"],
             "nfe": match.get("ema_star_nfe"), "lcsc_nfe": match.get("lcsc_nfe"), "nfe_claimed": match.get("claimed"),
             "interior": all(payload["ema_star_interior"][key].values()),
-            "edges": [p for p, ok in payload["ema_star_interior"][key].items() if not ok]}
+            "edges": [p for p, ok in payload["ema_star_interior"][key].items() if not ok],
+            "other": _other(payload, key, model, lcsc["nfe"])}
+
+
+def _other(payload: dict[str, Any], key: str, model: str, nfe: int) -> dict[str, Any] | None:
+    """The search beside the export (``other_method``) at the end of training: its FDs, its NFE match (from
+    report.json, or computed from the EMA* rows at every NFE) and its speed-up at the early point."""
+    method, rows, final = payload.get("other_method"), payload["rows"], payload["config"]["iterations"]
+    mine = [r for r in rows if r["model"] == model and r["method"] == method and r["main"]]
+    end = next((r for r in mine if r["iteration"] == final), None)
+    if end is None:
+        return None
+    early = next((r for r in mine if r["iteration"] < final and r.get("speedup")), None)
+    curve = sorted((r for r in rows if r["model"] == model and r["method"] == "EMA*" and r["iteration"] == final),
+                   key=lambda r: r["nfe"])
+    match = payload["nfe_match"].get(f"{key}@{nfe}") or nfe_match([r["nfe"] for r in curve], curve, end, nfe)
+    return {"method": method, "fd": {k: end[k] for k in spaces_in(end)}, "nfe": match["ema_star_nfe"],
+            "nfe_claimed": match["claimed"], "by_space": match["by_space"],
+            "speedup": early["speedup"]["speedup_iters"] if early else None,
+            "speedup_with_search": early["speedup"]["speedup_with_search"] if early else None,
+            "speedup_claimed": early["speedup"]["claimed"] if early else None}
 
 
 def seed_rows(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -88,7 +109,7 @@ def _headline_table(rows: list[dict[str, Any]]) -> list[str]:
     names = _space_names(rows)
     out = [f"| Seed | Model | EMA* | EMA* {names} | LCSC {names} | LCSC beats EMA* "
            "everywhere | Speed-up at the early point (all spaces; with search) | EMA* NFE matching LCSC | EMA* NFE "
-           "matching the DM's LCSC searched at NFE 4 (per space) | EMA* interior |",
+           "matching the DM's gradient search at NFE 4 (per space) | EMA* interior |",
            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["model"], r["seed"])):
         speed = f"{r['speedup']:.2f}× ({r['speedup_with_search']:.2f}×){'' if r['speedup_claimed'] else ', not claimed'}"
@@ -99,6 +120,26 @@ def _headline_table(rows: list[dict[str, Any]]) -> list[str]:
         out.append(f"| {r['seed']} | {r['model']} | {r['ema_star']} | {_fds(r['ema'])} | {_fds(r['lcsc'])} | "
                    f"{_yes(r['beats_everywhere'])} | {speed} | {nfe} | {low} | {_yes(r['interior'])}{edges} |")
     return out
+
+
+def _other_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The search beside the export, with the same headline columns."""
+    mine = [r for r in rows if r.get("other")]
+    if not mine:
+        return []
+    names = _space_names(mine)
+    out = [f"The search beside the export ({mine[0]['other']['method']}), same rows:", "",
+           f"| Seed | Model | {mine[0]['other']['method']} {names} | beats EMA* everywhere | Speed-up at the early "
+           "point (all spaces; with search) | EMA* NFE matching it (per space) |", "|---|---|---|---|---|---|"]
+    for r in sorted(mine, key=lambda r: (r["model"], r["seed"])):
+        o = r["other"]
+        speed = "—" if o["speedup"] is None else f"{o['speedup']:.2f}× ({o['speedup_with_search']:.2f}×)" + \
+            ("" if o["speedup_claimed"] else ", not claimed")
+        everywhere = all(o["fd"][k] < r["ema"][k] for k in _keys(o["fd"], r["ema"]))
+        out.append(f"| {r['seed']} | {r['model']} | {_fds(o['fd'], r['ema'])} | {_yes(everywhere)} | {speed} | "
+                   f"EMA*@{o['nfe']}{'' if o['nfe_claimed'] else ', not claimed'}: "
+                   + " / ".join(o["by_space"].values()) + " |")
+    return out + [""]
 
 
 def _variant_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -151,9 +192,9 @@ def seed_table(payloads: list[dict[str, Any]]) -> str:
         objectives = sorted({p["config"].get("search_objective", "?") for p in payloads
                              if seed_role(p["config"]["seed"]) == role})
         out += [f"## {_ROLE_TITLES[role]}", "", "Search objective: " + ", ".join(f"`{o}`" for o in objectives) + ".",
-                "", *_headline_table(mine), "",
+                "", *_headline_table(mine), "", *_other_table(mine),
                 f"Held-out {_space_names(mine)} at the end of training; (n/m): spaces where the variant is lower "
-                "than EMA*. The export's column (the gradient search's since issue 34, Alg. 1's before) is the demo's LCSC (the rows above).", "", *_variant_table(mine), "",
+                "than EMA*. The export's column (Algorithm 1's unless the run says `export: gradient`) is the demo's LCSC (the rows above).", "", *_variant_table(mine), "",
                 *_summary(mine), ""]
     return "\n".join(out)
 

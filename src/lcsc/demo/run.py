@@ -311,11 +311,15 @@ def _nfe_rows(cfg: DemoConfig, run: ModelRun, score: _RowScorer, star: str, low:
             rows.append(DemoRow(label, "EMA*", final, n, s, detail=star, main=False))
         curve.append(s.__dict__)
     lcsc = next(r for r in rows if r.model == label and r.method == "LCSC" and r.iteration == final and r.main)
-    out = {run.name: nfe_match(nfes, curve, lcsc.score.__dict__, run.nfe)}
-    if low is not None:
-        n = cfg.dm_low_nfe
+    out = {run.name: nfe_match(nfes, curve, lcsc.score.__dict__, run.nfe) | {"method": "LCSC"}}
+    other = next((r for r in rows if r.model == label and r.method == other_label(cfg) and r.iteration == final
+                  and r.main), None)
+    if other is not None:  # the search beside the export, at the same NFE
+        out[f"{run.name}@{run.nfe}"] = nfe_match(nfes, curve, other.score.__dict__, run.nfe) | {"method": other.method}
+    if low is not None:  # the gradient search at the low NFE
+        n, method = cfg.dm_low_nfe, "LCSC" if cfg.export == "gradient" else other_label(cfg)
         s = score("low", final, lambda: lcsc_state(low), n, False)
-        rows.append(DemoRow(label, "LCSC", final, n, s, main=False, detail=f"searched at NFE {n}; "
+        rows.append(DemoRow(label, method, final, n, s, main=False, detail=f"searched at NFE {n}; "
                             + _lcsc_detail(low)))
-        out[f"{run.name}@{n}"] = nfe_match(nfes, curve, s.__dict__, n)
+        out[f"{run.name}@{n}"] = nfe_match(nfes, curve, s.__dict__, n) | {"method": method}
     return out

@@ -80,12 +80,13 @@ def _nfe(model_key: str, model: str, match: dict[str, Any] | None) -> list[str]:
     if not match:
         return []
     per = " / ".join(match["by_space"].values())
-    head = f"  NFE: EMA\\* at the end of training matches LCSC (searched at NFE {match['lcsc_nfe']}) at NFE {per} " \
-           f"({_names(match['by_space'])})"
+    method = match.get("method", "LCSC")
+    head = f"  NFE: EMA\\* at the end of training matches {method} (searched at NFE {match['lcsc_nfe']}) at NFE " \
+           f"{per} ({_names(match['by_space'])})"
     m = match["ema_star_nfe"]
     ratio = f"{m / match['lcsc_nfe']:.2f}×" if isinstance(m, (int, float)) else f"more than {m.removeprefix('> ')} NFE"
     if match["claimed"]:
-        return [head + f" → **LCSC at {match['lcsc_nfe']} NFE matches EMA\\* at {m} NFE in every space** (EMA\\* "
+        return [head + f" → **{method} at {match['lcsc_nfe']} NFE matches EMA\\* at {m} NFE in every space** (EMA\\* "
                        f"needs {ratio} the NFE)."]
     return [head + " → **no NFE reduction is supported in every space**."]
 
