@@ -165,7 +165,10 @@ def _summary(rows: list[dict[str, Any]]) -> list[str]:
         gain = 100 * float(np.mean([r["lcsc"]["fd_mean"] / r["ema"]["fd_mean"] - 1 for r in mine]))
         twice = [r for r in mine if isinstance(r.get("low_nfe_reach"), (int, float))]
         fast = sum(r["speedup"] >= 4 for r in mine)
-        out.append(f"- **{model}**: the export's FD_digits vs EMA*, mean over seeds {gain:+.1f} %; speed-up ≥ 4× in "
+        others = [r["other"] for r in mine if r.get("other")]
+        beside = "" if not others else f" ({others[0]['method']} beside it: " + \
+            f"{100 * float(np.mean([o['fd']['fd_mean'] / r['ema']['fd_mean'] - 1 for o, r in zip(others, mine)])):+.1f} %)"
+        out.append(f"- **{model}**: the export's FD_digits vs EMA*, mean over seeds {gain:+.1f} %{beside}; speed-up ≥ 4× in "
                    f"every space on {fast} of {n}, > 1× with the search counted on "
                    f"{sum(r['speedup_with_search'] > 1 for r in mine)} of {n}"
                    + (f"; LCSC searched at NFE {twice[0]['low_nfe']} reached by EMA* only at ≥ 2× its NFE in every "
