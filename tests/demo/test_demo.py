@@ -69,7 +69,7 @@ def _check_report(quick_demo) -> None:
     exported = [r for r in rows if r["method"] == "LCSC" and r["main"]]
     assert all(r["detail"].startswith("Alg. 1, ") and "anchors" in r["detail"] and "guard exported" in r["detail"]
                for r in exported)
-    grad = [r for r in rows if r["method"] == "LCSC gradient"]
+    grad = [r for r in rows if r["method"] == "LCSC gradient" and r["main"]]
     assert len(grad) == 4 and all(r["detail"].startswith("gradient, ") for r in grad)
     for model in ("DM", "CM (CT)"):  # EMA* at every curve point (≥ 8), the fixed EMA at the main table's points
         its = {r["iteration"] for r in rows if r["model"] == model and r["method"] == "EMA*"}
