@@ -27,8 +27,8 @@ from lcsc.merge.coefficients import Coefficients
 from lcsc.search.basis import CoefficientSpace
 from lcsc.search.evaluator import Candidate, coefficient_hash
 from lcsc.search.finish import ANCHOR_PREFIX
-from lcsc.search.grad_state import GradState, coefficients_of
-from lcsc.search.gradient import GRADIENT_JOURNAL
+from lcsc.search.grad_state import GradState
+from lcsc.search.gradient import GRADIENT_JOURNAL, guard_finalists
 from lcsc.search.hyperplane import exact_sum_to_one
 from lcsc.search.journal import Journal
 from lcsc.search.ranking import FULL, best_full, ranked_full
@@ -259,21 +259,13 @@ def _finalists(grad: Journal, a0: np.ndarray, cands: list[Candidate], direction:
         u, avg_sum, avg_n = state.u, state.avg_sum, state.avg_n
     else:  # stopped (max_time) before its first step: the fresh state
         u, avg_sum, avg_n = np.zeros_like(a0), np.zeros_like(a0), 0
-    last = coefficients_of(a0, u)
-    avg = exact_sum_to_one(avg_sum / avg_n) if avg_n else last
     anchor = _best_anchor(cands, direction)
     if anchor is not None:
         third = (anchor.name or "best anchor", anchor.a.reshape(a0.shape))
     else:
         first = best_full((c for c in cands if c.generation == 0), direction)
         third = (f"start ({None if first is None else first.name})", a0)
-    out: dict[str, np.ndarray] = {}
-    seen: set[str] = set()
-    for name, a in (("last iterate", last), ("averaged iterate", avg), third):
-        if coefficient_hash(a) not in seen:
-            seen.add(coefficient_hash(a))
-            out[name] = a
-    return out
+    return guard_finalists(a0, u, avg_sum, avg_n, third)
 
 
 def _provenance(folder: Path) -> dict[str, Any]:

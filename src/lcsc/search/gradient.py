@@ -40,7 +40,8 @@ from lcsc.search.hyperplane import exact_sum_to_one
 from lcsc.search.journal import Journal
 from lcsc.search.runner import SearchResult, initial_count, run_search
 
-__all__ = ["run_gradient_search", "check_differentiable", "share_initial_population", "GRADIENT_JOURNAL"]
+__all__ = ["run_gradient_search", "check_differentiable", "share_initial_population", "guard_finalists",
+           "GRADIENT_JOURNAL"]
 
 GRADIENT_JOURNAL = "gradient.jsonl"
 
@@ -144,12 +145,19 @@ def _loop(merger, objective, grad: GradConfig, a0: np.ndarray, journal: Journal,
 
 def _finalists(base: SearchResult, a0: np.ndarray, state: GradState) -> dict[str, np.ndarray]:
     """The guard's finalists, distinct by content: last iterate, averaged iterate, best anchor (or the start)."""
-    last = coefficients_of(a0, state.u)
-    avg = exact_sum_to_one(state.avg_sum / state.avg_n) if state.avg_n else last
     if base.best_anchor is not None:
         anchor = (base.best_anchor_name or "best anchor", np.asarray(base.best_anchor).reshape(a0.shape))
     else:
         anchor = (f"start ({base.best_initial_name})", a0)
+    return guard_finalists(a0, state.u, state.avg_sum, state.avg_n, anchor)
+
+
+def guard_finalists(a0: np.ndarray, u: np.ndarray, avg_sum: np.ndarray, avg_n: int,
+                    anchor: tuple[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """name → coefficients of the guard's finalists, distinct by content: the last iterate (a0 and ``u``), the
+    average of the tail iterates (``avg_sum`` / ``avg_n``; the last iterate when none), and ``anchor`` (name, a)."""
+    last = coefficients_of(a0, u)
+    avg = exact_sum_to_one(avg_sum / avg_n) if avg_n else last
     out: dict[str, np.ndarray] = {}
     seen: set[str] = set()
     for name, a in (("last iterate", last), ("averaged iterate", avg), anchor):
