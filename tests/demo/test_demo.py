@@ -84,7 +84,7 @@ def _check_report(quick_demo) -> None:
     early = [r for r in rows if r["method"].startswith("LCSC") and r["iteration"] == cfg.early_point]
     assert len(early) == 4 and all(r["speedup_iters"] > 0 and r["speedup_with_search"] > 0 for r in early)
     assert all(r["speedup_with_search"] <= r["speedup_iters"] for r in early)
-    dm_star = {r["nfe"] for r in rows if r["model"] == "DM" and r["method"] == "EMA*" and r["iteration"] == 640}
+    dm_star = {r["nfe"] for r in rows if r["model"] == "DM" and r["method"] == "EMA*" and r["iteration"] == cfg.iterations}
     assert dm_star == set(cfg.dm_nfes)
     assert set(payload["nfe_match"]) == {"dm", "cm", "dm@5", "cm@1", "dm@4"}
     assert payload["nfe_match"]["dm@4"]["lcsc_nfe"] == 4 and payload["nfe_match"]["dm@4"]["method"] == "LCSC gradient"
@@ -97,10 +97,11 @@ def _check_report(quick_demo) -> None:
     assert all(set(r["initial"]) == {"fd_mean", "fd2_mean", "fd3_mean", "fd4_mean"} for r in exported)
     assert "FD4 (report-only" in md and "FD2 (searched)" in md and "FD3 (never searched)" in md
     assert md.count("Held-out gain: FD_digits (searched)") == 2
-    assert "| DM | LCSC | 160 | 5 |" in md and "| DM | LCSC gradient | 640 | 5 |" in md and "## Time per stage" in md
+    assert f"| DM | LCSC | {cfg.early_point} | 5 |" in md and f"| DM | LCSC gradient | {cfg.iterations} | 5 |" in md and "## Time per stage" in md
     assert md.count("| CM (CT) | EMA |") == 3 and md.count("| CM (CT) | LCSC | FD") == 4  # NFE table: 4 spaces
     assert "Training cost: EMA\\* first reaches" in md and "matches LCSC gradient (searched at NFE 4)" in md
-    assert "LCSC gradient at 640 vs EMA\\*" in md and "## Models" in md and "../models/dm-lcsc-640.safetensors" in md
+    assert f"LCSC gradient at {cfg.iterations} vs EMA\\*" in md and "## Models" in md
+    assert f"../models/dm-lcsc-{cfg.iterations}.safetensors" in md
     for name in ("fd_vs_iteration.png", "fd_vs_nfe.png", "ema_grid.png"):
         assert (report / name).stat().st_size > 0
     assert "## Anchoring: window-only vs anchored LCSC" in md and "LCSC gradient anchored + guard" in md
@@ -148,7 +149,7 @@ def test_demo_config_validation():
         DemoConfig(early_fraction=1.5)
     with pytest.raises(ConfigError, match="default_ema_fraction"):
         DemoConfig(default_ema_fraction=0.3)
-    assert DemoConfig().early_point == 800 and DemoConfig.quick().early_point == 160
+    assert DemoConfig().early_point == 800 and DemoConfig.quick().early_point == 80
     assert DemoConfig().points == (400, 800, 1200, 1600, 2000, 2400, 2800, 3200)
     assert len(DemoConfig().sigma_rels) >= 12
     with pytest.raises(ConfigError, match="dm_nfes"):

@@ -125,3 +125,18 @@ def test_lane_schedule_is_greedy_longest_first():
     assert lane_schedule(d, 2) == pytest.approx(9.0)
     assert lane_schedule(d, 1) == pytest.approx(18.0)
     assert lane_schedule({"a": 5.0, "b": 4.0, "c": 3.0}, 2) == pytest.approx(7.0)
+
+
+def test_a_resumed_run_reuses_the_estimate_it_timed_when_it_started(tmp_path, monkeypatch):
+    from lcsc.demo import distillation
+
+    calls = []
+    monkeypatch.setattr(distillation, "estimate_stages", lambda *a: calls.append(a) or {"training": 12.5})
+    cfg = DistillConfig.quick(seed=10)
+    assert distillation._estimate(cfg, None, None, tmp_path) == {"training": 12.5}
+    assert json.loads((tmp_path / "estimate.json").read_text()) == {"training": 12.5}
+    (tmp_path / "estimate.json").write_text(json.dumps({"training": 99.0}))  # what the first start measured
+    assert distillation._estimate(cfg, None, None, tmp_path) == {"training": 99.0} and len(calls) == 1
+    (tmp_path / "estimate.json").write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="estimate.json: expected a JSON object"):
+        distillation._estimate(cfg, None, None, tmp_path)

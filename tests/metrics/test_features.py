@@ -81,6 +81,32 @@ def test_digits_nets_are_cached_and_reused(tmp_path):
     assert fixed.id == first.id
 
 
+def test_processes_started_together_train_a_feature_net_once(tmp_path, monkeypatch):
+    """Two callers on an empty cache (two pytest workers, two demos): one trains, the other waits and loads it."""
+    import threading
+    import time
+
+    from lcsc.metrics import digits_features as module
+
+    trained, real = [], module.train_digits_classifier
+
+    def slow_train(spec, data):
+        trained.append(spec)
+        time.sleep(0.5)  # the second caller arrives while the first trains
+        return real(spec, data)
+
+    monkeypatch.setattr(module, "train_digits_classifier", slow_train)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(module.load_or_train("digits2", tmp_path)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(trained) == 1 and len(results) == 2
+    assert results[0][2] == results[1][2] and results[0][1] == results[1][1]
+
+
 def test_wrong_image_shape_is_a_clear_error():
     with pytest.raises(ConfigError, match=r"digits features take 1×8×8 images, got 3×32×32"):
         digits_features("digits")(torch.zeros(2, 3, 32, 32))

@@ -153,6 +153,17 @@ def _search_record(s: SearchRun) -> dict[str, Any]:
             "K": s.merger.K, "revalidation": bool(r.revalidation)}
 
 
+def _estimate(cfg: DistillConfig, scorer: Scorer, data, out: Path) -> dict[str, float]:
+    """The whole run's estimate, timed once when the run starts (``estimate.json``); a resumed run shows it again
+    instead of re-timing the machine at every restart."""
+    path = out / "estimate.json"
+    if path.is_file():
+        return {k: float(v) for k, v in read_json_object(path, "the run's time estimate").items()}
+    parts = estimate_stages(cfg, scorer, data, lanes())
+    write_json(path, parts)
+    return parts
+
+
 def run_distillation(cfg: DistillConfig, out: str | Path, *, progress: bool = True,
                      on_stage: Callable[[str, dict], None] | None = None) -> dict[str, Any]:
     """Every stage, resumable; returns the raw results (rows, EMA* choices, searches, training times)."""
@@ -166,7 +177,7 @@ def run_distillation(cfg: DistillConfig, out: str | Path, *, progress: bool = Tr
     specs = cfg.runs()
     data = load_digits_data()
     scorer = stage("feature spaces and references", Scorer, specs["cd"].demo, data)
-    parts = stage("estimate", estimate_stages, cfg, scorer, data, lanes())
+    parts = stage("estimate", _estimate, cfg, scorer, data, out)
     if on_stage:
         on_stage("estimate", {"seconds": sum(parts.values()), "parts": parts})
     stage("training", train_runs, cfg, out, _teacher_maker(cfg, out, scorer), progress)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
 from tqdm.auto import tqdm
 
 from lcsc.checkpoints import CheckpointStack, checkpoint_name, save_checkpoint
@@ -57,6 +56,8 @@ class QuickstartResult:
 
 def digits_split(seed: int) -> tuple[torch.Tensor, ...]:
     """(x_train, y_train, x_test, y_test): a fixed 80/20 split of the 1,797 digits, pixels in [0, 1]."""
+    from sklearn.datasets import load_digits  # lazy: sklearn costs ~1 s at every lcsc start-up
+
     digits = load_digits()
     x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
     y = torch.tensor(digits.target, dtype=torch.long)

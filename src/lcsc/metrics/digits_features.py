@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -238,20 +239,33 @@ def load_or_train(name: str, cache_dir: Path | None = None) -> tuple[nn.Module, 
     """The classifier ``name`` from the cache, trained and cached first if absent; (net, accuracy, path)."""
     spec, data = DIGITS_SPECS[name], load_digits_data()
     path = _cache_path(name, spec, data, cache_dir)
-    net = ARCHS[spec.arch]()
-    if path.is_file():
-        try:
-            net.load_state_dict(load_file(str(path)))
-            with safe_open(str(path), framework="pt") as fh:
-                return net.eval(), float(fh.metadata()["held_out_accuracy"]), path
-        except Exception:  # noqa: BLE001 - a damaged cache entry is retrained and rewritten
-            pass
-    with stage(f"{name} feature network", f"training it once (cached in {path})"):
-        net, acc = train_digits_classifier(spec, data)
-    with atomic_path(path, suffix=".safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp),
-                  metadata={"held_out_accuracy": repr(acc), "spec": json.dumps(dataclasses.asdict(spec))})
+    cached = _load_cached(name, path)
+    if cached is not None:
+        return cached
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):  # processes started together train it once; the others wait and load it
+        cached = _load_cached(name, path)
+        if cached is not None:
+            return cached
+        with stage(f"{name} feature network", f"training it once (cached in {path})"):
+            net, acc = train_digits_classifier(spec, data)
+        with atomic_path(path, suffix=".safetensors") as tmp:
+            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp),
+                      metadata={"held_out_accuracy": repr(acc), "spec": json.dumps(dataclasses.asdict(spec))})
     return net, acc, path
+
+
+def _load_cached(name: str, path: Path) -> tuple[nn.Module, float, Path] | None:
+    """(net, accuracy, path) from a cache entry; None when absent or damaged (then it is retrained and rewritten)."""
+    if not path.is_file():
+        return None
+    net = ARCHS[DIGITS_SPECS[name].arch]()
+    try:
+        net.load_state_dict(load_file(str(path)))
+        with safe_open(str(path), framework="pt") as fh:
+            return net.eval(), float(fh.metadata()["held_out_accuracy"]), path
+    except Exception:  # noqa: BLE001 - a damaged cache entry is retrained and rewritten
+        return None
 
 
 def digits_features(name: str = "digits", device: str | torch.device = "cpu", cache_dir: str | Path | None = None,
