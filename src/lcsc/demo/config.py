@@ -177,8 +177,8 @@ class DemoConfig:
 
     @classmethod
     def quick(cls, **overrides: Any) -> DemoConfig:
-        """A ≤ 1.5-minute version for smoke tests (about 1 min on one core): short runs, small windows, few evaluations
-        and samples."""
+        """A smoke-test version (about 2 CPU-minutes, feature networks cached): short runs, small windows, few
+        evaluations and samples."""
         base = dict(iterations=320, window=80, interval=5, channels=16, search_samples=200, grid_samples=60,
                     dm_search_evals=20, cm_search_evals=24, eval_samples=200, eval_seeds=2, inception_samples=32,
                     dm_nfes=(4, 5, 8), cm_nfes=(1, 2), grad_steps=4, grad_batch_size=32)
