@@ -58,6 +58,10 @@ from lcsc.report.tables import markdown_table
 
 MODELS = ("dm", "cm-ct")
 _SCORERS: dict = {}
+# --quick: the smoke test's sizes, below DemoConfig.quick() (the sizes of scripts/gpu_check.py's tiny demo, fewer
+# samples): it checks the plumbing and the summary's shape, not the figures
+QUICK_DEMO = {"iterations": 160, "window": 40, "channels": 8, "search_samples": 100, "grid_samples": 50,
+              "eval_samples": 100}
 
 
 def _args() -> argparse.Namespace:
@@ -87,6 +91,7 @@ def _ints(text: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
 
 def _plan(a: argparse.Namespace) -> dict:
     quick = a.quick
+    demo = DemoConfig.quick(**QUICK_DEMO) if quick else DemoConfig()
     seeds = _ints(a.seeds, (0,) if quick else (0, 1, 2))
     search_seeds = _ints(a.search_seeds, (0,) if quick else (0, 1, 2))
     methods = a.methods.split(",") if a.methods else list(METHODS)
@@ -99,9 +104,9 @@ def _plan(a: argparse.Namespace) -> dict:
         "quick": quick, "seeds": seeds, "methods": methods, "eval_seeds": 3, "held_out_noise": "decision",
         "search_seeds": {"dm": _ints(a.dm_search_seeds, search_seeds), "cm-ct": search_seeds},
         "budgets": {"dm": 16, "cm-ct": 24} if quick else {"dm": 200, "cm-ct": 400},
-        "dm_samples": a.dm_samples or (DemoConfig.quick().search_samples if quick else 500),
+        "dm_samples": a.dm_samples or (demo.search_samples if quick else 500),
         "grid": [8, 12, 16, 24] if quick else [25, 50, 100, 150, 200, 300, 400],
-        "demo": asdict(DemoConfig.quick() if quick else DemoConfig()),
+        "demo": asdict(demo),
     }  # fmt: skip
 
 

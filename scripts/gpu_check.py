@@ -8,7 +8,8 @@ an earlier one failed, under its own time limit and the whole run's budget.
 
 Environment: DEVICE (cuda), QUICK (1 on cpu: tiny sizes), STEPS (comma-separated subset, default all), OUT (results:
 ``summary.json``, ``steps.jsonl``, ``gpu_check.log``; default runs/gpu_check), WORK (scratch, emptied first; default
-runs/gpu_check_work), BUDGET_S (seconds for all steps; later steps are skipped). Exit code 1 when a step failed.
+runs/gpu_check_work), BUDGET_S (seconds for all steps; later steps are skipped). Exit code 1 when a step failed, 2
+when STEPS names an unknown step (``--check-steps``: that check alone; it needs only the standard library).
 """
 
 from __future__ import annotations
@@ -298,12 +299,22 @@ def run_step(name: str, start: float) -> dict:
     return record
 
 
-def main() -> int:
+def chosen_steps() -> list[str] | None:
+    """The steps STEPS names, in its order; None (the unknown ones named on stderr) when one is not a step."""
     names = [s.strip() for s in os.environ.get("STEPS", ",".join(STEPS)).split(",") if s.strip()]
     unknown = [n for n in names if n not in STEPS]
     if unknown:
         print(f"gpu_check: unknown STEPS {unknown}; choose from {', '.join(STEPS)}", file=sys.stderr)
+        return None
+    return names
+
+
+def main() -> int:
+    names = chosen_steps()
+    if names is None:
         return 2
+    if "--check-steps" in sys.argv[1:]:  # gpu_check.sh, before its Python set-up: STEPS only, nothing written
+        return 0
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "steps.jsonl").unlink(missing_ok=True)
     shutil.rmtree(WORK, ignore_errors=True)

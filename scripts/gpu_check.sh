@@ -18,6 +18,13 @@ cd "$(dirname "$0")/.."
 export DEVICE=${DEVICE:-cuda}
 export OUT=${OUT:-runs/gpu_check}
 GPU_VENV=${GPU_VENV:-/tmp/lcsc-gpu-venv}
+
+# unknown STEPS are refused now, not after the set-up below (imports, or a venv and wheels on the GPU machine); the
+# check needs only the standard library, so any python3 does (without one, gpu_check.py refuses them after set-up)
+if command -v python3 >/dev/null 2>&1; then
+  python3 scripts/gpu_check.py --check-steps
+  [ $? -eq 2 ] && exit 2
+fi
 mkdir -p "$OUT"
 LOG="$OUT/gpu_check.log"
 : >"$LOG"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,8 @@ from lcsc.analysis.search_summary import (
     unseen,
 )
 from lcsc.search.journal import Journal
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "search_efficiency.py"
 
 
 def _journal(records: list[tuple[int, str, float, int]]) -> Journal:
@@ -91,10 +94,23 @@ def test_best_method_picks_the_lowest_mean_ratio_at_the_maximum_budget() -> None
     assert best_method({"dm": {"alg1": _curve(10.0), "t-posthoc": _curve(None)}}) == "alg1"  # nothing to compare
 
 
-def test_search_efficiency_quick_smoke(tmp_path: Path) -> None:
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "search_efficiency.py"
+def _in_process(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """The benchmark's ``__main__`` run here, not in a new interpreter (which would import torch and lcsc again for
+    a run that trains nothing): (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", [str(SCRIPT), *args])
+    capsys.readouterr()
+    try:
+        runpy.run_path(str(SCRIPT), run_name="__main__")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_search_efficiency_quick_smoke(tmp_path: Path, monkeypatch, capsys) -> None:
     out = tmp_path / "se"
-    proc = subprocess.run([sys.executable, str(script), "--quick", "--methods", "alg1,sep-cmaes-mean12-race",
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--methods", "alg1,sep-cmaes-mean12-race",
                            "--out", str(out), "--cache", str(tmp_path / "cache"), "--workers", "2"],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -106,15 +122,13 @@ def test_search_efficiency_quick_smoke(tmp_path: Path) -> None:
     saved = json.loads((out / "search_efficiency.json").read_text())
     assert saved["summary"] == line and (out / "search_efficiency.png").stat().st_size > 0
     assert "| alg1 |" in (out / "search_efficiency.md").read_text()
-    again = subprocess.run([sys.executable, str(script), "--quick", "--methods", "alg1,sep-cmaes-mean12-race",
-                            "--out", str(out), "--report-only"], capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and json.loads(again.stdout.strip().splitlines()[-1]) == line
-    bad = subprocess.run([sys.executable, str(script), "--methods", "nope", "--out", str(out)], capture_output=True,
-                         text=True, timeout=120)
-    assert bad.returncode == 2 and "unknown ['nope']" in bad.stderr
-    report = subprocess.run([sys.executable, str(script), "--quick", "--seeds", "0,4", "--out", str(tmp_path / "r")],
-                            capture_output=True, text=True, timeout=120)
-    assert report.returncode == 2 and "training seed 4 is a report seed" in report.stderr
+    code, stdout, _ = _in_process(["--quick", "--methods", "alg1,sep-cmaes-mean12-race", "--out", str(out),
+                                   "--report-only"], monkeypatch, capsys)
+    assert code == 0 and json.loads(stdout.strip().splitlines()[-1]) == line
+    code, _, stderr = _in_process(["--methods", "nope", "--out", str(out)], monkeypatch, capsys)
+    assert code == 2 and "unknown ['nope']" in stderr
+    code, _, stderr = _in_process(["--quick", "--seeds", "0,4", "--out", str(tmp_path / "r")], monkeypatch, capsys)
+    assert code == 2 and "training seed 4 is a report seed" in stderr
     assert not (tmp_path / "r").exists()
     jobs = [json.loads(p.read_text()) for p in (out / "jobs").glob("*.json")]
     assert jobs and all(j["held_out_noise"] == "decision" and j["train_seed"] == 0 for j in jobs)

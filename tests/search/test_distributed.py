@@ -282,13 +282,18 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.Popen:
 
 
 def test_sigkill_of_the_driver_then_resume_matches_serial(regression_ckpts: Path, tmp_path: Path) -> None:
+    """A driver on 2 workers is killed mid-run (its own process); ``lcsc search --resume`` finishes the journal on 2
+    workers. Both join the module's Ray instance (a start of its own is tested in tests/cli/test_eval_cli.py), and
+    the serial reference and the resume run in this process: only the driver that must die starts an interpreter."""
+    from lcsc.cli.main import main
+
     objective = tmp_path / "objective.py"
     objective.write_text(OBJECTIVE)
     args = [str(regression_ckpts), "--objective", f"{objective}:score", "--evals", "30", "--seed", "3"]
-    ref = _cli(*args, "-o", str(tmp_path / "ref"))
-    assert ref.wait(timeout=300) == 0, ref.stderr.read()
+    assert main(["search", *args, "-o", str(tmp_path / "ref")]) == 0
     out = tmp_path / "killed"
-    proc = _cli(*args, "--workers", "2", "-o", str(out), env={"LCSC_TEST_SLEEP": "0.1"})
+    address = ray.get_runtime_context().gcs_address
+    proc = _cli(*args, "--workers", "2", "--ray-address", address, "-o", str(out), env={"LCSC_TEST_SLEEP": "0.1"})
     deadline, journal = time.time() + 180, out / "journal.jsonl"
     while (not journal.exists() or journal.read_bytes().count(b"\n") < 14) and proc.poll() is None \
             and time.time() < deadline:
@@ -296,8 +301,7 @@ def test_sigkill_of_the_driver_then_resume_matches_serial(regression_ckpts: Path
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert journal.read_bytes().count(b"\n") < 31, "the run finished before it could be killed"
-    resumed = _cli("--resume", str(out), "--workers", "2")
-    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert main(["search", "--resume", str(out), "--workers", "2"]) == 0
     assert _records(journal) == _records(tmp_path / "ref" / "journal.jsonl")
     best = json.loads((out / "best_coefficients.json").read_text())
     assert best == json.loads((tmp_path / "ref" / "best_coefficients.json").read_text())
