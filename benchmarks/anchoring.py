@@ -25,9 +25,9 @@ import numpy as np
 from lcsc.analysis.anchoring import decision_rows, load_demo, wins
 from lcsc.atomic import write_json, write_text
 from lcsc.data import load_digits_data
-from lcsc.demo.headlines import SPACES
 from lcsc.errors import LCSCError
 from lcsc.protocol import seed_role
+from lcsc.spaces import SPACES
 
 MODELS = ("dm", "cm-ct")
 # The decision rule, fixed before any result: among these exports, the one lower than EMA* in the most (seed, model,

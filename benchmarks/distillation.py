@@ -52,10 +52,10 @@ def _on_stage(kind: str, info: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lcsc.demo.distill_analysis import analyse
-    from lcsc.demo.distill_config import DistillConfig
-    from lcsc.demo.distill_report import write_report
-    from lcsc.demo.distillation import run_distillation
+    from lcsc.distill.analysis import analyse
+    from lcsc.distill.config import DistillConfig
+    from lcsc.distill.report import write_report
+    from lcsc.distill.run import run_distillation
 
     a = _args(argv)
     t0 = time.perf_counter()

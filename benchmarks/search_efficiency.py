@@ -51,8 +51,8 @@ from lcsc.analysis.search_summary import (
     unseen,
 )
 from lcsc.atomic import write_json, write_text
-from lcsc.demo.config import DemoConfig
 from lcsc.errors import LCSCError
+from lcsc.experiment.config import DemoConfig
 from lcsc.report.plots import save_figure
 from lcsc.report.tables import markdown_table
 
@@ -132,7 +132,7 @@ def _scorer(demo: DemoConfig):
 
 def _train(plan: dict, cache: Path, seed: int, model: str) -> str:
     from lcsc.data import load_digits_data
-    from lcsc.demo.stages import train_model
+    from lcsc.experiment.stages import train_model
 
     train_model(model, _demo(plan, seed), cache / f"demo-seed{seed}", load_digits_data(), progress=False)
     return f"{seed}/{model}"
@@ -289,7 +289,7 @@ def _grad_cells(a: argparse.Namespace, seeds: tuple[int, ...], noise: str, setti
     """Every (seed, model) cell, two processes at a time (one thread each), resumable."""
     from lcsc.analysis.gradient_efficiency import cell, with_noise
     from lcsc.data import load_digits_data
-    from lcsc.demo.scoring import Scorer
+    from lcsc.experiment.scoring import Scorer
 
     work = a.work or a.out / ("gradient-jobs" if noise == "decision" else "gradient-report-jobs")
     work.mkdir(parents=True, exist_ok=True)

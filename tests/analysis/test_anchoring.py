@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lcsc.analysis.anchoring import decision_rows, wins
-from lcsc.demo.config import DemoConfig
+from lcsc.experiment.config import DemoConfig
 from lcsc.protocol import ProtocolError
 
 

@@ -14,11 +14,11 @@ from safetensors.torch import load_file, save_file
 from lcsc.checkpoints import load_checkpoint
 from lcsc.cli.main import main
 from lcsc.errors import ConfigError
-from lcsc.metrics.diffusers_eval import diffusers_targets, read_target
 from lcsc.metrics.reference_source import load_reference
 from lcsc.metrics.spaces import feature_space
 from lcsc.objectives.base import HELD_OUT_SEED_OFFSET
 from lcsc.objectives.diffusers import diffusers_held_out, diffusers_model
+from lcsc.objectives.diffusers_eval import diffusers_targets, read_target
 from tests.diffusers_run import synthetic_images, train_run, write_image_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -8,9 +8,9 @@ import lcsc.generate
 import lcsc.objectives.generative
 from lcsc import protocol
 from lcsc.demo import run as demo_run
-from lcsc.demo import scoring as demo_scoring
-from lcsc.demo.config import DemoConfig
-from lcsc.demo.scoring import check_seed_separation
+from lcsc.experiment import scoring as experiment_scoring
+from lcsc.experiment.config import DemoConfig
+from lcsc.experiment.scoring import check_seed_separation
 from lcsc.objectives.base import VALIDATION_SEED_OFFSET, noise_fingerprint
 
 __all__ = ["NoiseRecorder", "protocol_violations"]
@@ -26,8 +26,8 @@ class NoiseRecorder:
         self.contexts, self.spaces = [], []
         for module in (lcsc.generate, lcsc.objectives.generative):
             monkeypatch.setattr(module, "draw_inputs", self._recording(module.draw_inputs))
-        build = demo_scoring.feature_space
-        monkeypatch.setattr(demo_scoring, "feature_space",
+        build = experiment_scoring.feature_space
+        monkeypatch.setattr(experiment_scoring, "feature_space",
                             lambda name, *a, **kw: (self.spaces.append((self.phase, name)), build(name, *a, **kw))[1])
         monkeypatch.setattr(demo_run, "ema_grid_scores", self._phase("grid", demo_run.ema_grid_scores))
         monkeypatch.setattr(demo_run, "lcsc_search", self._phase("search", demo_run.lcsc_search))

@@ -11,10 +11,10 @@ import torch
 
 from lcsc import protocol
 from lcsc.cli.main import main
-from lcsc.demo.config import DemoConfig
 from lcsc.demo.report import REPORT_KEYS
-from lcsc.demo.scoring import check_seed_separation
 from lcsc.errors import ConfigError
+from lcsc.experiment.config import DemoConfig
+from lcsc.experiment.scoring import check_seed_separation
 from lcsc.objectives.base import noise_fingerprint
 from tests.demo.analyze_check import check_analyses
 from tests.demo.protocol_check import NoiseRecorder, protocol_violations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lcsc.demo.headlines import crossing, holds_everywhere, nfe_match, speedup
+from lcsc.experiment.headlines import crossing, holds_everywhere, nfe_match, speedup
 
 
 def _rows(fd, fd2=None, fd3=None):
@@ -64,8 +64,8 @@ def test_holds_everywhere():
 
 
 def test_ema_star_choice_flags_the_edges_of_each_family():
-    from lcsc.demo.config import DemoConfig
-    from lcsc.demo.stages import candidate_names, ema_star_choice
+    from lcsc.experiment.config import DemoConfig
+    from lcsc.experiment.stages import candidate_names, ema_star_choice
 
     cfg = DemoConfig()
     online, posthoc = candidate_names(cfg)

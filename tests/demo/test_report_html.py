@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from lcsc.demo import report
-from lcsc.demo.config import DemoConfig
-from lcsc.demo.headlines import nfe_match, speedup
 from lcsc.demo.run import MODEL_LABELS, DemoRow
-from lcsc.demo.scoring import HeldOutScore
+from lcsc.experiment.config import DemoConfig
+from lcsc.experiment.headlines import nfe_match, speedup
+from lcsc.experiment.scoring import HeldOutScore
 
 
 def _score(fd: float) -> HeldOutScore:

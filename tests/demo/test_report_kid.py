@@ -6,10 +6,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from lcsc.demo.config import DemoConfig
 from lcsc.demo.report import REPORT_KEYS, report_payload, table_columns
 from lcsc.demo.run import DemoRow
-from lcsc.demo.scoring import HeldOutScore
+from lcsc.experiment.config import DemoConfig
+from lcsc.experiment.scoring import HeldOutScore
 
 
 def _row(kid: float) -> DemoRow:

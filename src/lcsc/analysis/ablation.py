@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from lcsc.demo.headlines import crossing
 from lcsc.errors import ConfigError
+from lcsc.experiment.headlines import crossing
 
 __all__ = ["Variant", "VARIANTS", "AblationConfig", "summarize", "sweep_variants"]
 
@@ -86,7 +86,7 @@ def summarize(curves: dict[str, dict[int, list[float]]], steps: tuple[int, ...])
     ``seeds_better``: on how many training seeds the variant's final FD is below the baseline's with that seed).
 
     ``curves[variant][seed] = FD at each of ``steps``; the seed-mean curve is used for crossings
-    (:func:`lcsc.demo.headlines.crossing`: linear between evaluations, the first step when already reached there)."""
+    (:func:`lcsc.experiment.headlines.crossing`: linear between evaluations, the first step when already reached there)."""
     mean = {v: np.mean(np.asarray(list(c.values())), axis=0) for v, c in curves.items()}
     finals = {v: np.asarray(list(c.values()))[:, -1] for v, c in curves.items()}
     base = mean["baseline"]

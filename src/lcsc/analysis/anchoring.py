@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from lcsc import protocol
-from lcsc.demo.config import DemoConfig
-from lcsc.demo.headlines import SPACES
-from lcsc.demo.scoring import Scorer
-from lcsc.demo.stages import (
+from lcsc.errors import ConfigError
+from lcsc.experiment.config import DemoConfig
+from lcsc.experiment.scoring import Scorer
+from lcsc.experiment.stages import (
     ModelRun,
     ema_state_named,
     held_out_row,
@@ -28,7 +28,7 @@ from lcsc.demo.stages import (
     shrunk,
     train_seconds_at,
 )
-from lcsc.errors import ConfigError
+from lcsc.spaces import SPACES
 
 __all__ = ["load_demo", "decision_rows", "alternative_objective", "wins"]
 

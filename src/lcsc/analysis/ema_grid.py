@@ -3,7 +3,7 @@
 
 Candidates are the demo's EMA* grid: the run's online EMAs (``ema/hl-H``) and post-hoc EMA reconstructions
 (:class:`~lcsc.merge.posthoc.PosthocEMA`, the demo's σ_rel grid by default), loaded with the demo's own
-:func:`lcsc.demo.stages.candidate_states`. Scores come from the demo's :class:`lcsc.demo.scoring.Scorer`:
+:func:`lcsc.experiment.stages.candidate_states`. Scores come from the demo's :class:`lcsc.experiment.scoring.Scorer`:
 search-noise FD_digits (:meth:`Scorer.objective`, seed ``seed``) and held-out FD_digits / FD2 / FD3 (means over
 the held-out seeds, :meth:`Scorer.held_out` with ``full=False``).
 """
@@ -83,8 +83,8 @@ def check_points(run_dir: Path, points: list[int], half_lives: list[float], post
 
 def _scorer(settings: GridSettings):
     from lcsc.data import load_digits_data
-    from lcsc.demo.config import DemoConfig
-    from lcsc.demo.scoring import Scorer
+    from lcsc.experiment.config import DemoConfig
+    from lcsc.experiment.scoring import Scorer
 
     cfg = DemoConfig(search_samples=settings.samples, eval_samples=settings.eval_samples,
                      eval_seeds=settings.eval_seeds, seed=settings.seed, inception=False)
@@ -92,7 +92,7 @@ def _scorer(settings: GridSettings):
 
 
 def _score_point(run, grid, scorer, model, nfe: int, point: int, bar) -> list[dict[str, Any]]:
-    from lcsc.demo.stages import candidate_states
+    from lcsc.experiment.stages import candidate_states
 
     states = candidate_states(run, grid, point)
     objective = scorer.objective(model, nfe)
@@ -120,8 +120,8 @@ def _best(rows: list[dict], points: list[int]) -> dict[str, dict[str, Any]]:
 def ema_grid(run_dir: str | Path, points: list[int] | None = None, settings: GridSettings = GridSettings(),
              sigma_rels: list[float] | None = None, progress: bool = True) -> dict[str, Any]:
     """Score every online and post-hoc EMA of ``run_dir`` at ``points`` (default: the run's window ends)."""
-    from lcsc.demo.config import SIGMA_RELS
-    from lcsc.demo.stages import ModelRun
+    from lcsc.experiment.config import SIGMA_RELS
+    from lcsc.experiment.stages import ModelRun
     from lcsc.models import load_model
 
     run_dir = Path(run_dir)

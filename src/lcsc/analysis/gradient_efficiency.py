@@ -21,9 +21,9 @@ import numpy as np
 from lcsc import protocol
 from lcsc.atomic import write_json
 from lcsc.checkpoints import CheckpointStack
-from lcsc.demo.config import DemoConfig
-from lcsc.demo.scoring import Scorer
-from lcsc.demo.stages import (
+from lcsc.experiment.config import DemoConfig
+from lcsc.experiment.scoring import Scorer
+from lcsc.experiment.stages import (
     ModelRun,
     demo_anchors,
     ema_grid_scores,

@@ -5,8 +5,8 @@ several budgets on held-out noise in every decision space (searched or not), nex
 A *job* is (training seed, model, method, search seed). Its search noise is the training seed's (as in the demo);
 the search seed only drives the optimiser. The benchmark decides (which method, which default objective), so it runs
 on decision seeds only and its held-out noise is *check* noise, never the demo's report noise (:mod:`lcsc.protocol`);
-the report-only space FD4 is never built. Its judge is the demo's :class:`~lcsc.demo.scoring.Scorer`, and its EMA*
-is the demo's (:func:`lcsc.demo.stages.ema_grid_scores`: online and post-hoc EMAs raced on the search noise with
+the report-only space FD4 is never built. Its judge is the demo's :class:`~lcsc.experiment.scoring.Scorer`, and its EMA*
+is the demo's (:func:`lcsc.experiment.stages.ema_grid_scores`: online and post-hoc EMAs raced on the search noise with
 the demo's default objective). Results are plain dicts written as JSON, so jobs are resumable and can run in
 separate processes.
 """
@@ -23,8 +23,8 @@ import numpy as np
 from lcsc import protocol
 from lcsc.checkpoints import CheckpointStack
 from lcsc.data import load_digits_data
-from lcsc.demo.config import DemoConfig
-from lcsc.demo.scoring import Scorer
+from lcsc.experiment.config import DemoConfig
+from lcsc.experiment.scoring import Scorer
 from lcsc.merge import StackMerger
 from lcsc.models import load_model
 from lcsc.objectives import MeanObjective
@@ -142,8 +142,8 @@ def run_job(scorer: Scorer, cache: Path, work: Path, demo: DemoConfig, train_see
 def ema_star_job(scorer: Scorer, cache: Path, demo: DemoConfig, train_seed: int, model: str,
                  eval_seeds: int) -> dict[str, Any]:
     """EMA* at the window's end: the demo's (online and post-hoc EMAs raced on the search noise with the demo's
-    search objective, :func:`lcsc.demo.stages.ema_grid_scores`), scored like a search on check noise."""
-    from lcsc.demo.stages import ModelRun, ema_grid_scores, ema_star_choice, ema_state_named
+    search objective, :func:`lcsc.experiment.stages.ema_grid_scores`), scored like a search on check noise."""
+    from lcsc.experiment.stages import ModelRun, ema_grid_scores, ema_star_choice, ema_state_named
 
     run = ModelRun(model, cache / f"demo-seed{train_seed}" / model, demo.dm_nfe if model == "dm" else demo.cm_nfe, 0.0)
     grid = ema_grid_scores(run, demo, scorer, demo.iterations)

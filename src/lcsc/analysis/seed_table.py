@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from lcsc.atomic import write_text
-from lcsc.demo.headlines import ALL_SPACES, SPACE_NAMES, holds_everywhere, nfe_match, spaces_in
+from lcsc.experiment.headlines import holds_everywhere, nfe_match
 from lcsc.protocol import DECISION_SEEDS, REPORT_SEEDS, seed_role
+from lcsc.spaces import ALL_SPACES, SPACE_NAMES, spaces_in
 
 __all__ = ["seed_rows", "seed_table", "main", "VARIANTS"]
 

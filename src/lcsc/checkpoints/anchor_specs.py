@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,11 @@ from lcsc.checkpoints.reader import DIFFUSERS_WEIGHTS, checkpoint_interval
 from lcsc.checkpoints.training_folders import CHECKPOINT_DIR, is_training_checkpoint
 from lcsc.errors import CheckpointError, LCSCError, first_line
 
-__all__ = ["resolve_anchors", "resolve_recorded_anchors"]
+__all__ = ["resolve_anchors", "resolve_recorded_anchors", "register_phema_reconstruction"]
 
 Resolved = list[tuple[Anchor, dict[str, torch.Tensor]]]
+PhemaReconstruction = Callable[[Path, int, float], dict[str, torch.Tensor]]
+_PHEMA: list[PhemaReconstruction] = []  # lcsc.merge.posthoc's, registered when it is imported (``import lcsc`` does)
 _KEYWORD = re.compile(r"(ema|ema-start|phema)(?::(.*))?")
 _SPECS = "a checkpoint path, ema, ema:NAME, ema-start:NAME or phema:SIGMA"
 
@@ -159,17 +161,23 @@ def _ema_snapshot(spec: str, run: Path, name: str, step: int, kind: str) -> tupl
     return anchor_from_file(path, name=label, kind=kind, spec=label, step=step)
 
 
+def register_phema_reconstruction(reconstruct: PhemaReconstruction) -> None:
+    """How ``phema:SIGMA`` anchors are rebuilt: ``reconstruct(run_dir, step, sigma_rel)`` → tensors.
+    :mod:`lcsc.merge.posthoc` (a layer above checkpoints) registers :class:`~lcsc.merge.PosthocEMA`'s."""
+    _PHEMA[:] = [reconstruct]
+
+
 def _phema(spec: str, arg: str, window, stack) -> tuple[Anchor, dict[str, torch.Tensor]]:
     """The post-hoc EMA of σ_rel = SIGMA at the window's last step, reconstructed from ``RUN/phema``."""
-    from lcsc.merge.posthoc import PosthocEMA
-
+    if not _PHEMA:
+        raise CheckpointError(f"anchor {spec!r}: post-hoc EMA anchors need lcsc.merge (import lcsc.merge)")
     try:
         sigma = float(arg)
     except ValueError:
         raise CheckpointError(f"anchor {spec!r}: SIGMA must be a number (e.g. phema:0.05)") from None
     run, end = _run_dir(window, spec), int(stack.steps[-1])
     try:
-        tensors = PosthocEMA.open(run).reconstruct(end, sigma_rel=sigma)
+        tensors = _PHEMA[0](run, end, sigma)
     except LCSCError as exc:
         raise CheckpointError(f"anchor {spec!r}: {first_line(exc, 400)}") from None
     name = f"phema:{sigma:g}"

@@ -1,18 +1,19 @@
-"""lcsc's checkpoint file: safetensors with string metadata (step, images seen, EMA rate, model config + hash)."""
+"""lcsc's checkpoint file: safetensors with string metadata (step, images seen, EMA rate, model config + hash).
+
+Reading the metadata and the config's hash live a layer down, in :mod:`lcsc.metadata` (models read them too).
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from lcsc.atomic import atomic_path
-from lcsc.errors import CheckpointError
+from lcsc.metadata import config_hash, read_metadata
 
 __all__ = ["checkpoint_name", "config_hash", "save_checkpoint", "read_metadata"]
 
@@ -20,11 +21,6 @@ __all__ = ["checkpoint_name", "config_hash", "save_checkpoint", "read_metadata"]
 def checkpoint_name(step: int, prefix: str = "ckpt") -> str:
     """``ckpt-000123400.safetensors``: names sort by training progress."""
     return f"{prefix}-{step:09d}.safetensors"
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    """Stable short hash of a JSON-able model config."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def save_checkpoint(
@@ -58,15 +54,3 @@ def save_checkpoint(
     with atomic_path(path, suffix=".safetensors") as tmp:
         save_file(tensors, str(tmp), metadata=meta)
     return path
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The safetensors metadata of a checkpoint file (a clear error for a missing or unreadable file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            return dict(fh.metadata() or {})
-    except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc

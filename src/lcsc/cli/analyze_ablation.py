@@ -72,7 +72,7 @@ def _plan(args: argparse.Namespace):
 
 def _objective(args: argparse.Namespace, num_samples: int):
     from lcsc.checkpoints import discover_checkpoints
-    from lcsc.demo.config import DemoConfig
+    from lcsc.experiment.config import DemoConfig
     from lcsc.models import read_model_config
     from lcsc.objectives import builtin_objective
     from lcsc.objectives.builtin import AUTO_DIGITS, resolve_auto

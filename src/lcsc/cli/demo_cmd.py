@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lcsc.atomic import check_writable
 from lcsc.cli.common import write_resolved_config
-from lcsc.demo.config import DemoConfig
+from lcsc.experiment.config import DemoConfig
 
 __all__ = ["register"]
 

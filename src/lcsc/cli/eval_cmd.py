@@ -14,9 +14,9 @@ from lcsc.cli.common import write_resolved_config
 from lcsc.cli.diffusers_options import add_diffusers_options, uses_diffusers
 from lcsc.errors import ConfigError
 from lcsc.metrics.checkpoint_eval import evaluate_checkpoints, expand_targets
-from lcsc.metrics.diffusers_eval import diffusers_targets, evaluate_diffusers_checkpoints
 from lcsc.metrics.spaces import FEATURE_SPACES
 from lcsc.objectives.base import HELD_OUT_SEED_OFFSET, noise_fingerprint
+from lcsc.objectives.diffusers_eval import diffusers_targets, evaluate_diffusers_checkpoints
 from lcsc.precision import AUTOCAST_MODES
 from lcsc.report.grid import save_image_grid
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from lcsc.demo.headlines import SPACE_NAMES, spaces_in
+from lcsc.spaces import SPACE_NAMES, spaces_in
 
 __all__ = ["anchoring_section", "ANCHORING_METHODS", "anchor_weights"]
 

@@ -15,7 +15,7 @@ from lcsc.checkpoints.format import read_metadata, save_checkpoint
 
 if TYPE_CHECKING:
     from lcsc.demo.run import DemoResult
-    from lcsc.demo.stages import ModelRun, SearchRun
+    from lcsc.experiment.stages import ModelRun, SearchRun
 
 __all__ = ["write_models", "MODELS_DIR"]
 
@@ -24,7 +24,7 @@ MODELS_DIR = "models"
 
 def _ema_star(run: ModelRun, star: str, point: int, path: Path) -> dict[str, Any]:
     """EMA* as a file: the online EMA's snapshot, or the post-hoc reconstruction ``lcsc ema`` writes for its σ_rel."""
-    from lcsc.demo.stages import ema_state_named, ema_state_path
+    from lcsc.experiment.stages import ema_state_named, ema_state_path
 
     if star.startswith("hl-"):
         src = ema_state_path(run, float(star.removeprefix("hl-")), point)

@@ -13,8 +13,8 @@ import numpy as np
 from lcsc.atomic import write_json, write_text
 from lcsc.demo.anchoring_report import anchoring_section
 from lcsc.demo.run import MODEL_LABELS, DemoResult
-from lcsc.demo.stages import ema_state_named, lcsc_state
 from lcsc.demo.verdicts import curve_table, nfe_table, speedup_table, verdicts
+from lcsc.experiment.stages import ema_state_named, lcsc_state
 from lcsc.generate import generate
 from lcsc.models import load_model
 from lcsc.objectives.base import HELD_OUT_SEED_OFFSET

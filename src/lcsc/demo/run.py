@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,12 +13,13 @@ from tqdm.auto import tqdm
 
 from lcsc.checkpoints.anchors import state_dict_sha256
 from lcsc.data import load_digits_data
-from lcsc.demo.config import DemoConfig
 from lcsc.demo.estimate import estimate_parts
 from lcsc.demo.exports import write_models
-from lcsc.demo.headlines import ALL_SPACES, nfe_match, speedup
-from lcsc.demo.scoring import HeldOutScore, Scorer
-from lcsc.demo.stages import (
+from lcsc.experiment.clock import StageClock
+from lcsc.experiment.config import DemoConfig
+from lcsc.experiment.headlines import nfe_match, speedup
+from lcsc.experiment.scoring import HeldOutScore, Scorer
+from lcsc.experiment.stages import (
     ModelRun,
     SearchRun,
     ema_grid_scores,
@@ -35,9 +35,10 @@ from lcsc.demo.stages import (
     train_pair,
 )
 from lcsc.metrics.evaluate import KID_SCALE
+from lcsc.spaces import ALL_SPACES
 from lcsc.training.ema import ema_name
 
-__all__ = ["DemoRow", "DemoResult", "run_demo", "MODEL_LABELS", "StageClock"]
+__all__ = ["DemoRow", "DemoResult", "run_demo", "MODEL_LABELS"]
 
 MODEL_LABELS = {"dm": "DM", "cm-ct": "CM (CT)", "cm-cd": "CM (CD)"}
 
@@ -91,24 +92,6 @@ class DemoResult:
     def other_method(self) -> str:
         """The row label of the search that is not the export: "LCSC Alg. 1" or "LCSC gradient"."""
         return other_label(self.config)
-
-
-class StageClock:
-    """Runs named stages, keeps their wall times (s) and reports start / done to ``on_stage``."""
-
-    def __init__(self, on_stage: Callable[[str, dict], None] | None) -> None:
-        self.stages: dict[str, float] = {}
-        self.on_stage = on_stage
-
-    def run(self, name: str, fn, *args, **kw):
-        if self.on_stage:
-            self.on_stage("start", {"stage": name})
-        t0 = time.perf_counter()
-        out = fn(*args, **kw)
-        self.stages[name] = round(time.perf_counter() - t0, 2)
-        if self.on_stage:
-            self.on_stage("done", {"stage": name, "seconds": self.stages[name]})
-        return out
 
 
 def run_demo(cfg: DemoConfig, out: str | Path, *, progress: bool = True,

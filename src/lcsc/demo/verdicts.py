@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lcsc.demo.headlines import SPACE_NAMES, spaces_in
+from lcsc.spaces import SPACE_NAMES, spaces_in
 
 __all__ = ["verdicts", "curve_table", "speedup_table", "nfe_table", "space_labels"]
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from lcsc.checkpoints.anchor_specs import register_phema_reconstruction
 from lcsc.checkpoints.format import read_metadata
 from lcsc.errors import CheckpointError, ConfigError
 from lcsc.merge.profiles import (
@@ -302,3 +303,11 @@ def _describe(sigma_rel: float | None, half_life: float | None) -> str:
 
 def _steps_text(steps: list[int]) -> str:
     return ", ".join(map(str, steps)) if len(steps) <= 6 else f"{steps[0]}, {steps[1]}, …, {steps[-1]}"
+
+
+def _anchor(run_dir: Path, step: int, sigma_rel: float) -> dict[str, torch.Tensor]:
+    """A ``phema:SIGMA`` anchor's tensors (:mod:`lcsc.checkpoints.anchor_specs`, a layer down, calls it)."""
+    return PosthocEMA.open(run_dir).reconstruct(step, sigma_rel=sigma_rel)
+
+
+register_phema_reconstruction(_anchor)

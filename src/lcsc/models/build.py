@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from lcsc.checkpoints.format import config_hash, read_metadata
 from lcsc.errors import CheckpointError, ConfigError
+from lcsc.metadata import config_hash, read_metadata
 from lcsc.models.config import ModelConfig
 from lcsc.models.diffusers_unet import DiffusersUNet
 from lcsc.models.generative import ConsistencyModel, EpsilonModel, GenerativeModel

@@ -7,8 +7,8 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from lcsc.demo.headlines import SPACE_NAMES, spaces_in
 from lcsc.report.plots import save_figure
+from lcsc.spaces import SPACE_NAMES, spaces_in
 
 __all__ = ["plot_family_curves"]
 

@@ -1,7 +1,7 @@
 # The LCSC paper's CD experiment (Liu et al. 2024, Sec. 5.1, Tab. 1 and Tab. 7) at digits scale: the runs and their sizes.
 """``DistillConfig``: a converged DM teacher, a CD reference run and short CD runs (two batch sizes), CT beside it.
 
-Every run is a :class:`~lcsc.demo.config.DemoConfig` (its recorder windows, EMA grid, search and held-out settings)
+Every run is a :class:`~lcsc.experiment.config.DemoConfig` (its recorder windows, EMA grid, search and held-out settings)
 so that the demo's stages (training, EMA*, anchored LCSC, held-out rows) run on it unchanged.
 """
 
@@ -11,8 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from lcsc.demo.config import SIGMA_RELS, DemoConfig
 from lcsc.errors import ConfigError
+from lcsc.experiment.config import SIGMA_RELS, DemoConfig
 from lcsc.protocol import DECISION_SEEDS, REPORT_SEEDS, seed_role
 
 __all__ = ["DistillConfig", "RunSpec", "CURVE_32NDS", "GEOMETRIC_32NDS"]

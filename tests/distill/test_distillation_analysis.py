@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from lcsc.demo.distill_analysis import convergence, speedup_entry
-from lcsc.demo.distill_config import DistillConfig
-from lcsc.demo.distill_costs import break_even_iterations, paper_cd_cost, run_cost, with_search_speedup
-from lcsc.demo.distillation import check_out_folder
+from lcsc.distill.analysis import convergence, speedup_entry
+from lcsc.distill.config import DistillConfig
+from lcsc.distill.costs import break_even_iterations, paper_cd_cost, run_cost, with_search_speedup
+from lcsc.distill.run import check_out_folder
 from lcsc.errors import ConfigError
 
 POINTS = [100, 200, 400, 800]
@@ -119,7 +119,7 @@ def test_a_folder_of_another_configuration_is_refused_naming_the_keys(tmp_path):
 def test_lane_schedule_is_greedy_longest_first():
     """Two lanes, the runs in the order given (longest first): cd 0–8 | ct 0–6, ct-short 6–8 | cd-short 8–9 on the
     first free lane (lane 0 at 8), cd-small 8–9 on lane 1: 9 s; one lane: the sum."""
-    from lcsc.demo.distill_estimate import lane_schedule
+    from lcsc.distill.estimate import lane_schedule
 
     d = {"cd": 8.0, "ct": 6.0, "ct-short": 2.0, "cd-short": 1.0, "cd-small": 1.0}
     assert lane_schedule(d, 2) == pytest.approx(9.0)
@@ -128,7 +128,7 @@ def test_lane_schedule_is_greedy_longest_first():
 
 
 def test_a_resumed_run_reuses_the_estimate_it_timed_when_it_started(tmp_path, monkeypatch):
-    from lcsc.demo import distillation
+    from lcsc.distill import run as distillation
 
     calls = []
     monkeypatch.setattr(distillation, "estimate_stages", lambda *a: calls.append(a) or {"training": 12.5})

@@ -1,5 +1,5 @@
 # The LCSC paper's headlines for CD / CT (Liu et al. 2024, Tab. 7 speed-ups, Sec. 5.2 NFE, Tab. 6 costs), from rows.
-"""``analyse``: from :func:`~lcsc.demo.distillation.run_distillation`'s raw results to the report's figures.
+"""``analyse``: from :func:`~lcsc.distill.run.run_distillation`'s raw results to the report's figures.
 
 A speed-up is where the *reference* run's EMA* curve first reaches an LCSC point's held-out FD (linear between the
 curve's points), divided by the LCSC point's iterations, or by its images seen (iterations × batch) for the images
@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from lcsc.demo.distill_config import DistillConfig
-from lcsc.demo.distill_costs import break_even_iterations, paper_cd_cost, run_cost, with_search_speedup
-from lcsc.demo.headlines import crossing, nfe_match, spaces_in
+from lcsc.distill.config import DistillConfig
+from lcsc.distill.costs import break_even_iterations, paper_cd_cost, run_cost, with_search_speedup
+from lcsc.experiment.headlines import crossing, nfe_match
+from lcsc.spaces import spaces_in
 
 __all__ = ["analyse", "curve", "speedup_entry", "convergence", "CONVERGED_FALL"]
 

@@ -15,9 +15,9 @@ from tqdm.auto import tqdm
 from lcsc import protocol
 from lcsc.checkpoints import CheckpointStack
 from lcsc.data import ImageData
-from lcsc.demo.config import DemoConfig
-from lcsc.demo.scoring import HeldOutScore, Scorer
 from lcsc.errors import ConfigError
+from lcsc.experiment.config import DemoConfig
+from lcsc.experiment.scoring import HeldOutScore, Scorer
 from lcsc.merge import PosthocEMA, StackMerger
 from lcsc.models import ModelConfig, load_model
 from lcsc.search import SearchResult, run_gradient_search, run_search, share_initial_population

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from lcsc.atomic import write_json, write_text
-from lcsc.demo.distill_analysis import curve, finite
-from lcsc.demo.distill_config import DistillConfig
-from lcsc.demo.headlines import SPACE_NAMES, spaces_in
+from lcsc.distill.analysis import curve, finite
+from lcsc.distill.config import DistillConfig
 from lcsc.report.distill_plots import plot_family_curves
 from lcsc.report.headline_plots import plot_fd_vs_nfe
+from lcsc.spaces import SPACE_NAMES, spaces_in
 
 __all__ = ["verdicts", "speedup_table", "nfe_table", "cost_table", "curve_table", "write_report"]
 

@@ -4,7 +4,7 @@
 A curve is ``xs`` (training iterations or NFEs, increasing) against held-out FD ``ys`` (lower is better). The
 crossing is the first ``x`` at which the curve reaches ``target``, linearly interpolated between the two points that
 bracket it; ``None`` if it never does ("> end"). A headline is claimed only when it holds in every space: FD_digits,
-FD2, FD3, and the report-only FD4 wherever the rows have it.
+FD2, FD3, and the report-only FD4 wherever the rows have it (:func:`lcsc.spaces.spaces_in`).
 """
 
 from __future__ import annotations
@@ -12,21 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SPACES", "REPORT_ONLY", "ALL_SPACES", "SPACE_NAMES", "spaces_in", "Crossing", "crossing", "speedup", "nfe_match",
-           "holds_everywhere"]
+from lcsc.spaces import spaces_in
 
-SPACES = ("fd_mean", "fd2_mean", "fd3_mean")  # the decision spaces FD_digits, FD2, FD3 (held-out means): rules use these
-REPORT_ONLY = ("fd4_mean",)  # FD4 (ViT), report-only (lcsc.protocol): in reports, never in a rule
-ALL_SPACES = SPACES + REPORT_ONLY
-SPACE_NAMES = {"fd_mean": "FD_digits", "fd2_mean": "FD2", "fd3_mean": "FD3", "fd4_mean": "FD4"}
-
-
-def spaces_in(*rows: dict[str, Any]) -> tuple[str, ...]:
-    """The decision spaces, and FD4 where every row has a finite value (rows scored on report noise)."""
-    def finite(r: dict[str, Any], k: str) -> bool:
-        v = r.get(k)
-        return isinstance(v, (int, float)) and v == v and abs(v) != float("inf")
-    return SPACES + tuple(k for k in REPORT_ONLY if rows and all(finite(r, k) for r in rows))
+__all__ = ["Crossing", "crossing", "speedup", "nfe_match", "holds_everywhere"]
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from lcsc.demo.distill_config import DistillConfig, RunSpec
-from lcsc.demo.distill_costs import TRAIN_PASSES
-from lcsc.demo.estimate import unit_costs
-from lcsc.demo.scoring import Scorer
+from lcsc.distill.config import DistillConfig, RunSpec
+from lcsc.distill.costs import TRAIN_PASSES
+from lcsc.experiment.scoring import Scorer
+from lcsc.experiment.unit_costs import unit_costs
 
 __all__ = ["estimate_stages", "lane_schedule"]
 
@@ -55,7 +55,7 @@ def estimate_stages(cfg: DistillConfig, scorer: Scorer, data, lanes: int) -> dic
     ref = cfg.runs()["cd"].demo
     costs = {kind: unit_costs(kind, ref, scorer, data) for kind in ("dm", "cm")}
     specs = cfg.runs()
-    teacher = specs["teacher"]  # alone first, on every lane's core (distill_train.train_runs)
+    teacher = specs["teacher"]  # alone first, on every lane's core (lcsc.distill.train.train_runs)
     key = "step" if lanes > 1 else "step1"
     first = teacher.iterations * _step_seconds(teacher, costs, ref.batch_size, key) * _OVERHEAD
     rest = sorted((s for s in specs.values() if s.name != "teacher"),

@@ -12,9 +12,9 @@ import torch
 from tqdm.auto import tqdm
 
 from lcsc.checkpoints.format import read_metadata, save_checkpoint
-from lcsc.demo.distill_config import DistillConfig, RunSpec
-from lcsc.demo.distill_costs import TRAIN_PASSES
-from lcsc.demo.stages import ModelRun, train_model, train_seconds_at
+from lcsc.distill.config import DistillConfig, RunSpec
+from lcsc.distill.costs import TRAIN_PASSES
+from lcsc.experiment.stages import ModelRun, train_model, train_seconds_at
 
 __all__ = ["train_runs", "teacher_path", "write_teacher", "run_of", "lanes"]
 

@@ -9,6 +9,7 @@ tensors are checked against the UNet before anything is sampled.
 The noise is the search's: :func:`lcsc.objectives.diffusers.diffusers_objective` on ``seed`` and, unless
 ``search_noise``, its :meth:`~lcsc.objectives.base.SeededObjective.held_out` copy — the objective the search's
 held-out report scores with. So FD here equals that report's number for the same samples, NFE, solver and seed.
+Built on the search's objective, this evaluation lives beside it (:mod:`lcsc.objectives.diffusers`).
 """
 
 from __future__ import annotations

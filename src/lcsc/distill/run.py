@@ -3,7 +3,7 @@
 
 Every stage resumes after a kill: training from its saved state, EMA* grids and held-out rows from per-run caches
 written after each point or row, searches from their journals; finished stages are skipped. The analysis of the
-rows (speed-ups, NFE, costs) is :mod:`lcsc.demo.distill_analysis`.
+rows (speed-ups, NFE, costs) is :mod:`lcsc.distill.analysis`.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from tqdm.auto import tqdm
 
 from lcsc.atomic import read_json_object, write_json
 from lcsc.data import load_digits_data
-from lcsc.demo.distill_config import DistillConfig, RunSpec
-from lcsc.demo.distill_estimate import estimate_stages
-from lcsc.demo.distill_train import lanes, run_of, teacher_path, train_runs, write_teacher
-from lcsc.demo.run import StageClock
-from lcsc.demo.scoring import Scorer
-from lcsc.demo.stages import (
+from lcsc.distill.config import DistillConfig, RunSpec
+from lcsc.distill.estimate import estimate_stages
+from lcsc.distill.train import lanes, run_of, teacher_path, train_runs, write_teacher
+from lcsc.errors import ConfigError
+from lcsc.experiment.clock import StageClock
+from lcsc.experiment.scoring import Scorer
+from lcsc.experiment.stages import (
     ModelRun,
     SearchRun,
     ema_grid_scores,
@@ -32,7 +33,6 @@ from lcsc.demo.stages import (
     lcsc_search,
     lcsc_state,
 )
-from lcsc.errors import ConfigError
 from lcsc.training.ema import ema_name
 
 __all__ = ["run_distillation", "check_out_folder", "CONFIG_FILE"]

@@ -11,8 +11,8 @@ from torch import nn
 
 from lcsc import protocol
 from lcsc.data import ImageData
-from lcsc.demo.config import DemoConfig
 from lcsc.errors import ConfigError
+from lcsc.experiment.config import DemoConfig
 from lcsc.generate import generate
 from lcsc.metrics import evaluate_images, reference_set
 from lcsc.metrics.spaces import feature_space
