@@ -85,3 +85,56 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+# Known slow tests (seconds on a quiet 2-core machine, 2026-12-07), by node-id prefix. Under ``pytest -n 2 --dist
+# worksteal`` each worker first gets one contiguous half of the collection; the hook below starts both halves with
+# their share of these, so no worker is left alone at the end with a long test (the suite used to end with ~5 min of
+# one worker on the distillation resume test).
+SLOW = {
+    "tests/distill/test_distillation_resume.py::test_quick_benchmark_killed": 240,
+    "tests/demo/test_demo.py::test_quick_demo_end_to_end": 200,
+    "tests/scripts/test_gpu_check.py": 70,
+    "tests/search/test_distributed.py": 120,
+    "tests/search/test_cli_search.py::test_sigkill_anywhere": 150,
+    "tests/cli/test_search_diffusers.py": 90,
+    "tests/analysis/test_search_efficiency.py::test_search_efficiency_quick_smoke": 40,
+    "tests/analysis/test_ablation.py": 50,
+    "tests/cli/test_search_grad_cli.py::test_sigkill": 25,
+    "tests/cli/test_eval_diffusers.py": 30,
+    "tests/metrics/test_features.py": 50,
+    "tests/metrics/test_inception_golden.py": 20,
+    "tests/cli/test_eval_cli.py::test_search_on_two_ray_workers": 25,
+}
+
+
+def _slow_seconds(nodeid: str) -> float:
+    return next((s for prefix, s in SLOW.items() if nodeid.startswith(prefix)), 0.0)
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Balanced contiguous shares for ``-n N`` (xdist's worksteal gives worker i the i-th share), slowest first in
+    each; a module's slow tests stay together (they share module fixtures)."""
+    workers = config.getoption("numprocesses", None)
+    if not isinstance(workers, int) or workers < 2:
+        return
+    groups: dict[str, list] = {}
+    for item in items:
+        if _slow_seconds(item.nodeid):
+            groups.setdefault(next(p for p in SLOW if item.nodeid.startswith(p)), []).append(item)
+    shares: list[list] = [[] for _ in range(workers)]
+    load = [0.0] * workers
+    for group in sorted(groups.values(), key=lambda g: -_slow_seconds(g[0].nodeid)):
+        k = load.index(min(load))
+        shares[k] += group
+        load[k] += _slow_seconds(group[0].nodeid)
+    taken = {id(i) for share in shares for i in share}
+    rest = [i for i in items if id(i) not in taken]
+    ordered, left = [], len(items)
+    for k, share in enumerate(shares):  # the sizes xdist sends: what is left // the workers still to serve
+        size = left // (workers - k)
+        fill = max(0, size - len(share)) if k < workers - 1 else len(rest)
+        ordered += share + rest[:fill]
+        rest = rest[fill:]
+        left -= len(share) + fill
+    items[:] = ordered
