@@ -36,8 +36,8 @@ SKIP = "skipped"
 
 # sizes: (full on the GPU, QUICK for the CPU side)
 SIZES = {
-    "channels": (32, 8), "batch": (128, 32), "iters": (1200, 160), "window": (300, 80), "interval": (30, 8),
-    "ema_at": ("300,600,900", "40,80,120"), "kill_at": (650, 60),
+    "channels": (32, 8), "batch": (128, 32), "iters": (1200, 80), "window": (300, 40), "interval": (30, 8),
+    "ema_at": ("300,600,900", "20,40,60"), "kill_at": (650, 30),
     "evals": (16, 6), "generation": (4, 3), "search_samples": (500, 64), "search_nfe": (4, 1),
     "eval_samples": (1000, 64), "eval_nfe": (10, 2),
 }

@@ -1,4 +1,5 @@
-"""Fault injection for the write-site tests: a full disk (ENOSPC) or a kill part-way through a write."""
+"""Fault injection for the write-site tests: a full disk (ENOSPC) or a kill part-way through a write; snapshots of a
+folder tree, to show that a refused command left nothing behind."""
 
 from __future__ import annotations
 
@@ -31,6 +32,37 @@ def hashes(folder: Path) -> dict[str, str]:
     """SHA-256 of every file under ``folder`` by relative path."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _complete_cache(folder: Path) -> bool:
+    """A stack cache folder holding only complete caches (each sidecar with its matrix), and at least one."""
+    names = {p.name for p in folder.iterdir()}
+    stems = {n[: -len(".json")] for n in names if n.startswith("stack-") and n.endswith(".json")}
+    return bool(stems) and all(s + ".npy" in names for s in stems) and all(
+        n.removesuffix(".extras.safetensors").removesuffix(".npy").removesuffix(".json") in stems for n in names)
+
+
+def tree_snapshot(*folders: Path, complete_caches: bool = True) -> dict[str, tuple]:
+    """Every path under ``folders`` (the folders themselves included): a file as ``("file", size, mtime_ns)``, a
+    folder (empty ones too) as ``("dir",)``, a link as ``("link", target)``. Equal snapshots before and after a
+    command mean it created, removed, grew or rewrote nothing there (a folder's own mtime is left out: a temp file
+    that came and went changes it, and is allowed). ``complete_caches=False`` leaves out ``.lcsc-cache`` folders
+    that hold complete stack caches only (a command that refuses after opening valid checkpoints may have cached
+    them, for the next run); an empty or partial one still shows."""
+    out: dict[str, tuple] = {}
+    for folder in folders:
+        for path in [folder, *sorted(folder.rglob("*"))]:
+            cache = next((p for p in (path, *path.parents) if p.name == ".lcsc-cache"), None)
+            if not complete_caches and cache is not None and cache.is_dir() and _complete_cache(cache):
+                continue
+            if path.is_symlink():
+                out[str(path)] = ("link", os.readlink(path))
+            elif path.is_dir():
+                out[str(path)] = ("dir",)
+            elif path.exists():
+                st = path.stat()
+                out[str(path)] = ("file", st.st_size, st.st_mtime_ns)
+    return out
 
 
 def temp_files(folder: Path) -> list[Path]:

@@ -14,9 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from lcsc.atomic import append_record, atomic_path, is_temp_file, remove_stale_temps, write_json, write_text
+from lcsc.atomic import (
+    append_record,
+    atomic_path,
+    is_temp_file,
+    make_folders,
+    remove_stale_temps,
+    write_json,
+    write_text,
+)
 from lcsc.errors import DiskFullError, LCSCError
-from tests.faults import Killed, enospc, fail_writes_to, safetensors_enospc, temp_files
+from tests.faults import Killed, enospc, fail_writes_to, safetensors_enospc, temp_files, tree_snapshot
 
 
 def _from_oserror() -> RuntimeError:
@@ -56,6 +64,23 @@ def test_other_errors_pass_through_unchanged(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not about the disk"), atomic_path(tmp_path / "x.bin"):
         raise ValueError("not about the disk")
     assert temp_files(tmp_path) == [] and not (tmp_path / "x.bin").exists()
+
+
+def test_a_failed_write_takes_away_the_folders_it_made(tmp_path: Path) -> None:
+    """Issue 36: a refused input leaves no empty output (or cache) folder behind; folders that were there, or that
+    something else wrote into meanwhile, stay."""
+    (tmp_path / "kept").mkdir()
+    before = tree_snapshot(tmp_path)
+    with pytest.raises(Killed), atomic_path(tmp_path / "kept" / "a" / "b" / "x.json") as tmp:
+        tmp.write_text("partial")
+        raise Killed
+    assert tree_snapshot(tmp_path) == before
+    with pytest.raises(ValueError), atomic_path(tmp_path / "c" / "d" / "x.json"):
+        (tmp_path / "c" / "other.txt").write_text("another writer's file")
+        raise ValueError("refused")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["c", "c/other.txt", "kept"]
+    assert make_folders(tmp_path / "kept") == [] and make_folders(tmp_path / "e" / "f") == [tmp_path / "e",
+                                                                                             tmp_path / "e" / "f"]
 
 
 def test_a_kill_mid_write_keeps_the_previous_file(tmp_path: Path) -> None:

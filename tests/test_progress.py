@@ -8,8 +8,10 @@ import time
 import pytest
 from tqdm import tqdm
 
+from lcsc.errors import CheckpointError
 from lcsc.progress import (
     enable_stage_lines,
+    failure_reason,
     reset_stage_times,
     stage,
     stage_line,
@@ -54,6 +56,23 @@ def test_stage_keeps_its_time_when_it_fails(log) -> None:
     with pytest.raises(ValueError), stage("fails"):
         raise ValueError("bad")
     assert "fails" in stage_times() and log.getvalue().splitlines()[-1].startswith("[lcsc] fails: ")
+
+
+def test_a_failing_stage_ends_in_failed_and_the_reason(log) -> None:
+    """Issue 36: not a time, which reads as success; the error itself propagates unchanged."""
+    message = "/data/ckpts/ckpt-000000200.pt: refused: loading it needs pickled objects beyond tensors"
+    with pytest.raises(CheckpointError) as info, stage("checkpoint stack", "reading 2 checkpoints"):
+        raise CheckpointError(message)
+    assert str(info.value) == message
+    assert log.getvalue().splitlines() == [
+        "[lcsc] checkpoint stack: reading 2 checkpoints …",
+        "[lcsc] checkpoint stack: failed (/data/ckpts/ckpt-000000200.pt: refused: loading it needs pi…)"]
+    for exc, reason in [(KeyboardInterrupt(), "interrupted"), (OSError(), "OSError"),
+                        (ValueError("first line\nsecond line"), "first line")]:
+        with pytest.raises(type(exc)), stage("s", heartbeat_s=60.0):
+            raise exc
+        assert log.getvalue().splitlines()[-1] == f"[lcsc] s: failed ({reason})"
+    assert failure_reason(ValueError("x" * 100), width=10) == "xxxxxxxxx…"
 
 
 def test_track_in_a_log_writes_counts_and_yields_every_item(log) -> None:

@@ -35,6 +35,8 @@ __all__ = [
     "read_json_object",
     "disk_full_as_error",
     "is_temp_file",
+    "make_folders",
+    "remove_empty_folders",
     "remove_stale_temps",
     "sha256_file",
     "write_json",
@@ -99,8 +101,12 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     if target.is_dir():  # else os.replace fails at the end naming the temp file
         raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(target))
     with disk_full_as_error(target):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp_path = _create_temp(target, suffix)
+        created = make_folders(target.parent)
+        try:
+            tmp_path = _create_temp(target, suffix)
+        except BaseException:
+            remove_empty_folders(created)
+            raise
         try:
             yield tmp_path
             with open(tmp_path, "rb+") as fh:
@@ -109,6 +115,7 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 tmp_path.unlink()
+            remove_empty_folders(created)
             raise
     with contextlib.suppress(OSError):
         dir_fd = os.open(target.parent, os.O_RDONLY)
@@ -116,6 +123,33 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def make_folders(folder: str | os.PathLike) -> list[Path]:
+    """``mkdir -p folder``; return the folders this call created, outermost first (none when it existed), so that
+    a write that fails can take them away again with :func:`remove_empty_folders`."""
+    folder, missing = Path(folder), []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    created = []
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            if not path.is_dir():
+                raise
+            continue  # another process made it meanwhile: it is theirs to keep
+        created.append(path)
+    return created
+
+
+def remove_empty_folders(folders: Iterable[Path]) -> None:
+    """Remove ``folders`` (innermost last in the list, as :func:`make_folders` returns them) that are still empty;
+    a folder something was written into meanwhile stays."""
+    for path in reversed(list(folders)):
+        with contextlib.suppress(OSError):
+            path.rmdir()
 
 
 def _create_temp(target: Path, suffix: str) -> Path:

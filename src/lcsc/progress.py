@@ -17,13 +17,14 @@ from typing import TextIO, TypeVar
 
 from tqdm.auto import tqdm
 
-__all__ = ["enable_stage_lines", "stage", "stage_line", "stage_lines_enabled", "stage_times", "reset_stage_times",
+__all__ = ["enable_stage_lines", "failure_reason", "stage", "stage_line", "stage_lines_enabled", "stage_times", "reset_stage_times",
            "ticking", "track"]
 
 T = TypeVar("T")
 
 _STATE: dict = {"on": False, "stream": None}
 _TIMES: dict[str, float] = {}
+_REASON_WIDTH = 60  # characters of an error message a failed stage line keeps
 
 
 def enable_stage_lines(on: bool = True, stream: TextIO | None = None) -> None:
@@ -47,20 +48,34 @@ def stage_line(message: str) -> None:
 
 @contextmanager
 def stage(name: str, detail: str = "", heartbeat_s: float | None = None) -> Iterator[None]:
-    """A timed stage: a line when it starts (``name: detail …``) and one when it ends (``name: 12.3 s``); with
+    """A timed stage: a line when it starts (``name: detail …``) and one when it ends (``name: 12.3 s``, or
+    ``name: failed (reason)`` when the block raises, the error then propagating unchanged); with
     ``heartbeat_s``, a line every ``heartbeat_s`` seconds in between (``name: 15 s so far``). Its time is kept in
     :func:`stage_times` (summed over repeats) for estimates."""
     stage_line(f"{name}: {detail} …" if detail else f"{name} …")
     t0 = time.perf_counter()
     beating = heartbeat_s and stage_lines_enabled()
+    ending = ""
     try:
         with _every(heartbeat_s, lambda: stage_line(f"{name}: {time.perf_counter() - t0:.0f} s so far")) \
                 if beating else contextlib.nullcontext():
             yield
+    except BaseException as exc:
+        ending = f"failed ({failure_reason(exc)})"
+        raise
     finally:
         seconds = time.perf_counter() - t0
         _TIMES[name] = _TIMES.get(name, 0.0) + seconds
-        stage_line(f"{name}: {seconds:.1f} s")
+        stage_line(f"{name}: {ending or f'{seconds:.1f} s'}")
+
+
+def failure_reason(exc: BaseException, width: int = _REASON_WIDTH) -> str:
+    """The first words of why ``exc`` was raised: the first line of its message, cut to ``width`` characters with
+    an ellipsis (``interrupted`` for a KeyboardInterrupt, the exception's type when it has no message)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "") or type(exc).__name__
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
 
 
 @contextmanager

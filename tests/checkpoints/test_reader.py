@@ -14,6 +14,7 @@ from lcsc.checkpoints import CheckpointStack, load_checkpoint, read_step
 from lcsc.errors import CheckpointError
 from lcsc.training.state import load_train_state
 from tests.conftest import make_states, write_states
+from tests.faults import tree_snapshot
 from tests.output import problem_lines
 
 
@@ -103,10 +104,15 @@ def test_cli_pickle_refusal_is_one_line(tmp_path: Path) -> None:
     folder.mkdir()
     for step in (1, 2):
         torch.save({"weight": torch.zeros(2), "evil": _Evil()}, folder / f"ckpt-{step:09d}.pt")
-    proc = subprocess.run([sys.executable, "-m", "lcsc", "inspect", str(folder)], capture_output=True,
-                          text=True, env={**os.environ, "LCSC_TEST_MARKER": str(tmp_path / "marker")})
-    assert proc.returncode == 2 and not (tmp_path / "marker").exists()
-    assert len(problem_lines(proc.stderr)) == 1 and "refused: loading it needs a pickled object" in proc.stderr
+    (tmp_path / "c.json").write_text('{"steps": [1, 2], "coefficients": [0.5, 0.5]}')
+    before = tree_snapshot(tmp_path)
+    merge = ["--coeffs", str(tmp_path / "c.json"), "-o", str(tmp_path / "out" / "m.safetensors")]
+    for command in ("inspect", "merge"):  # headers only, and the stack: one refusal each, nothing left behind
+        proc = subprocess.run([sys.executable, "-m", "lcsc", command, str(folder), *(merge if command == "merge"
+                               else [])], capture_output=True, text=True,
+                              env={**os.environ, "LCSC_TEST_MARKER": str(tmp_path / "marker")})
+        assert proc.returncode == 2 and tree_snapshot(tmp_path) == before, proc.stderr  # no marker, cache, output
+        assert len(problem_lines(proc.stderr)) == 1 and "refused: loading it needs a pickled object" in proc.stderr
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"\x00" * 100])

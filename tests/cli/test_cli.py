@@ -13,8 +13,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from lcsc.checkpoints import CheckpointStack
 from lcsc.cli.main import main
 from lcsc.demo.quickstart import candidate_coefficients
+from tests.faults import tree_snapshot
 from tests.output import problem_lines
 
 
@@ -27,11 +29,13 @@ def test_inspect(ckpt_dir: Path, capsys) -> None:
     assert main(["inspect", str(ckpt_dir)]) == 0
     out = capsys.readouterr().out
     assert (
-        "checkpoints (K)    5" in out and "100 … 500 every 100" in out and "stack cache        built" in out
+        "checkpoints (K)    5" in out and "100 … 500 every 100" in out and "stack cache        none yet" in out
     )
+    assert not (ckpt_dir / ".lcsc-cache").exists()  # inspect reads headers; the stack is built by the next command
+    CheckpointStack.open(ckpt_dir, progress=False)
     assert main(["inspect", str(ckpt_dir), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["cache_state"] == "reused" and summary["K"] == 5
+    assert summary["cache_state"] == "current" and summary["K"] == 5
 
 
 def test_merge_writes_checkpoint_and_config(ckpt_dir: Path, tmp_path: Path, states) -> None:
@@ -60,11 +64,12 @@ def test_merge_writes_checkpoint_and_config(ckpt_dir: Path, tmp_path: Path, stat
 def test_merge_bad_coefficients(ckpt_dir: Path, tmp_path: Path, capsys, steps, values, extra, match) -> None:
     coeffs = _coeffs(tmp_path / "c.json", steps, values)
     out = tmp_path / "merged.safetensors"
+    before = tree_snapshot(tmp_path, complete_caches=False)  # the checkpoints and the output location
     assert main(["merge", str(ckpt_dir), "--coeffs", str(coeffs), "-o", str(out), *extra]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and len(problem_lines(err)) == 1
     assert __import__("re").search(match, err)
-    assert not out.exists() and not list(tmp_path.glob(".merged*"))
+    assert tree_snapshot(tmp_path, complete_caches=False) == before  # valid checkpoints may have been cached
 
 
 def test_merge_renormalize(ckpt_dir: Path, tmp_path: Path) -> None:
@@ -76,22 +81,26 @@ def test_merge_renormalize(ckpt_dir: Path, tmp_path: Path) -> None:
 
 def test_bad_checkpoint_dir_exit_code(tmp_path: Path, capsys) -> None:
     (tmp_path / "empty").mkdir()
-    assert main(["inspect", str(tmp_path / "empty")]) == 2
-    assert "no checkpoints found" in capsys.readouterr().err
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "a-1.pt").write_bytes(b"junk")
     (tmp_path / "junk" / "a-2.pt").write_bytes(b"junk")
+    before = tree_snapshot(tmp_path)
+    assert main(["inspect", str(tmp_path / "empty")]) == 2
+    assert "no checkpoints found" in capsys.readouterr().err
     assert main(["inspect", str(tmp_path / "junk")]) == 2
     assert "a-1.pt" in capsys.readouterr().err
+    assert tree_snapshot(tmp_path) == before
 
 
 def test_console_script_exit_code(tmp_path: Path) -> None:
+    before = tree_snapshot(tmp_path)
     proc = subprocess.run(
         [sys.executable, "-m", "lcsc.cli.main", "inspect", str(tmp_path / "nope")],
         capture_output=True,
         text=True,
     )
     assert proc.returncode == 2 and "no such file or folder" in proc.stderr
+    assert tree_snapshot(tmp_path) == before
 
 
 def test_quickstart_small(tmp_path: Path, capsys) -> None:
@@ -153,10 +162,11 @@ def test_merge_refuses_bad_checkpoint_sets(tmp_path: Path, states, capsys) -> No
     coeffs = _coeffs(tmp_path / "c.json", [100, 200, 300, 400, 500], [0.2] * 5)
     for name, (folder, match) in _bad_dirs(tmp_path, states).items():
         out = tmp_path / f"{name}.safetensors"
+        before = tree_snapshot(tmp_path)
         assert main(["merge", str(folder), "--coeffs", str(coeffs), "-o", str(out)]) == 2, name
         err = capsys.readouterr().err
         assert match in err and len(problem_lines(err)) == 1, (name, err)
-        assert not out.exists() and not list(tmp_path.glob(f".{name}*")), name
+        assert tree_snapshot(tmp_path) == before, name  # no output, no temp file, no (empty) .lcsc-cache folder
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on the CI machine)")

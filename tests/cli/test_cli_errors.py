@@ -3,7 +3,6 @@ no partial output, nothing overwritten (issue 17, "Trust")."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -17,6 +16,7 @@ from safetensors.torch import save_file
 from lcsc.cli import inspect_cmd
 from lcsc.cli.main import main
 from lcsc.errors import DiskFullError
+from tests.faults import tree_snapshot
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -67,6 +67,36 @@ def _copy_search(tmp: Path, env: dict[str, Path]) -> None:
     shutil.copytree(env["search"], tmp / "s")
 
 
+class _Payload:
+    """A pickled object that would run a command when unpickled without ``weights_only``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _payload(tmp: Path, env: dict[str, Path]) -> None:
+    """``tmp/evil``: the window's good checkpoints and, last, a .pt pickle with a payload (issue 36)."""
+    shutil.copytree(env["ckpts"], tmp / "evil", ignore=shutil.ignore_patterns(".lcsc-cache"))
+    torch.save({"w": torch.zeros(2), "step": 35, "x": _Payload(tmp / "PAYLOAD-RAN")}, tmp / "evil" / "ckpt-35.pt")
+
+
+def _truncated(tmp: Path, env: dict[str, Path]) -> None:
+    """``tmp/trunc``: the window's checkpoints, the last one cut in half (its header says more than it holds)."""
+    shutil.copytree(env["ckpts"], tmp / "trunc", ignore=shutil.ignore_patterns(".lcsc-cache"))
+    last = sorted((tmp / "trunc").glob("*.safetensors"))[-1]
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+
+
+def _truncated_snapshot(tmp: Path, env: dict[str, Path]) -> None:
+    """``tmp/run``: a copy of the run with its last phema snapshot cut in half."""
+    shutil.copytree(env["run"], tmp / "run", ignore=shutil.ignore_patterns(".lcsc-cache", "windows"))
+    last = sorted((tmp / "run" / "phema").rglob("*.safetensors"))[-1]
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+
+
 TRAIN = "train dm --iterations 10 --batch-size 8 --channels 8 --sample-count 0"
 SEARCH = "search {ckpts} --objective {obj}:score --evals 8"
 # (id, command line, text the error line must hold: the offending file or value, setup of extra inputs or None)
@@ -82,6 +112,22 @@ CASES = [
     ("merge-coeffs-garbage", "merge {ckpts} --coeffs {tmp}/afile -o {tmp}/out.safetensors", "afile", None),
     ("inspect-missing", "inspect {tmp}/missing", "missing", None),
     ("inspect-cache-dir-file", "inspect {ckpts} --cache-dir {tmp}/afile", "afile", None),
+    ("inspect-pickle-payload", "inspect {tmp}/evil", "ckpt-35.pt: refused", _payload),
+    ("inspect-truncated", "inspect {tmp}/trunc", "truncated", _truncated),
+    ("merge-pickle-payload", "merge {tmp}/evil --coeffs {coeffs} -o {tmp}/out/m.safetensors", "ckpt-35.pt: refused",
+     _payload),
+    ("merge-truncated", "merge {tmp}/trunc --coeffs {coeffs} -o {tmp}/m.safetensors", "000030.safetensors",
+     _truncated),
+    ("search-pickle-payload", "search {tmp}/evil --objective {obj}:score --evals 8 -o {tmp}/out",
+     "ckpt-35.pt: refused", _payload),
+    ("search-truncated", "search {tmp}/trunc --objective {obj}:score --evals 8 -o {tmp}/out", "000030.safetensors",
+     _truncated),
+    ("train-init-from-truncated", TRAIN + " --init-from {tmp}/trunc/ckpt-000000030.safetensors -o {tmp}/out",
+     "000030.safetensors", _truncated),
+    ("eval-pickle-payload", "eval {tmp}/evil/ckpt-35.pt --samples 4 --nfe 1 --metrics fd -o {tmp}/out/eval.json",
+     "ckpt-35.pt", _payload),
+    ("ema-truncated-snapshot", "ema {tmp}/run --sigma-rel 0.07 -o {tmp}/out/ema.safetensors", ".safetensors",
+     _truncated_snapshot),
     ("search-out-is-file", SEARCH + " -o {tmp}/afile", "afile", None),
     ("search-out-under-file", SEARCH + " -o {tmp}/afile/out", "afile", None),
     ("search-half-lives-text", SEARCH + " --half-lives a,b -o {tmp}/out", "'a,b'", None),
@@ -134,12 +180,6 @@ NO_CUDA_CASES = [  # `--device cuda` where there is none: one line saying so, be
 ]
 
 
-def _snapshot(folder: Path) -> dict[str, str]:
-    """Every path under ``folder`` with its content hash (folders: ``dir``)."""
-    return {str(p.relative_to(folder)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*"))}
-
-
 def _run_bad(command: str, env: dict[str, Path], tmp: Path, capsys, setup=None) -> str:
     """Run ``command`` on prepared bad inputs; check the house rule; return the error line."""
     (tmp / "afile").write_text("not a folder, not a checkpoint, not JSON\n")
@@ -147,7 +187,7 @@ def _run_bad(command: str, env: dict[str, Path], tmp: Path, capsys, setup=None) 
     (tmp / "garbage.safetensors").write_bytes(os.urandom(200))
     if setup is not None:
         setup(tmp, env)
-    before = _snapshot(tmp)
+    before = tree_snapshot(tmp, env["root"])  # the output location and every input, empty folders included
     argv = command.format(tmp=tmp, **env).split()
     capsys.readouterr()
     try:
@@ -161,7 +201,7 @@ def _run_bad(command: str, env: dict[str, Path], tmp: Path, capsys, setup=None) 
     line = lines[0]
     assert line.startswith(f"lcsc {argv[0]}: error: "), line
     assert "Traceback" not in err and "\x1b" not in line
-    assert _snapshot(tmp) == before, "a refused command wrote, removed or changed files"
+    assert tree_snapshot(tmp, env["root"]) == before, "a refused command wrote, removed or changed files or folders"
     return line
 
 

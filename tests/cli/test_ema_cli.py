@@ -14,6 +14,7 @@ from lcsc.checkpoints.format import read_metadata
 from lcsc.cli.main import main
 from lcsc.merge import PosthocEMA
 from lcsc.models import load_model
+from tests.faults import tree_snapshot
 from tests.output import problem_lines
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -111,16 +112,19 @@ def test_half_life_help_says_what_the_target_is(capsys):
 ])
 def test_bad_input_exits_2_with_one_message(run_dir, tmp_path, capsys, args, message):
     out = tmp_path / "bad.safetensors"
+    before = tree_snapshot(tmp_path, run_dir)
     assert main(["ema", str(run_dir), *args, "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert re.search(message, err) and len(problem_lines(err)) == 1 and problem_lines(err)[0].startswith("lcsc ema: error:")
-    assert not out.exists()
+    assert tree_snapshot(tmp_path, run_dir) == before
 
 
 def test_run_without_snapshots(tmp_path, capsys):
+    before = tree_snapshot(tmp_path)
     assert main(["ema", str(tmp_path), "--sigma-rel", "0.07", "-o", str(tmp_path / "x.safetensors")]) == 2
     err = capsys.readouterr().err
     assert str(tmp_path / "phema") in err and "--phema-sigma-rels" in err
+    assert tree_snapshot(tmp_path) == before
 
 
 def _objective(tmp_path) -> str:
@@ -155,11 +159,14 @@ def test_sweep_explicit_values_and_a_bad_grid(run_dir, tmp_path, capsys):
     sweep = json.loads((out / "sweep.json").read_text())
     assert [r["sigma_rel"] for r in sweep["rows"]] == [0.05, 0.06, 0.08] and sweep["step"] == 20
     assert sweep["rows"][0]["profile_error"] == 0.0
-    assert main(["ema", str(run_dir), "--sweep", "--grid", "0.01:0.28:4", "--objective", _objective(tmp_path),
+    objective = _objective(tmp_path)
+    before = tree_snapshot(tmp_path, run_dir)
+    assert main(["ema", str(run_dir), "--sweep", "--grid", "0.01:0.28:4", "--objective", objective,
                  "-o", str(tmp_path / "bad")]) == 2
-    assert "reconstructable range" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    assert "reconstructable range" in capsys.readouterr().err
     assert main(["ema", str(run_dir), "--sweep", "--grid", "0.1:0.05:4", "-o", str(tmp_path / "bad")]) == 2
     assert "LO < HI" in capsys.readouterr().err
+    assert tree_snapshot(tmp_path, run_dir) == before
 
 
 def test_sweep_with_the_default_builtin_objective(run_dir, tmp_path):

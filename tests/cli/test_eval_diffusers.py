@@ -22,7 +22,7 @@ from lcsc.objectives.diffusers_eval import diffusers_targets, read_target
 from tests.diffusers_run import synthetic_images, train_run, write_image_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-SAMPLES, NFE = 8, 2
+SAMPLES, NFE = 4, 2  # each sample goes through Inception at 299×299, the bulk of these tests' time
 
 
 @pytest.fixture(scope="module")
@@ -92,12 +92,12 @@ def test_eval_of_a_search_merge_reproduces_its_reports(run, tmp_path, capsys) ->
     run_dir, ref = run
     out = tmp_path / "search"
     assert main(["search", str(run_dir), "--model-config", str(run_dir), "--reference", str(ref), "--objective",
-                 "fid", "--scheduler", "ddim", "--nfe", str(NFE), "--samples", "6", "--evals", "2", "--half-lives",
+                 "fid", "--scheduler", "ddim", "--nfe", str(NFE), "--samples", str(SAMPLES), "--evals", "2", "--half-lives",
                  "3", "--noise-seed", "7", "-o", str(out)]) == 0
     report = json.loads((out / "held_out.json").read_text())
     best = json.loads((out / "provenance.json").read_text())["best"]["score"]
     common = [str(out / "merged.safetensors"), "--model-config", str(run_dir / "unet"), "--reference", str(ref),
-              "--scheduler", "ddim", "--nfe", str(NFE), "--samples", "6", "--seed", "7", "--metrics", "fd"]
+              "--scheduler", "ddim", "--nfe", str(NFE), "--samples", str(SAMPLES), "--seed", "7", "--metrics", "fd"]
     assert main(["eval", *common, "-o", str(tmp_path / "held.json")]) == 0
     assert main(["eval", *common, "--search-noise", "-o", str(tmp_path / "search.json")]) == 0
     assert "scoring on the search noise (seed 7)" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from lcsc.cli.main import main
+from tests.faults import tree_snapshot
 from tests.merge.lora_helpers import make_peft_run, tiny_unet, unet_inputs, write_adapter
 from tests.output import problem_lines
 
@@ -75,9 +76,11 @@ def test_adapter_out_alone(lora_run, tmp_path: Path) -> None:
 def test_merge_option_errors(lora_run, tmp_path: Path, capsys, extra: list, match: str) -> None:
     _, root = lora_run
     extra = [str(tmp_path / e) if e.endswith(".safetensors") else e for e in extra]
+    before = tree_snapshot(tmp_path, root)
     assert main(["merge", str(root / "run"), "--coeffs", str(root / "coeffs.json"), *extra]) == 2
     err = capsys.readouterr().err
     assert len(problem_lines(err)) == 1 and re.search(match, err), err
+    assert tree_snapshot(tmp_path, root) == before
 
 
 def _broken_copy(root: Path, tmp_path: Path, what: str) -> Path:
@@ -109,11 +112,12 @@ def test_merge_refuses_bad_adapters(lora_run, tmp_path: Path, capsys, what: str,
     _, root = lora_run
     run = _broken_copy(root, tmp_path, what)
     out = tmp_path / "out"
+    before = tree_snapshot(tmp_path)
     assert main(["merge", str(run), "--coeffs", str(root / "coeffs.json"), "--adapter-out", str(out)]) == 2
     err = capsys.readouterr().err
     assert problem_lines(err)[0].startswith("lcsc merge: error: ") and len(problem_lines(err)) == 1
     assert re.search(match, err), err
-    assert not out.exists()
+    assert tree_snapshot(tmp_path) == before  # no output, no (empty) .lcsc-cache in the broken run
 
 
 def test_search_over_adapters_with_a_user_objective(lora_run, tmp_path: Path, capsys) -> None:
@@ -129,8 +133,10 @@ def test_search_over_adapters_with_a_user_objective(lora_run, tmp_path: Path, ca
     best = out / "best_coefficients.json"
     assert main(["merge", str(root / "run"), "--coeffs", str(best), "--adapter-out",
                  str(tmp_path / "best_lora")]) == 0  # fmt: skip
+    before = tree_snapshot(tmp_path, root)
     assert main(["search", str(root / "run"), "--objective", "fd", "-o", str(tmp_path / "s2")]) == 2
     assert "LoRA adapters need a user objective" in capsys.readouterr().err
+    assert tree_snapshot(tmp_path, root) == before
 
 
 def test_wrong_base_is_refused_before_anything_is_written(lora_run, tmp_path: Path, capsys) -> None:
@@ -138,8 +144,9 @@ def test_wrong_base_is_refused_before_anything_is_written(lora_run, tmp_path: Pa
     wrong = tmp_path / "wrong.safetensors"
     save_file({"conv_in.weight": torch.zeros(8, 4, 3, 3)}, str(wrong))
     full, adapter = tmp_path / "merged.safetensors", tmp_path / "merged_lora"
+    before = tree_snapshot(tmp_path, root)
     assert main(["merge", str(root / "run"), "--coeffs", str(root / "coeffs.json"), "--base", str(wrong),
                  "-o", str(full), "--adapter-out", str(adapter)]) == 2  # fmt: skip
     err = capsys.readouterr().err
     assert "wrong.safetensors: has no tensor 'down_blocks." in err and "not their base model?" in err
-    assert not full.exists() and not adapter.exists()
+    assert tree_snapshot(tmp_path, root) == before

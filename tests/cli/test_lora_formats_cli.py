@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from lcsc.checkpoints.lora_formats import lora_kind, read_lora
 from lcsc.cli.main import main
 from tests.checkpoints.lora_files_helpers import SHAPES, write_diffusers, write_kohya
+from tests.faults import tree_snapshot
 from tests.merge.lora_helpers import tiny_unet, write_adapter
 from tests.output import problem_lines
 
@@ -79,7 +80,8 @@ def test_merge_errors_are_one_line(tmp_path: Path, capsys, fmt: str, extra: list
         write_adapter(tmp_path / "run" / "peft", {"x": (torch.ones(2, 3), torch.ones(4, 2))}, {"r": 2, "lora_alpha": 2})
     (tmp_path / "base.safetensors").write_bytes(b"")
     extra = [str(tmp_path / e) if "." in e or e.endswith("_dir") else e for e in extra]
+    before = tree_snapshot(tmp_path)  # the run (inputs) and the output location
     assert main(["merge", str(tmp_path / "run"), "--coeffs", str(tmp_path / "coeffs.json"), *extra]) == 2
     err = capsys.readouterr().err
     assert problem_lines(err)[0].startswith("lcsc merge: error: ") and len(problem_lines(err)) == 1 and re.search(match, err), err
-    assert not any(p.name.startswith(("m.", "full.")) for p in tmp_path.iterdir())
+    assert tree_snapshot(tmp_path) == before

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from lcsc.cli import search_cmd
 from lcsc.cli.main import main
 from tests.diffusers_run import synthetic_images, train_run, write_image_folder
+from tests.faults import tree_snapshot
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -65,10 +66,11 @@ def test_merge_without_model_config_writes_no_pipeline_and_a_bad_one_writes_noth
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["m.config.json", "m.safetensors"]
     assert "pipeline" not in capsys.readouterr().out
     bad = tmp_path / "nowhere"
+    before = tree_snapshot(tmp_path, run_dir)
     code = main(["merge", str(run_dir), "--coeffs", str(coeffs), "-o", str(tmp_path / "b" / "m.safetensors"),
                  "--model-config", str(bad)])
     assert code == 2 and f"model config {bad}: no such file or folder" in capsys.readouterr().err
-    assert not (tmp_path / "b").exists()
+    assert tree_snapshot(tmp_path, run_dir) == before
 
 
 def test_search_writes_out_pipeline_loading_as_its_merge(run, tmp_path, capsys, monkeypatch) -> None:

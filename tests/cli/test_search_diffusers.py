@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from tests.output import problem_lines
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 HELD_OUT_SEED = 1_000_003  # noise seed 0's held-out seed
+SAMPLES = 4  # images per evaluation: each goes through Inception at 299×299, the bulk of these tests' time
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +36,32 @@ def run(tmp_path_factory) -> tuple[Path, Path]:
 
 def _search(run: Path, ref, out: Path, *extra: str) -> int:
     return main(["search", str(run), "--model-config", str(run), "--reference", str(ref), "--scheduler", "ddim",
-                 "--nfe", "2", "--samples", "6", "--evals", "2", "--half-lives", "3,9",
+                 "--nfe", "2", "--samples", str(SAMPLES), "--evals", "2", "--half-lives", "3,9",
                  "-o", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def cold_fid_search(run, tmp_path_factory) -> dict:
+    """One FID search on a cold reference cache (a cache folder of its own, the in-process memo emptied), shared by
+    the end-to-end test and the stage-lines test (a search costs seconds of Inception): its exit code, output and
+    cache folders, stdout and stderr."""
+    import lcsc.metrics.reference_source as source
+
+    run_dir, ref = run
+    root = tmp_path_factory.mktemp("cold-fid-search")
+    stdout, stderr, threads, memo = io.StringIO(), io.StringIO(), torch.get_num_threads(), {}
+    torch.set_num_threads(1)  # as one_thread, which a module fixture cannot use
+    try:
+        with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout), \
+                contextlib.redirect_stderr(stderr):
+            mp.setenv("LCSC_CACHE_DIR", str(root / "cache"))
+            mp.setattr(source, "_MEMO", memo)
+            code = _search(run_dir, ref, root / "out", "--objective", "fid")
+    finally:
+        torch.set_num_threads(threads)
+    source._MEMO.update(memo)  # what it loaded stays loaded in this process, as after any search here
+    return {"code": code, "out": root / "out", "cache": root / "cache", "stdout": stdout.getvalue(),
+            "stderr": stderr.getvalue()}
 
 
 def _ddim_images(unet_dir: Path, n: int, seed: int) -> torch.Tensor:
@@ -51,22 +78,23 @@ def _ddim_images(unet_dir: Path, n: int, seed: int) -> torch.Tensor:
     return x.clamp(-1, 1)
 
 
-def test_fid_search_end_to_end_and_held_out_report(run, tmp_path, capsys) -> None:
+def test_fid_search_end_to_end_and_held_out_report(run, cold_fid_search) -> None:
     run_dir, ref = run
-    assert _search(run_dir, ref, tmp_path / "out", "--objective", "fid") == 0
-    out = capsys.readouterr().out
+    assert cold_fid_search["code"] == 0, cold_fid_search["stderr"][-2000:]
+    out, searched = cold_fid_search["stdout"], cold_fid_search["out"]
     assert "held-out FD_inception (searched)" in out
-    coeffs = json.loads((tmp_path / "out" / "best_coefficients.json").read_text())
+    coeffs = json.loads((searched / "best_coefficients.json").read_text())
     assert coeffs["steps"] == [3, 6, 9, 12] and abs(sum(coeffs["coefficients"]) - 1) < 1e-6
-    held = json.loads((tmp_path / "out" / "held_out.json").read_text())
+    held = json.loads((searched / "held_out.json").read_text())
     assert held["seed"] == HELD_OUT_SEED and list(held["spaces"]) == ["inception"]
     last = held["spaces"]["inception"]["scores"]["last checkpoint (step 12)"]
     # the same number from diffusers' own sampler on the UNet saved at step 12 (the stack's last row)
     features = feature_space("inception")
-    fake = GaussianStats.from_features(features(_ddim_images(run_dir / "checkpoint-12" / "unet", 6, HELD_OUT_SEED)))
+    fake = GaussianStats.from_features(features(_ddim_images(run_dir / "checkpoint-12" / "unet", SAMPLES,
+                                                              HELD_OUT_SEED)))
     expected = load_reference(ref, features, resolution=16).frechet.distance(fake)
     assert last == pytest.approx(expected, rel=2e-3)
-    args = argparse.Namespace(resume=tmp_path / "out", model_config=None, reference=None)
+    args = argparse.Namespace(resume=searched, model_config=None, reference=None)
     assert uses_diffusers(args) and args.model_config == run_dir and args.reference == str(ref)  # for --resume
 
 
@@ -134,18 +162,16 @@ def _text_file(path: Path) -> Path:
     return path
 
 
-def test_cold_reference_cache_shows_every_stage_before_the_first_candidate(run, tmp_path, monkeypatch,
-                                                                            capsys) -> None:
+def test_cold_reference_cache_shows_every_stage_before_the_first_candidate(run, cold_fid_search, tmp_path,
+                                                                            monkeypatch, capsys) -> None:
     """Nothing long is silent: with a cold reference cache the Inception pass, the model build and the stack build
     each print a stage line before the search's bar starts; the estimate comes after the initial population, counts
     the held-out report and names the setup stages; a second search says the cached reference is reused."""
     import lcsc.metrics.reference_source as source
 
     run_dir, ref = run
-    monkeypatch.setenv("LCSC_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(source, "_MEMO", {})
-    assert _search(run_dir, ref, tmp_path / "out", "--objective", "fid") == 0
-    err = capsys.readouterr().err
+    assert cold_fid_search["code"] == 0, cold_fid_search["stderr"][-2000:]
+    err = cold_fid_search["stderr"]  # the search on a cold cache
     bar = err.index("LCSC search")
     for line in ("[lcsc] reading reference images:", "[lcsc] reference features (inception): 8 images, one pass",
                  "[lcsc] model: UNet2DModel from", "[lcsc] checkpoint stack"):
@@ -154,6 +180,7 @@ def test_cold_reference_cache_shows_every_stage_before_the_first_candidate(run, 
     assert err.index(estimate) > bar and "3 held-out/revalidation evaluations" in estimate
     assert "setup took" in estimate and "reference features (inception)" in estimate
     assert "[lcsc] held-out report" in err
+    monkeypatch.setenv("LCSC_CACHE_DIR", str(cold_fid_search["cache"]))  # the cache that search filled
     monkeypatch.setattr(source, "_MEMO", {})
     assert _search(run_dir, ref, tmp_path / "again", "--objective", "fid") == 0
     err = capsys.readouterr().err

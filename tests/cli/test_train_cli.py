@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from lcsc.cli.main import build_parser, main
 from lcsc.cli.train_cmd import config_from_args
 from lcsc.models import load_model
+from tests.faults import tree_snapshot
 from tests.output import problem_lines
 
 TINY = ["--iterations", "12", "--batch-size", "16", "--channels", "8", "--record-window", "6",
@@ -44,9 +45,11 @@ def test_rerun_resumes_and_extends_nothing(tmp_path, capsys):
     assert "resuming" in capsys.readouterr().out
     after = load_file(out / "last.safetensors")
     assert all(torch.equal(after[k], v) for k, v in before.items())
+    tree = tree_snapshot(tmp_path)
     assert main(["train", "dm", *TINY, "--no-resume", "-o", str(out)]) == 2
     assert main(["train", "dm", *TINY, "--lr", "0.5", "-o", str(out)]) == 2
     assert "cannot resume, the config changed in ['optim']" in capsys.readouterr().err
+    assert tree_snapshot(tmp_path) == tree  # the run refused to be overwritten or resumed is as it was
 
 
 def test_class_conditional_training(tmp_path):
@@ -67,10 +70,11 @@ def test_class_conditional_training(tmp_path):
 )
 def test_bad_input_exits_2_with_one_message(tmp_path, capsys, extra, message):
     kind = "cm" if "--mode" in extra else "dm"
+    before = tree_snapshot(tmp_path)
     assert main(["train", kind, *TINY, *extra, "-o", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert message in err and len(problem_lines(err)) == 1
-    assert not (tmp_path / "run" / "windows").exists()
+    assert tree_snapshot(tmp_path) == before  # no run folder, empty or not
 
 
 def test_unlabelled_npz_data_and_class_cond_error(tmp_path, capsys):
@@ -78,8 +82,10 @@ def test_unlabelled_npz_data_and_class_cond_error(tmp_path, capsys):
     np.savez(data, np.random.default_rng(0).integers(0, 255, (40, 8, 8, 3), dtype=np.uint8))
     assert main(["train", "dm", *TINY, "--sample-count", "0", "--data", str(data), "-o", str(tmp_path / "r")]) == 0
     assert load_model(Path(tmp_path / "r/last.safetensors")).config.in_channels == 3
+    before = tree_snapshot(tmp_path)
     assert main(["train", "dm", *TINY, "--class-cond", "--data", str(data), "-o", str(tmp_path / "r2")]) == 2
     assert "has no class labels" in capsys.readouterr().err
+    assert tree_snapshot(tmp_path) == before
 
 
 def test_faster_training_flags(tmp_path):
@@ -91,7 +97,9 @@ def test_faster_training_flags(tmp_path):
     assert saved["timestep_sampler"] == "clts" and saved["clts_mu"] == 0.4 and saved["minsnr_gamma"] == 3
     assert saved["optim"]["schedule"] == "mdlrc" and saved["optim"]["beta_min"] == 0.7
     assert saved["optim"]["decay_steps"] == 5
+    before = tree_snapshot(tmp_path)
     assert main(["train", "dm", *TINY, "--momentum", "adamw-ish", "-o", str(tmp_path / "bad")]) == 2
+    assert tree_snapshot(tmp_path) == before
 
 
 def test_target_ema_flag_reaches_the_config(tmp_path, capsys):
@@ -100,12 +108,13 @@ def test_target_ema_flag_reaches_the_config(tmp_path, capsys):
     assert config_from_args(args).consistency.target_ema == 0.95
     default = build_parser().parse_args(["train", "cm", "-o", str(tmp_path)])
     assert config_from_args(default).consistency.target_ema == 0.0
+    before = tree_snapshot(tmp_path)
     for kind, value, message in [("cm", "1.5", "--target-ema) 1.5 must be in [0, 1)"),
                                  ("cm", "-0.1", "must be in [0, 1)"), ("dm", "0.9", "--target-ema is for")]:
         assert main(["train", kind, *TINY, "--target-ema", value, "-o", str(tmp_path / "run")]) == 2
         err = capsys.readouterr().err
         assert message in err and len(problem_lines(err)) == 1, err
-        assert not (tmp_path / "run").exists()
+        assert tree_snapshot(tmp_path) == before
 
 
 @pytest.fixture(scope="module")
@@ -134,10 +143,11 @@ def teachers(tmp_path_factory):
 def test_cd_with_a_wrong_teacher_exits_2_in_one_line_and_writes_nothing(tmp_path, capsys, teachers, teacher, message):
     path = teachers.get(teacher, tmp_path / "nope.safetensors")
     out = tmp_path / "student"
+    before = tree_snapshot(tmp_path, path.parent)  # the output location and the teacher's run
     assert main(["train", "cm", *TINY, "--mode", "cd", "--teacher", str(path), "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert message in err and len(problem_lines(err)) == 1, err
-    assert not out.exists()
+    assert tree_snapshot(tmp_path, path.parent) == before
 
 
 def test_cd_from_a_digits_teacher_trains(tmp_path, teachers):

@@ -33,6 +33,21 @@ def test_digits_shape_range_labels() -> None:
                                "num_classes": 10}
 
 
+def test_digits_read_without_sklearn_equal_sklearns_load_digits(monkeypatch) -> None:
+    """The bundled file read directly gives scikit-learn's arrays, as does the fallback to ``load_digits``."""
+    import importlib.util
+
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    direct = load_digits_data()
+    expect = torch.as_tensor(bunch.images, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0 * 2.0 - 1.0
+    assert torch.equal(direct.images, expect) and torch.equal(direct.labels, torch.as_tensor(bunch.target))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)  # no file to read: load_digits
+    fallback = load_digits_data()
+    assert torch.equal(fallback.images, expect) and torch.equal(fallback.labels, direct.labels)
+
+
 def test_digits_resized() -> None:
     data = load_data("digits", resolution=16)
     assert tuple(data.images.shape) == (1797, 1, 16, 16)

@@ -12,6 +12,7 @@ from lcsc.cli.main import main
 from lcsc.errors import ConfigError
 from lcsc.merge import StackMerger
 from lcsc.search import SearchConfig, run_search
+from tests.faults import tree_snapshot
 from tests.output import problem_lines
 
 REFUSED = [
@@ -82,9 +83,11 @@ def test_cli_refuses_before_scoring_with_one_line(regression_ckpts: Path, tmp_pa
     count, objective = tmp_path / "calls.txt", tmp_path / "counting.py"
     objective.write_text(COUNTING_FILE.format(count=str(count)))
     out = tmp_path / "o"
+    before = tree_snapshot(tmp_path, regression_ckpts, complete_caches=False)
     code = main(["search", str(regression_ckpts), "--objective", f"{objective}:score", "--evals", "20", *flags,
                  "-o", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and match in err and len(problem_lines(err)) == 1, err
+    assert tree_snapshot(tmp_path, regression_ckpts, complete_caches=False) == before  # a cache of valid inputs: kept
     assert not count.exists(), f"the objective was called {len(count.read_text())} times"
     assert not (out / "journal.jsonl").exists() and not (out / "search_args.json").exists()

@@ -13,6 +13,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from lcsc.atomic import read_json_object
+from lcsc.checkpoints.headers import safetensors_meta
 from lcsc.checkpoints.safe_load import safe_torch_load
 from lcsc.errors import CheckpointError, first_line
 
@@ -150,8 +151,11 @@ def module_scale(config: dict[str, Any], module: str, source: str | Path = ADAPT
     return int(r), float(alpha) / (math.sqrt(r) if config.get("use_rslora") else float(r))
 
 
-def read_safetensors(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """All tensors of a safetensors file and its metadata; an unreadable file is one :class:`CheckpointError`."""
+def read_safetensors(file: Path, meta: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """All tensors of a safetensors file and its metadata (``meta``: from its header, on the meta device); an
+    unreadable file is one :class:`CheckpointError`."""
+    if meta:
+        return safetensors_meta(file)
     try:
         with safe_open(str(file), framework="pt", device="cpu") as fh:
             names = list(fh.keys())
@@ -160,11 +164,11 @@ def read_safetensors(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
         raise CheckpointError(f"{file}: not a readable safetensors file ({first_line(exc)})") from None
 
 
-def _load_tensors(folder: Path, weights: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _load_tensors(folder: Path, weights: Path, meta: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if weights.suffix == ".safetensors":
-        return read_safetensors(weights)
+        return read_safetensors(weights, meta)
     try:
-        obj = safe_torch_load(weights)
+        obj = safe_torch_load(weights, mmap=meta, meta=meta)
     except CheckpointError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure here means the file is unusable
@@ -194,7 +198,7 @@ def _group_factors(folder: Path, tensors: dict[str, torch.Tensor]) -> dict[str, 
             raise CheckpointError(f"{folder}: module {module!r} has two lora_{match['factor']} {match['param']}s "
                                   f"(several adapters in one file: {sorted(names)}?)")
         entry[slot] = tensor
-        if not torch.isfinite(tensor).all():
+        if not tensor.is_meta and not torch.isfinite(tensor).all():
             raise CheckpointError(f"{folder}: tensor {key!r} holds NaN or Inf values")
     if not parts:
         raise CheckpointError(f"{folder}: adapter file holds no tensors")
@@ -226,14 +230,15 @@ def _module(folder: Path, config: dict[str, Any], name: str, entry: dict[str, An
     return LoraModule(name, entry["prefix"], A, B, bias, scale, fan_in_fan_out)
 
 
-def read_adapter(path: str | Path) -> LoraAdapter:
-    """Read and validate one peft LoRA adapter folder (weights + ``adapter_config.json``); never runs pickles."""
+def read_adapter(path: str | Path, meta: bool = False) -> LoraAdapter:
+    """Read and validate one peft LoRA adapter folder (weights + ``adapter_config.json``); never runs pickles.
+    ``meta``: the factors' shapes only (tensors on the meta device, from the weights file's header)."""
     folder = Path(path)
     weights = adapter_weights_file(folder)
     if weights is None:
         raise CheckpointError(f"{folder}: not a LoRA adapter folder (no {' or '.join(ADAPTER_WEIGHTS)})")
     config_path, config = _read_config(folder)
-    tensors, metadata = _load_tensors(folder, weights)
+    tensors, metadata = _load_tensors(folder, weights, meta)
     modules = {name: _module(folder, config, name, entry)
                for name, entry in sorted(_group_factors(folder, tensors).items())}
     return LoraAdapter(folder, weights, config_path, config, modules, metadata)

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
 
+from lcsc.checkpoints.headers import safetensors_header
 from lcsc.checkpoints.lora import (
     LORA_DELTA_KEY,
     PEFT_PREFIX,
@@ -61,11 +61,12 @@ class LoraFile(LoraAdapter):
 
 @lru_cache(maxsize=512)
 def _header(path: str, size: int, mtime_ns: int) -> tuple[tuple[str, ...], dict[str, str]] | None:
+    """Tensor names and metadata from the file's header alone (no mapping of the file: it may be huge)."""
     try:
-        with safe_open(path, framework="pt", device="cpu") as fh:
-            return tuple(fh.keys()), dict(fh.metadata() or {})
-    except (SafetensorError, OSError):
+        header, metadata = safetensors_header(path)
+    except CheckpointError:
         return None  # the full-checkpoint reader reports an unreadable file
+    return tuple(header), metadata
 
 
 def lora_file_format(path: str | Path) -> str | None:
@@ -119,7 +120,7 @@ def _group(file: Path, tensors: dict[str, torch.Tensor], kind: str) -> dict[str,
         if parsed[1] in entry:
             raise CheckpointError(f"{file}: module {parsed[0]!r} has two {parsed[1]} tensors ({entry[parsed[1]][0]!r}"
                                   f" and {key!r})")
-        if not torch.isfinite(tensor).all():
+        if not tensor.is_meta and not torch.isfinite(tensor).all():
             raise CheckpointError(f"{file}: tensor {key!r} holds NaN or Inf values")
         entry[parsed[1]] = (key, tensor)
     return parts
@@ -131,7 +132,7 @@ def _alpha(file: Path, entry: dict[str, Any]) -> float | None:
     key, tensor = entry["alpha"]
     if tensor.numel() != 1:
         raise CheckpointError(f"{file}: {key!r} has shape {tuple(tensor.shape)}; an alpha is one number")
-    return float(tensor.double().item())
+    return 1.0 if tensor.is_meta else float(tensor.double().item())  # meta: shapes only, the scale is unknown
 
 
 def _factors(file: Path, module: str, entry: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -214,10 +215,10 @@ def _diffusers_modules(file: Path, parts: dict[str, dict[str, Any]], config: dic
     return modules
 
 
-def read_lora_file(path: str | Path, weights: str | Path | None = None) -> LoraFile:
+def read_lora_file(path: str | Path, weights: str | Path | None = None, meta: bool = False) -> LoraFile:
     """Read and validate one diffusers or kohya LoRA file (``weights``; default ``path`` itself). ``path`` is the
     checkpoint as given (the file, or a folder holding it) and names the result; a kohya file's ``ss_steps`` becomes
-    its ``step``."""
+    its ``step``. ``meta``: the factors' shapes only (from the header, on the meta device; scales are then 1/r)."""
     path = Path(path)
     file = Path(weights) if weights is not None else path
     kind = lora_file_format(file)
@@ -226,7 +227,7 @@ def read_lora_file(path: str | Path, weights: str | Path | None = None) -> LoraF
                               "gives lora_alpha and r, which scale ΔW)")
     if kind is None:
         raise CheckpointError(f"{file}: not a diffusers or kohya LoRA file (not every tensor is a LoRA factor)")
-    tensors, metadata = read_safetensors(file)
+    tensors, metadata = read_safetensors(file, meta)
     parts = _group(file, tensors, kind)
     if kind == KOHYA:
         modules = _kohya_modules(file, parts)

@@ -52,16 +52,17 @@ def is_lora_checkpoint(path: str | Path) -> bool:
     return lora_kind(path) is not None
 
 
-def read_lora(path: str | Path) -> LoraAdapter:
-    """Read one LoRA checkpoint of any format as validated factors and scales (``.delta_state()`` gives ΔW)."""
+def read_lora(path: str | Path, meta: bool = False) -> LoraAdapter:
+    """Read one LoRA checkpoint of any format as validated factors and scales (``.delta_state()`` gives ΔW);
+    ``meta``: from the weights file's header only (tensors on the meta device: shapes, no values)."""
     path = Path(path)
     if is_adapter_folder(path):
-        return read_adapter(path)
+        return read_adapter(path, meta)
     weights = lora_weights_file(path)
     if weights is None:
         raise CheckpointError(f"{path}: not a LoRA checkpoint (a peft adapter folder, a diffusers or kohya LoRA "
                               f".safetensors file, or a folder holding {LORA_WEIGHTS})")
-    return read_lora_file(path, weights)
+    return read_lora_file(path, weights, meta)
 
 
 def _shown(path: Path) -> str:

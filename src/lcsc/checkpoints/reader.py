@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
+from lcsc.checkpoints.headers import safetensors_meta
 from lcsc.checkpoints.lora import LORA_DELTA_KEY
 from lcsc.checkpoints.lora_formats import check_one_format, is_lora_checkpoint, lora_weights_file, read_lora
 from lcsc.checkpoints.safe_load import safe_torch_load
@@ -143,19 +144,25 @@ def _clean_tensors(path: Path, tensors: dict[str, Any]) -> dict[str, torch.Tenso
     return out
 
 
-def _load_safetensors(path: Path, key: str | None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _under_key(path: Path, names: list[str], key: str | None) -> dict[str, str]:
+    """``{name to use: name stored}`` of a safetensors file's tensors; ``key`` selects a name prefix (dropped)."""
+    if not key:
+        return {n: n for n in names}
+    prefix = key.rstrip(".") + "."
+    selected = {n[len(prefix) :]: n for n in names if n.startswith(prefix)}
+    if not selected:
+        raise CheckpointError(f"{path}: no tensors under key {key!r}")
+    return selected
+
+
+def _load_safetensors(path: Path, key: str | None, meta: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    if meta:  # the header only (lcsc.checkpoints.headers)
+        tensors, metadata = safetensors_meta(path)
+        return {n: tensors[stored] for n, stored in _under_key(path, list(tensors), key).items()}, dict(metadata)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
             metadata = dict(fh.metadata() or {})
-            names = list(fh.keys())
-            if key:
-                prefix = key.rstrip(".") + "."
-                names = [n for n in names if n.startswith(prefix)]
-                if not names:
-                    raise CheckpointError(f"{path}: no tensors under key {key!r}")
-                tensors = {n[len(prefix) :]: fh.get_tensor(n) for n in names}
-            else:
-                tensors = {n: fh.get_tensor(n) for n in names}
+            tensors = {n: fh.get_tensor(stored) for n, stored in _under_key(path, list(fh.keys()), key).items()}
     except SafetensorError as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
     except OSError as exc:
@@ -163,16 +170,17 @@ def _load_safetensors(path: Path, key: str | None) -> tuple[dict[str, torch.Tens
     return tensors, metadata
 
 
-def _torch_load(path: Path) -> Any:
+def _torch_load(path: Path, meta: bool = False) -> Any:
+    """A weights-only ``torch.load`` (``meta``: tensors on the meta device; a zip file's storages are not read)."""
     try:
-        return safe_torch_load(path, mmap=True)
+        return safe_torch_load(path, mmap=True, meta=meta)
     except CheckpointError:
         raise
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         # mmap=True fails on legacy (non-zip) files: retry without it before calling the file corrupt.
         if "mmap" in str(exc) or "zip" in str(exc).lower():
             try:
-                return safe_torch_load(path)
+                return safe_torch_load(path, meta=meta)
             except CheckpointError:
                 raise
             except Exception as exc2:  # noqa: BLE001 - any failure here means the file is unusable
@@ -211,23 +219,24 @@ def _unwrap(path: Path, obj: Any, key: str | None) -> tuple[dict[str, Any], dict
     )
 
 
-def load_checkpoint(path: str | Path, key: str | None = None) -> LoadedCheckpoint:
+def load_checkpoint(path: str | Path, key: str | None = None, *, meta: bool = False) -> LoadedCheckpoint:
     """Load one checkpoint's tensors without running pickled code.
 
     ``key`` selects a wrapped state dict (``"ema"`` for ``{"ema": sd}``; ``"a/b"`` for nesting), or for
-    safetensors a name prefix.
+    safetensors a name prefix. ``meta=True`` reads no tensor data where the format allows (see
+    :mod:`lcsc.checkpoints.headers`): the tensors come back on the meta device, with their names, shapes and dtypes.
     """
     path = Path(path)
     if is_lora_checkpoint(path):  # exact ΔW = s·B·A per adapted layer, keyed by the base weight's name
         if key:
             raise CheckpointError(f"{path}: key={key!r} (--key) does not apply to a LoRA checkpoint")
-        adapter = read_lora(path)
+        adapter = read_lora(path, meta=meta)
         return LoadedCheckpoint(path, adapter.delta_state(), {**adapter.metadata, LORA_DELTA_KEY: "true"})
     source = weights_file(path)
     if source.suffix == ".safetensors":
-        tensors, metadata = _load_safetensors(source, key)
+        tensors, metadata = _load_safetensors(source, key, meta)
     elif source.suffix in CHECKPOINT_SUFFIXES:
-        tensors, metadata = _unwrap(path, _torch_load(source), key)
+        tensors, metadata = _unwrap(path, _torch_load(source, meta), key)
     else:
         raise CheckpointError(
             f"{path}: unknown checkpoint type (expected one of {', '.join(CHECKPOINT_SUFFIXES)})"

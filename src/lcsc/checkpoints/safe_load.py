@@ -27,12 +27,13 @@ def pickle_refusal(path: str | Path, exc: BaseException) -> CheckpointError:
         "its state dict)")
 
 
-def safe_torch_load(path: str | Path, *, mmap: bool = False) -> Any:
-    """``torch.load(path, weights_only=True)`` on CPU; a file that needs arbitrary objects raises
+def safe_torch_load(path: str | Path, *, mmap: bool = False, meta: bool = False) -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU (``meta``: on the meta device, shapes and dtypes only; with
+    ``mmap`` a zip file's storages are then never read); a file that needs arbitrary objects raises
     :func:`pickle_refusal`'s error, with no PyTorch text or warning reaching the user. Other errors propagate."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            return torch.load(path, map_location="meta" if meta else "cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         raise pickle_refusal(path, exc) from None

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 
-from lcsc.atomic import STALE_TEMP_AGE_S, atomic_path, remove_stale_temps
+from lcsc.atomic import STALE_TEMP_AGE_S, atomic_path, make_folders, remove_empty_folders, remove_stale_temps
 from lcsc.checkpoints.anchors import Anchor, anchor_rows
 from lcsc.checkpoints.build import STORAGE_DTYPES, BuildResult, build_rows, npy_header, numpy_view
 from lcsc.checkpoints.cache import (
@@ -169,6 +169,18 @@ class CheckpointStack:
         leaves no cache files; one that was killed leaves no sidecar (so the next open rebuilds) and temp files
         that a later build deletes once they are :data:`~lcsc.atomic.STALE_TEMP_AGE_S` old."""
         remove_stale_temps(files.matrix.parent, older_than_s=STALE_TEMP_AGE_S)
+        created = make_folders(files.matrix.parent)  # taken away again (when empty) if the build fails
+        try:
+            return cls._write_cache(paths, files, key, dtype, progress)
+        except BaseException:
+            remove_empty_folders(created)
+            raise
+
+    @classmethod
+    def _write_cache(
+        cls, paths: list[Path], files: CacheFiles, key: str | None, dtype: torch.dtype, progress: bool
+    ) -> CheckpointStack:
+        """The matrix, extras and sidecar of :meth:`_build_cache` (whose folder exists)."""
         with atomic_path(files.matrix) as tmp:
             with open(tmp, "wb") as fh:
 

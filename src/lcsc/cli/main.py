@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from collections.abc import Iterable
 
 from lcsc import __version__
-from lcsc.cli import (
-    analyze_cmd,
-    demo_cmd,
-    ema_cmd,
-    eval_cmd,
-    inspect_cmd,
-    merge_cmd,
-    quickstart_cmd,
-    search_cmd,
-    train_cmd,
-)
 from lcsc.devices import check_device
 from lcsc.errors import LCSCError
 from lcsc.progress import enable_stage_lines, reset_stage_times, stage_lines_enabled
 
-__all__ = ["build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+# each command's module (lcsc.cli.<module>, with register(subparsers)), in the order ``lcsc --help`` lists them;
+# imported only when needed: ``lcsc search …`` imports the search command's module alone, not the demo, the
+# analyses (matplotlib) or diffusers, which makes every short ``lcsc`` process start faster
+COMMANDS = {"demo": "demo_cmd", "quickstart": "quickstart_cmd", "inspect": "inspect_cmd", "merge": "merge_cmd",
+            "search": "search_cmd", "train": "train_cmd", "eval": "eval_cmd", "ema": "ema_cmd",
+            "analyze": "analyze_cmd"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,14 +29,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The ``lcsc`` parser with every command, or with only ``commands`` (names of :data:`COMMANDS`)."""
     parser = _Parser(prog="lcsc", description="Linear Combination of Saved Checkpoints")
     parser.add_argument("--version", action="version", version=f"lcsc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (demo_cmd, quickstart_cmd, inspect_cmd, merge_cmd, search_cmd, train_cmd, eval_cmd, ema_cmd,
-                   analyze_cmd):
-        module.register(sub)
+    wanted = set(COMMANDS if commands is None else commands)
+    for name, module in COMMANDS.items():
+        if name in wanted:
+            importlib.import_module(f"lcsc.cli.{module}").register(sub)
     return parser
+
+
+def _parser_for(argv: list[str]) -> argparse.ArgumentParser:
+    """``lcsc CMD …`` needs CMD's parser alone (its usage, help and errors are the same as in the full parser);
+    anything else (``lcsc``, ``lcsc --help``, an unknown command) gets every command, for the listing."""
+    return build_parser([argv[0]]) if argv and argv[0] in COMMANDS else build_parser()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     :class:`OSError` (a path that cannot be read or written); both print ``lcsc CMD: error: …`` on one line.
     Anything else is a bug in lcsc or in a user objective: its traceback is kept, for the report.
     """
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser_for(argv).parse_args(argv)
     was_on = stage_lines_enabled()
     enable_stage_lines(True)  # one status line per stage on stderr: no silent minutes, on a terminal or in a log
     reset_stage_times()

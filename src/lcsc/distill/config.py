@@ -114,9 +114,9 @@ class DistillConfig:
     def quick(cls, **overrides: Any) -> DistillConfig:
         """A ≤ 2-minute version for smoke tests and CI: tiny runs, samples and budgets."""
         base = dict(teacher_iterations=64, iterations=64, short_divisor=2, batch_size=16, channels=8, window=16,
-                    interval=4, teacher_window=16, teacher_interval=4, search_samples=48, grid_samples=24,
-                    eval_samples=48, eval_seeds=2, dm_search_evals=16, cm_search_evals=18, dm_nfes=(4, 9),
-                    cm_nfes=(1, 2), sigma_rels=(0.03, 0.06, 0.12), ema_fractions=(1 / 64, 1 / 16, 1 / 4),
+                    interval=4, teacher_window=16, teacher_interval=4, search_samples=32, grid_samples=16,
+                    eval_samples=32, eval_seeds=2, dm_search_evals=10, cm_search_evals=10, dm_nfes=(4, 9),
+                    cm_nfes=(1, 2), sigma_rels=(0.03, 0.06, 0.12), ema_fractions=(1 / 16, 1 / 4),
                     grad_steps=3, grad_batch_size=16)
         return cls(**(base | overrides))
 

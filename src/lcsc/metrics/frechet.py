@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 import torch
 
 from lcsc.atomic import atomic_path
@@ -113,6 +112,8 @@ def frechet_distance_sqrtm(a: GaussianStats, b: GaussianStats, eps: float = 1e-6
     If the square root is not finite, ``eps·I`` is added to both covariances and it is retried; the real part of
     the (possibly complex, from round-off) square root is used.
     """
+    import scipy.linalg  # here, not at import: scipy costs ~0.5 s at the start of every lcsc process
+
     _check_dims(a, b)
     diff = a.mu - b.mu
     covmean = scipy.linalg.sqrtm(a.sigma @ b.sigma)

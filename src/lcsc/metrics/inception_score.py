@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.special
 
 from lcsc.errors import ConfigError
 from lcsc.metrics.frechet import as_feature_matrix
@@ -18,6 +17,8 @@ _SUM_TOL = 1e-3  # float32 softmax rows sum to 1 within ~1e-6; anything beyond t
 
 
 def _split_scores(probs: np.ndarray, splits: int) -> np.ndarray:
+    import scipy.special  # here, not at import: scipy costs a good part of a second at every lcsc start-up
+
     scores = np.empty(splits, dtype=np.float64)
     for i, part in enumerate(np.array_split(probs, splits)):
         marginal = part.mean(axis=0, keepdims=True)
@@ -51,5 +52,7 @@ def inception_score(probs: Any, splits: int = 10) -> tuple[float, float]:
 
 def inception_score_from_logits(logits: Any, splits: int = 10) -> tuple[float, float]:
     """:func:`inception_score` of ``softmax(logits)`` (N×C, computed in float64)."""
+    import scipy.special
+
     z = as_feature_matrix(logits, "Inception Score logits", min_rows=1)
     return inception_score(scipy.special.softmax(z, axis=1), splits)
