@@ -36,7 +36,7 @@ def test_streamed_device_merge_equals_the_merge(tmp_path, monkeypatch, anchored)
     cols = 1024  # several blocks per group, the last one narrower
     blocks = [(c0, min(end, c0 + cols), g) for start, end, g in plan.runs for c0 in range(start, end, cols)]
     out = torch.empty((3, stack.P), dtype=torch.float32)
-    _merge_device(stack, A.to(torch.float32), out, blocks, cols)
+    _merge_device(stack, A.to(torch.float32), out, blocks)
     _clamp_nonnegative(stack, out)  # as merge_many does (variances)
     assert len(blocks) > plan.G
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)

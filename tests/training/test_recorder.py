@@ -157,11 +157,12 @@ def test_lcsc_model_metadata_rebuilds_the_model(tmp_path):
 
 
 def readme_recorder_example() -> str:
-    """The README's plain-PyTorch recorder example (the python block that constructs a CheckpointRecorder)."""
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    """The guide's plain-PyTorch recorder example (docs/guide/training.md: the python block that constructs a
+    CheckpointRecorder and steps it)."""
+    readme = (Path(__file__).parents[2] / "docs" / "guide" / "training.md").read_text(encoding="utf-8")
     blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
     found = [b for b in blocks if "CheckpointRecorder(" in b and "rec.step(step)" in b]
-    assert len(found) == 1, "README must hold exactly one plain-PyTorch recorder example"
+    assert len(found) == 1, "docs/guide/training.md must hold exactly one plain-PyTorch recorder example"
     return found[0]
 
 
@@ -169,7 +170,7 @@ def test_readme_plain_pytorch_example(tmp_path, monkeypatch):
     code = readme_recorder_example()
     assert '"runs/my-run"' in code
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - our own README snippet
+    exec(compile(code, "training.md", "exec"), {})  # noqa: S102 - our own guide snippet
     tmp_path = tmp_path / "runs/my-run"
     stack = CheckpointStack.open(tmp_path / "windows/300", cache=False)
     assert stack.steps == list(range(210, 301, 10))

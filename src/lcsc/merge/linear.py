@@ -70,7 +70,7 @@ def merge_many(
     if dev.type == "cpu":
         _merge_cpu(stack.matrix, A, out, blocks, stack.anchor_matrix)
     else:
-        _merge_device(stack, A.to(dev), out, blocks, cols)
+        _merge_device(stack, A.to(dev), out, blocks)
     _clamp_nonnegative(stack, out)
     return out
 
@@ -110,10 +110,11 @@ class _Stager:
         return host.to(self.device)
 
 
-def _merge_device(stack: CheckpointStack, A: torch.Tensor, out: torch.Tensor, blocks: list, cols: int) -> None:
+def _merge_device(stack: CheckpointStack, A: torch.Tensor, out: torch.Tensor, blocks: list) -> None:
     """GEMMs on an accelerator: the stack resident there when it fits, else streamed chunk by chunk through one
-    reused host buffer (anchors, A×P float32, are always resident)."""
+    reused host buffer as wide as the widest block (anchors, A×P float32, are always resident)."""
     resident = stack.device_matrix(out.device)
+    cols = max((c1 - c0 for c0, c1, _ in blocks), default=1)
     stage = _Stager(stack.matrix, cols, out.device) if resident is None else None
     anchors = stack.device_anchor_matrix(out.device) if stack.anchors else None
     K_w = stack.K_window
