@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import runpy
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ import pytest
 from lcsc.analysis import VARIANTS, AblationConfig, summarize
 from lcsc.analysis.ablation import sweep_variants
 from lcsc.errors import ConfigError
+from tests.output import run_script
 
 
 def test_summarize_speedup_and_spread():
@@ -59,26 +58,12 @@ def test_one_tiny_run_per_recipe_trains_and_scores(tmp_path):
     assert train_and_score(VARIANTS["Min-SNR"], 0, cfg, tmp_path, progress=False)[-1] > 0
 
 
-def _in_process(script: Path, args: list[str], monkeypatch, capsys) -> tuple[int | str | None, str, str]:
-    """The benchmark's ``__main__`` run here, not in a new interpreter (which would import torch and lcsc again):
-    (exit code or ``sys.exit`` message, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", [str(script), *args])
-    capsys.readouterr()
-    try:
-        runpy.run_path(str(script), run_name="__main__")
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_ablation_benchmark_quick_smoke(tmp_path, monkeypatch, capsys):
     """``benchmarks/ablation.py --quick`` (shrunk further: 20 iterations, two evaluations): plot, table and
     ablation.json with the issue's keys."""
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "ablation.py"
     out = tmp_path / "abl"
-    code, stdout, stderr = _in_process(script, ["--quick", "--seeds", "0", "--iterations", "20", "--eval-every", "10",
+    code, stdout, stderr = run_script(script, ["--quick", "--seeds", "0", "--iterations", "20", "--eval-every", "10",
                                                 "--out", str(out)], monkeypatch, capsys)
     assert code == 0, stderr[-2000:]
     rows = json.loads(stdout.strip().splitlines()[-1])
@@ -89,5 +74,5 @@ def test_ablation_benchmark_quick_smoke(tmp_path, monkeypatch, capsys):
         assert math.isfinite(r["final_fd_mean"]) and r["final_fd_mean"] > 0
     assert rows[0]["speedup"] == 1.0
     assert (out / "ablation.png").stat().st_size > 0 and "| baseline |" in (out / "ablation.md").read_text()
-    code, _, _ = _in_process(script, ["--seeds", "x", "--out", str(out)], monkeypatch, capsys)
+    code, _, _ = run_script(script, ["--seeds", "x", "--out", str(out)], monkeypatch, capsys)
     assert code != 0 and "--seeds 'x'" in str(code)  # sys.exit("error: …"): Python prints it, exit status 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from lcsc.analysis.search_summary import (
     unseen,
 )
 from lcsc.search.journal import Journal
+from tests.output import run_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "search_efficiency.py"
 
@@ -95,17 +95,9 @@ def test_best_method_picks_the_lowest_mean_ratio_at_the_maximum_budget() -> None
 
 
 def _in_process(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
-    """The benchmark's ``__main__`` run here, not in a new interpreter (which would import torch and lcsc again for
-    a run that trains nothing): (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", [str(SCRIPT), *args])
-    capsys.readouterr()
-    try:
-        runpy.run_path(str(SCRIPT), run_name="__main__")
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    """The benchmark run in this process (a run that trains nothing): (exit code, stdout, stderr)."""
+    code, out, err = run_script(SCRIPT, args, monkeypatch, capsys)
+    return (code if isinstance(code, int) else 1), out, err
 
 
 def test_search_efficiency_quick_smoke(tmp_path: Path, monkeypatch, capsys) -> None:
